@@ -1,0 +1,112 @@
+"""What every command shares: options, opening the store, printing rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from tracker.config import DEFAULT_DATABASE_URL
+from tracker.store.store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+FORMATS = ("table", "json", "csv")
+
+
+def database_option(fn: F) -> F:
+    return click.option(
+        "--database-url",
+        envvar="TRACKER_DATABASE_URL",
+        show_envvar=True,
+        default=DEFAULT_DATABASE_URL,
+        show_default=True,
+        help="SQLAlchemy URL of the tracker database (SQLite or PostgreSQL).",
+    )(fn)
+
+
+def format_option(choices: Sequence[str] = FORMATS, default: str = "table") -> Callable[[F], F]:
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(choices),
+        default=default,
+        show_default=True,
+        help="Output format: a table for people, JSON or CSV for scripts.",
+    )
+
+
+def open_store(database_url: str, *, check: bool = True) -> Store:
+    store = Store.from_url(database_url)
+    if check:
+        try:
+            store.check_schema()
+        except BaseException:
+            store.close()
+            raise
+    return store
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def cell(value: Any) -> str:
+    """A value as one short line for tables and CSV."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ", timespec="seconds").replace("+00:00", "Z")
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return str(value)
+
+
+def emit_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str) -> None:
+    """Print rows as an aligned table, a JSON array or CSV with a header."""
+    if fmt == "json":
+        click.echo(json.dumps([to_jsonable(r) for r in rows], ensure_ascii=False, indent=2))
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([cell(row.get(c)) for c in columns])
+        click.echo(buffer.getvalue(), nl=False)
+    else:
+        print_table(rows, columns)
+
+
+def print_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str | None = None
+) -> None:
+    table = Table(title=title, box=None, header_style="bold", pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(cell(row.get(c)) for c in columns))
+    console().print(table)
+
+
+def console() -> Console:
+    # Wide enough for IDs and timestamps even when stdout is not a terminal.
+    return Console(highlight=False, soft_wrap=False, width=None if _isatty() else 200)
+
+
+def _isatty() -> bool:
+    return click.get_text_stream("stdout").isatty()

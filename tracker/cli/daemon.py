@@ -1,0 +1,157 @@
+"""`tracker daemon`: poll until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import click
+
+from tracker.cli.common import database_option, open_store
+from tracker.config import (
+    DEFAULT_API_BASE,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_LEASE,
+    DEFAULT_LOST_AFTER,
+    DEFAULT_LOST_WINDOW,
+    DEFAULT_MAX_RPS,
+    DEFAULT_POLL_MAX,
+    DEFAULT_POLL_MIN,
+    Settings,
+)
+from tracker.daemon import Daemon
+from tracker.exceptions import ConfigError
+from tracker.logsetup import configure_logging
+from tracker.upstream import UpstreamClient, make_http_client
+
+log = logging.getLogger("tracker")
+
+_positive = click.FloatRange(min=0, min_open=True)
+
+
+@click.command("daemon")
+@click.option("--once", is_flag=True, help="Poll everything due now once, then exit.")
+@click.option("--exit-when-done", is_flag=True, help="Exit once no prediction is active.")
+@click.option(
+    "--poll-min",
+    type=_positive,
+    default=DEFAULT_POLL_MIN,
+    show_default=True,
+    envvar="TRACKER_POLL_MIN",
+    show_envvar=True,
+    help="Seconds before the first poll and between polls after a change.",
+)
+@click.option(
+    "--poll-max",
+    type=_positive,
+    default=DEFAULT_POLL_MAX,
+    show_default=True,
+    envvar="TRACKER_POLL_MAX",
+    show_envvar=True,
+    help="Longest seconds between two polls of one prediction.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1, max=1024),
+    default=DEFAULT_CONCURRENCY,
+    show_default=True,
+    envvar="TRACKER_CONCURRENCY",
+    show_envvar=True,
+    help="Requests in flight at once.",
+)
+@click.option(
+    "--max-rps",
+    type=_positive,
+    default=DEFAULT_MAX_RPS,
+    show_default=True,
+    envvar="TRACKER_MAX_RPS",
+    show_envvar=True,
+    help="Upstream requests per second, all predictions together.",
+)
+@click.option(
+    "--api-base",
+    default=DEFAULT_API_BASE,
+    show_default=True,
+    envvar="TRACKER_API_BASE",
+    show_envvar=True,
+    help="Base URL of the prediction API.",
+)
+@click.option(
+    "--lost-after",
+    type=click.IntRange(min=1),
+    default=DEFAULT_LOST_AFTER,
+    show_default=True,
+    envvar="TRACKER_LOST_AFTER",
+    show_envvar=True,
+    help="Consecutive 404 answers before a prediction is marked lost ...",
+)
+@click.option(
+    "--lost-window",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_LOST_WINDOW,
+    show_default=True,
+    envvar="TRACKER_LOST_WINDOW",
+    show_envvar=True,
+    help="... spread over at least this many seconds.",
+)
+@click.option(
+    "--lease",
+    "lease_seconds",
+    type=_positive,
+    default=DEFAULT_LEASE,
+    show_default=True,
+    envvar="TRACKER_LEASE",
+    show_envvar=True,
+    help="Seconds a claimed prediction stays with this daemon if it dies.",
+)
+@click.option(
+    "--name",
+    envvar="TRACKER_DAEMON_NAME",
+    show_envvar=True,
+    help="Name of this daemon (default host:pid).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    envvar="TRACKER_LOG_FORMAT",
+    show_envvar=True,
+    help="Readable lines or JSON objects on stderr.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log debug lines too.")
+@database_option
+def daemon_command(once: bool, exit_when_done: bool, verbose: bool, **options: object) -> None:
+    """Poll due predictions until stopped (SIGINT/SIGTERM finish in-flight polls, exit 0).
+
+    The API key comes from TRACKER_API_KEY, ANYAPI_API_KEY or REPLICATE_API_TOKEN
+    (first one set); it is never logged or stored.
+    """
+    settings = Settings.build(**options)  # type: ignore[arg-type]
+    if settings.poll_max < settings.poll_min:
+        raise click.UsageError("--poll-max must not be smaller than --poll-min")
+    configure_logging(
+        fmt=settings.log_format,
+        level=logging.DEBUG if verbose else logging.INFO,
+        secrets=settings.secrets(),
+    )
+    if not settings.api_key:
+        log.warning("no API key set (TRACKER_API_KEY, ANYAPI_API_KEY or REPLICATE_API_TOKEN)")
+    code = asyncio.run(run_daemon(settings, once=once, exit_when_done=exit_when_done))
+    sys.exit(code)
+
+
+async def run_daemon(
+    settings: Settings, *, once: bool = False, exit_when_done: bool = False
+) -> int:
+    if not settings.api_base.startswith(("http://", "https://")):
+        raise ConfigError(f"invalid API base {settings.api_base!r}: expected an http(s) URL")
+    store = open_store(settings.database_url)
+    try:
+        async with make_http_client(max_connections=settings.concurrency) as http:
+            upstream = UpstreamClient(http, settings.api_base, settings.api_key)
+            daemon = Daemon(store, upstream, settings)
+            return await daemon.run(once=once, exit_when_done=exit_when_done)
+    finally:
+        store.close()

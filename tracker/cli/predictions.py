@@ -1,0 +1,249 @@
+"""`tracker add`, `list`, `show`, `forget`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Any
+
+import click
+
+from tracker.cli.common import (
+    cell,
+    console,
+    database_option,
+    emit_rows,
+    format_option,
+    open_store,
+    print_table,
+    to_jsonable,
+)
+from tracker.config import DEFAULT_POLL_MIN
+from tracker.domain import PredictionDetail, validate_id
+from tracker.events import parse_events
+from tracker.inputs import (
+    parse_labels,
+    read_ids,
+    validate_email,
+    validate_ids,
+    validate_webhook_url,
+)
+from tracker.store.store import CallbackSpec
+from tracker.timeparse import utcnow
+
+LIST_COLUMNS = (
+    "id",
+    "status",
+    "tracking",
+    "model",
+    "poll_count",
+    "registered_at",
+    "last_polled_at",
+    "next_poll_at",
+    "last_error",
+)
+
+
+@click.command("add")
+@click.argument("ids", nargs=-1)
+@click.option(
+    "--file",
+    "id_file",
+    type=click.File("r", encoding="utf-8"),
+    help="Read IDs from a file, one per line ('-' for stdin).",
+)
+@click.option(
+    "--webhook",
+    "webhooks",
+    multiple=True,
+    metavar="URL",
+    help="POST the prediction here on each event. Repeatable.",
+)
+@click.option(
+    "--email",
+    "emails",
+    multiple=True,
+    metavar="ADDR",
+    help="Mail this address on each event. Repeatable.",
+)
+@click.option(
+    "--events",
+    default="completed",
+    show_default=True,
+    help="Comma list of start,output,logs,completed.",
+)
+@click.option(
+    "--label", "labels", multiple=True, metavar="KEY=VALUE", help="Attach a label. Repeatable."
+)
+@database_option
+def add_command(
+    ids: tuple[str, ...],
+    id_file: Any,
+    webhooks: tuple[str, ...],
+    emails: tuple[str, ...],
+    events: str,
+    labels: tuple[str, ...],
+    database_url: str,
+) -> None:
+    """Register prediction IDs to track (adding a known ID only adds its new callbacks)."""
+    all_ids = validate_ids(ids)
+    if id_file is not None:
+        all_ids.extend(read_ids(id_file, "stdin" if id_file.name == "<stdin>" else id_file.name))
+    if not all_ids:
+        raise click.UsageError("give at least one prediction ID, or --file")
+    event_list = parse_events(events)
+    specs = [CallbackSpec("webhook", validate_webhook_url(u), event_list) for u in webhooks]
+    specs += [CallbackSpec("email", validate_email(a), event_list) for a in emails]
+    label_map = parse_labels(labels)
+
+    now = utcnow()
+    poll_min = float(os.environ.get("TRACKER_POLL_MIN", DEFAULT_POLL_MIN))
+    store = open_store(database_url)
+    try:
+        result = store.add_predictions(
+            all_ids,
+            now=now,
+            first_poll_at=now + timedelta(seconds=poll_min),
+            labels=label_map,
+            callbacks_to_add=specs,
+        )
+    finally:
+        store.close()
+    message = f"registered {result.added} prediction{'s' if result.added != 1 else ''}"
+    if result.already_known:
+        message += f" ({result.already_known} already known)"
+    if result.callbacks_added:
+        message += (
+            f", {result.callbacks_added} new callback{'s' if result.callbacks_added != 1 else ''}"
+        )
+    click.echo(message)
+
+
+@click.command("list")
+@click.option("--status", "statuses", multiple=True, help="Only this upstream status. Repeatable.")
+@click.option("--active", is_flag=True, help="Only predictions still being polled.")
+@click.option("--model", help="Only this model (owner/name).")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many rows.")
+@format_option()
+@database_option
+def list_command(
+    statuses: tuple[str, ...],
+    active: bool,
+    model: str | None,
+    limit: int | None,
+    fmt: str,
+    database_url: str,
+) -> None:
+    """One row per prediction, oldest registration first."""
+    store = open_store(database_url)
+    try:
+        rows = store.list_predictions(
+            statuses=statuses, active_only=active, model=model, limit=limit
+        )
+    finally:
+        store.close()
+    if fmt == "table":
+        emit_rows([_list_row(p) for p in rows], LIST_COLUMNS, fmt)
+    else:
+        records = [{k: v for k, v in asdict(p).items() if k != "logs"} for p in rows]
+        emit_rows(records, list(records[0]) if records else LIST_COLUMNS, fmt)
+
+
+def _list_row(prediction: Any) -> dict[str, Any]:
+    row = asdict(prediction)
+    if row["last_error"]:
+        row["last_error"] = row["last_error"][:60]
+    return row
+
+
+@click.command("show")
+@click.argument("prediction_id")
+@format_option(("text", "json"), default="text")
+@database_option
+def show_command(prediction_id: str, fmt: str, database_url: str) -> None:
+    """Everything known about one prediction: timeline, logs, metrics, callbacks."""
+    validate_id(prediction_id)
+    store = open_store(database_url)
+    try:
+        detail = store.get_detail(prediction_id)
+    finally:
+        store.close()
+    if detail is None:
+        raise click.ClickException(f"no prediction {prediction_id!r} is registered")
+    if fmt == "json":
+        click.echo(json.dumps(to_jsonable(asdict(detail)), ensure_ascii=False, indent=2))
+    else:
+        _print_detail(detail)
+
+
+def _print_detail(detail: PredictionDetail) -> None:
+    p = detail.prediction
+    out = console()
+    fields = [
+        ("id", p.id),
+        ("status", p.status or "(not seen yet)"),
+        ("tracking", p.tracking),
+        ("model", p.model),
+        ("version", p.version),
+        ("created", p.created_at),
+        ("started", p.started_at),
+        ("completed", p.completed_at),
+        ("predict time", f"{p.predict_time:.3f} s" if p.predict_time is not None else None),
+        ("output", p.output),
+        ("error", p.error),
+        ("data removed", p.data_removed),
+        ("labels", p.labels or None),
+        ("metrics", p.metrics),
+        ("registered", p.registered_at),
+        ("polls", f"{p.poll_count} ({p.error_count} errors)"),
+        ("last polled", p.last_polled_at),
+        ("next poll", p.next_poll_at),
+        ("last error", p.last_error),
+    ]
+    for name, value in fields:
+        if value is not None and value != "":
+            out.print(f"[bold]{name:>13}[/bold]  {cell(value)}", markup=True, highlight=False)
+    transitions = [
+        {
+            "observed": t.observed_at,
+            "from": t.from_status or "",
+            "to": t.to_status,
+            "upstream time": t.upstream_at,
+        }
+        for t in detail.transitions
+    ]
+    out.print()
+    print_table(transitions, ("observed", "from", "to", "upstream time"), title="timeline")
+    if detail.callbacks:
+        out.print()
+        print_table(
+            [asdict(c) for c in detail.callbacks],
+            ("id", "kind", "target", "events"),
+            title="callbacks",
+        )
+    out.print()
+    out.print(
+        f"[bold]logs[/bold] ({len(detail.logs)} chunks, {len(p.logs)} characters)", markup=True
+    )
+    sys.stdout.flush()
+    click.echo(p.logs, nl=not p.logs.endswith("\n"))
+
+
+@click.command("forget")
+@click.argument("ids", nargs=-1, required=True)
+@database_option
+def forget_command(ids: tuple[str, ...], database_url: str) -> None:
+    """Stop tracking predictions; their history stays in the database."""
+    wanted = validate_ids(ids)
+    store = open_store(database_url)
+    try:
+        known = store.forget(wanted)
+    finally:
+        store.close()
+    unknown = [i for i in wanted if i not in set(known)]
+    click.echo(f"forgot {len(known)} prediction{'s' if len(known) != 1 else ''}")
+    if unknown:
+        raise click.ClickException(f"not registered: {', '.join(unknown)}")

@@ -1,0 +1,125 @@
+"""``tracker simulate``: serve the upstream simulator until interrupted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+
+import click
+
+from tracker.simulator import SimConfig, Simulator
+
+
+@click.command("simulate")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0: any free port).",
+)
+@click.option(
+    "--api-key",
+    envvar="TRACKER_SIM_API_KEY",
+    show_envvar=True,
+    default=None,
+    help="Require 'Authorization: Bearer KEY' on the API (default: no auth).",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of every random choice.")
+@click.option(
+    "--run-median",
+    default=4.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Median run time in seconds (log-normal).",
+)
+@click.option(
+    "--queue-seconds",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Mean time in 'starting' in seconds (exponential).",
+)
+@click.option(
+    "--rate-limit",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Requests per second allowed (global token bucket); excess gets 429.",
+)
+@click.option(
+    "--fault-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Probability that any request gets a random 500 or 502.",
+)
+@click.option(
+    "--speed",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Time scale: 2 makes every duration half as long.",
+)
+def simulate_command(
+    host: str,
+    port: int,
+    api_key: str | None,
+    seed: int,
+    run_median: float,
+    queue_seconds: float,
+    rate_limit: float | None,
+    fault_rate: float,
+    speed: float,
+) -> None:
+    """Serve a fake Replicate-compatible prediction API for trying the tracker.
+
+    Every prediction ID exists; the prefix before the first '-' picks its fate:
+    ok, fail, cancel, abort, gone, flaky, junk, ratelimit, weird, slow, unicode,
+    biglogs, forever, quick (e.g. GET /v1/predictions/fail-1). The full guide,
+    with the control API under /_sim/, is the documentation of the
+    tracker.simulator module: python -m pydoc tracker.simulator
+
+    Prints 'simulator listening on URL' and serves until SIGINT or SIGTERM.
+    """
+    config = SimConfig(
+        queue_seconds=queue_seconds,
+        run_median_seconds=run_median,
+        api_key=api_key or None,
+        rate_limit_rps=rate_limit,
+        seed=seed,
+        fault_rate=fault_rate,
+        speed=speed,
+    )
+    try:
+        asyncio.run(_serve(Simulator(config), host, port))
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
+
+
+async def _serve(simulator: Simulator, host: str, port: int) -> None:
+    """Run ``simulator`` until SIGINT or SIGTERM."""
+    base_url = await simulator.start(host, port)
+    try:
+        click.echo(f"simulator listening on {base_url}")
+        sys.stdout.flush()
+        await _wait_for_signal()
+    finally:
+        await simulator.stop()
+
+
+async def _wait_for_signal() -> None:
+    """Return when the process gets SIGINT or SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        await stopping.wait()
+    finally:
+        for signum in signals:
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(signum)

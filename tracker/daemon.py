@@ -1,0 +1,413 @@
+"""The daemon: claim due predictions, poll them, apply the answers, schedule the next poll.
+
+APScheduler (an in-process timer, never a shared job store) fires a short
+tick; each tick claims as much due work as the concurrency and the request
+budget can take, and each claimed prediction becomes one asyncio task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from tracker.config import Settings
+from tracker.domain import NextPoll, PredictionState, Tracking
+from tracker.exceptions import (
+    StoreError,
+    StoreUnavailable,
+    UpstreamAuthError,
+    UpstreamBadAnswer,
+    UpstreamError,
+    UpstreamNotFound,
+    UpstreamRateLimited,
+)
+from tracker.observe import parse_prediction, plan_observation
+from tracker.ratelimit import RateLimiter
+from tracker.schedule import PollPolicy
+from tracker.store.store import StaleObservation, Store
+from tracker.timeparse import utcnow
+from tracker.upstream import Answer, UpstreamClient
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: how often the due-work tick runs (seconds)
+TICK_SECONDS = 0.1
+#: claim enough work for this many seconds of the request budget (seconds)
+CLAIM_LOOKAHEAD = 1.0
+#: while the API key is rejected, one probe request this often (seconds)
+AUTH_RECHECK_SECONDS = 60.0
+#: on shutdown, how long in-flight polls may take to finish (seconds)
+DRAIN_SECONDS = 8.0
+#: how often a summary line is logged (seconds)
+REPORT_SECONDS = 60.0
+
+
+@dataclass
+class PollStats:
+    started: float = field(default_factory=time.monotonic)
+    requests: int = 0
+    answers: int = 0
+    changes: int = 0
+    finished: int = 0
+    errors: int = 0
+    rate_limited: int = 0
+
+    def summary(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        return (
+            f"{self.requests} requests in {elapsed:.1f} s ({self.requests / elapsed:.1f}/s):"
+            f" {self.answers} answers, {self.changes} with changes, {self.finished} finished,"
+            f" {self.errors} errors, {self.rate_limited} rate-limited"
+        )
+
+
+class Daemon:
+    def __init__(
+        self,
+        store: Store,
+        upstream: UpstreamClient,
+        settings: Settings,
+        *,
+        policy: PollPolicy | None = None,
+    ) -> None:
+        self.store = store
+        self.upstream = upstream
+        self.settings = settings
+        self.owner = settings.name or f"{socket.gethostname()}:{os.getpid()}"
+        self.policy = policy or PollPolicy(settings.poll_min, settings.poll_max)
+        self.stats = PollStats()
+        # SQLite has one writer at a time; more threads would only queue on its lock.
+        workers = 1 if store.dialect == "sqlite" else 4
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tracker-db")
+        self._limiter = RateLimiter(settings.max_rps)
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._auth_error: str | None = None
+        self._next_auth_probe = 0.0
+        self._store_down = False
+        self._once = False
+
+    # -- life --------------------------------------------------------------
+
+    async def run(self, *, once: bool = False, exit_when_done: bool = False) -> int:
+        """Poll until stopped; returns the process exit code."""
+        self._once = once
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop)
+        try:
+            if self.store.dialect == "sqlite":
+                # One daemon per SQLite file: claims left by a killed predecessor are ours.
+                await self._db(self.store.release_claims, None, now=utcnow())
+            log.info(
+                "daemon %s started: %s, poll %g-%g s, concurrency %d, max %g requests/s",
+                self.owner,
+                self.settings.api_base,
+                self.settings.poll_min,
+                self.settings.poll_max,
+                self.settings.concurrency,
+                self.settings.max_rps,
+            )
+            if once:
+                await self._sweep_once()
+            else:
+                await self._run_scheduled(exit_when_done)
+            await self._drain()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            with contextlib.suppress(StoreError):
+                await self._db(self.store.release_claims, self.owner, now=utcnow())
+            self._executor.shutdown(wait=True)
+            log.info("daemon %s stopped: %s", self.owner, self.stats.summary())
+        if once and self._auth_error:
+            log.error("upstream rejected the API key: %s", self._auth_error)
+            return 1
+        return 0
+
+    def stop(self) -> None:
+        if not self._stopping.is_set():
+            log.info("stopping: finishing polls in flight")
+            self._stopping.set()
+
+    async def _run_scheduled(self, exit_when_done: bool) -> None:
+        scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
+        common: dict[str, Any] = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 5}
+        scheduler.add_job(self._tick, "interval", seconds=TICK_SECONDS, **common)
+        scheduler.add_job(self._report, "interval", seconds=REPORT_SECONDS, **common)
+        if exit_when_done:
+            scheduler.add_job(self._stop_when_done, "interval", seconds=1.0, **common)
+        scheduler.start()
+        try:
+            await self._stopping.wait()
+        finally:
+            scheduler.shutdown(wait=False)
+
+    async def _sweep_once(self) -> None:
+        """Poll every prediction due when the sweep starts, each at most once."""
+        start = utcnow()
+        while not self._stopping.is_set():
+            claimed = 0
+            budget = self._claim_budget()
+            if budget > 0:
+                claimed = await self._claim(now=start, limit=budget, include_unpolled=True)
+            if not claimed and not self._tasks:
+                return
+            if self._tasks:
+                await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+
+    async def _drain(self) -> None:
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=DRAIN_SECONDS)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("%d polls did not finish in time; their claims are released", len(pending))
+            await asyncio.wait(pending)
+
+    # -- scheduled jobs ----------------------------------------------------
+
+    async def _tick(self) -> None:
+        if self._stopping.is_set():
+            return
+        limit = self._claim_budget()
+        if self._auth_error is not None:
+            if time.monotonic() < self._next_auth_probe:
+                return
+            self._next_auth_probe = time.monotonic() + AUTH_RECHECK_SECONDS
+            limit = min(limit, 1)
+        if limit > 0:
+            await self._claim(now=utcnow(), limit=limit)
+
+    async def _report(self) -> None:
+        log.info("%s; %d in flight", self.stats.summary(), len(self._tasks))
+
+    async def _stop_when_done(self) -> None:
+        if self._tasks:
+            return
+        try:
+            active = await self._db(self.store.count_active)
+        except StoreError:
+            return
+        if active == 0:
+            log.info("no active predictions left")
+            self.stop()
+
+    # -- claiming and polling ---------------------------------------------
+
+    def _claim_budget(self) -> int:
+        target = max(self.settings.concurrency, int(self.settings.max_rps * CLAIM_LOOKAHEAD))
+        return target - len(self._tasks)
+
+    async def _claim(self, *, now: Any, limit: int, include_unpolled: bool = False) -> int:
+        lease_until = now + timedelta(seconds=self.settings.lease_seconds)
+        try:
+            states = await self._db(
+                self.store.claim_due,
+                now=now,
+                limit=limit,
+                owner=self.owner,
+                lease_until=max(lease_until, utcnow() + timedelta(seconds=1)),
+                include_unpolled=include_unpolled,
+            )
+        except StoreError as exc:
+            self._note_store_trouble(exc)
+            return 0
+        self._note_store_ok()
+        probe = self._auth_error is not None
+        for state in states:
+            task = asyncio.create_task(self._poll(state, probe=probe), name=f"poll {state.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(states)
+
+    async def _poll(self, state: PredictionState, *, probe: bool = False) -> None:
+        try:
+            async with self._slots:
+                await self._limiter.acquire()
+                if self._stopping.is_set() or (self._auth_error is not None and not probe):
+                    await self._put_back(state)
+                    return
+                self.stats.requests += 1
+                try:
+                    outcome: Answer | UpstreamError = await self.upstream.get_prediction(state.id)
+                except UpstreamError as exc:
+                    outcome = exc
+            await self._handle(state, outcome)
+        except StaleObservation as exc:
+            log.warning("%s", exc)
+        except StoreError as exc:
+            self._note_store_trouble(exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("unexpected error polling %s; it will be retried", state.id)
+
+    async def _put_back(self, state: PredictionState) -> None:
+        next_poll = NextPoll(at=utcnow(), interval=state.poll_interval)
+        await self._db(self.store.reschedule, state.id, next_poll=next_poll, owner=self.owner)
+
+    async def _handle(self, state: PredictionState, outcome: Answer | UpstreamError) -> None:
+        if isinstance(outcome, Answer):
+            await self._apply(state, outcome)
+        elif isinstance(outcome, UpstreamAuthError):
+            await self._on_auth_error(state, outcome)
+        elif isinstance(outcome, UpstreamRateLimited):
+            await self._on_rate_limited(state, outcome)
+        elif isinstance(outcome, UpstreamNotFound):
+            await self._on_not_found(state, outcome)
+        else:
+            await self._on_poll_error(state, outcome)
+
+    async def _apply(self, state: PredictionState, answer: Answer) -> None:
+        now = utcnow()
+        try:
+            observation = parse_prediction(answer.body, state.id)
+        except UpstreamBadAnswer as exc:
+            await self._on_poll_error(state, exc, raw=answer.body)
+            return
+        self._auth_recovered()
+        update = plan_observation(state, observation, now)
+        next_poll = self.policy.after_answer(
+            previous_interval=state.poll_interval,
+            changed=update.changed,
+            terminal=update.terminal,
+            now=now,
+        )
+        await self._db(self.store.apply_observation, update, next_poll, owner=self.owner)
+        self.stats.answers += 1
+        if update.changed:
+            self.stats.changes += 1
+        if update.transition is not None:
+            t = update.transition
+            log.info("%s: %s -> %s", state.id, t.from_status or "(new)", t.to_status)
+        if update.terminal and state.tracking == Tracking.ACTIVE:
+            self.stats.finished += 1
+
+    async def _on_auth_error(self, state: PredictionState, exc: UpstreamAuthError) -> None:
+        if self._auth_error is None:
+            log.error(
+                "UPSTREAM REJECTED THE API KEY (%s): polling is paused for all predictions;"
+                " checking again every %g s. Set TRACKER_API_KEY to a valid key.",
+                exc.detail,
+                AUTH_RECHECK_SECONDS,
+            )
+            self._next_auth_probe = time.monotonic() + AUTH_RECHECK_SECONDS
+        self._auth_error = exc.detail
+        if self._once:
+            self.stop()
+        next_poll = NextPoll(at=utcnow(), interval=state.poll_interval)
+        await self._db(
+            self.store.reschedule,
+            state.id,
+            next_poll=next_poll,
+            owner=self.owner,
+            detail=exc.detail,
+            attempted_at=utcnow(),
+        )
+
+    def _auth_recovered(self) -> None:
+        if self._auth_error is not None:
+            log.warning("upstream accepts the API key again: polling resumed")
+            self._auth_error = None
+
+    async def _on_rate_limited(self, state: PredictionState, exc: UpstreamRateLimited) -> None:
+        self.stats.rate_limited += 1
+        if self._limiter.remaining_pause() < 0.5:
+            log.warning(
+                "upstream asks to slow down (%s): no requests for %.1f s",
+                exc.detail[:60],
+                exc.retry_after,
+            )
+        self._limiter.pause_until(time.monotonic() + exc.retry_after)
+        until = utcnow() + timedelta(seconds=exc.retry_after)
+        next_poll = self.policy.after_pause(until=until, previous_interval=state.poll_interval)
+        await self._db(
+            self.store.reschedule,
+            state.id,
+            next_poll=next_poll,
+            owner=self.owner,
+            detail=exc.detail,
+            attempted_at=utcnow(),
+        )
+
+    async def _on_not_found(self, state: PredictionState, exc: UpstreamNotFound) -> None:
+        self.stats.errors += 1
+        now = utcnow()
+        next_poll = self.policy.after_error(consecutive_errors=state.not_found_count, now=now)
+        lost = await self._db(
+            self.store.record_not_found,
+            state.id,
+            now=now,
+            detail=exc.detail,
+            next_poll=next_poll,
+            lost_after=self.settings.lost_after,
+            lost_window=timedelta(seconds=self.settings.lost_window),
+            owner=self.owner,
+        )
+        if lost:
+            log.warning(
+                "%s: upstream answered 404 %d times over %g s or more; marked lost",
+                state.id,
+                state.not_found_count + 1,
+                self.settings.lost_window,
+            )
+
+    async def _on_poll_error(
+        self, state: PredictionState, exc: UpstreamError, *, raw: Any = None
+    ) -> None:
+        self.stats.errors += 1
+        now = utcnow()
+        next_poll = self.policy.after_error(consecutive_errors=state.consecutive_errors, now=now)
+        if state.consecutive_errors % 10 == 0:
+            log.warning(
+                "%s: poll failed (%s); retrying in %.1f s",
+                state.id,
+                exc.detail,
+                (next_poll.at - now).total_seconds() if next_poll.at else 0,
+            )
+        await self._db(
+            self.store.record_poll_error,
+            state.id,
+            now=now,
+            detail=exc.detail,
+            next_poll=next_poll,
+            owner=self.owner,
+            raw=raw,
+        )
+
+    # -- the database, off the event loop ---------------------------------
+
+    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    def _note_store_trouble(self, exc: StoreError) -> None:
+        if isinstance(exc, StoreUnavailable):
+            if not self._store_down:
+                log.error("%s; retrying", exc)
+            self._store_down = True
+        else:
+            log.error("%s", exc)
+
+    def _note_store_ok(self) -> None:
+        if self._store_down:
+            log.warning("database reachable again")
+            self._store_down = False

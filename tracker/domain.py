@@ -1,0 +1,160 @@
+"""Plain records and enums shared by every layer. No I/O here."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from tracker.exceptions import InvalidInput
+
+#: what an upstream task ID may look like; anything else never reaches a URL or the database
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+
+
+class Status(enum.StrEnum):
+    """Upstream statuses the tracker knows. Unknown ones are stored as plain strings."""
+
+    STARTING = "starting"  #: queued or booting
+    PROCESSING = "processing"  #: running the model
+    SUCCEEDED = "succeeded"  #: terminal: finished with output
+    FAILED = "failed"  #: terminal: finished with an error
+    CANCELED = "canceled"  #: terminal: canceled by the user
+    ABORTED = "aborted"  #: terminal: ended before it started
+
+
+TERMINAL_STATUSES = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELED, Status.ABORTED})
+
+
+def is_terminal(status: str | None) -> bool:
+    return status in TERMINAL_STATUSES
+
+
+class Tracking(enum.StrEnum):
+    """What the tracker is doing about a prediction."""
+
+    ACTIVE = "active"  #: being polled
+    DONE = "done"  #: reached a terminal status
+    LOST = "lost"  #: the upstream kept answering 404
+    FORGOTTEN = "forgotten"  #: a user stopped tracking it; history kept
+
+
+def validate_id(prediction_id: str) -> str:
+    if not ID_PATTERN.fullmatch(prediction_id):
+        shown = prediction_id if prediction_id else "(empty)"
+        raise InvalidInput(
+            f"invalid prediction ID {shown!r}: expected 1-128 letters, digits, '_' or '-',"
+            " starting with a letter or digit"
+        )
+    return prediction_id
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionState:
+    """What the tracker last knew of a prediction: the input to applying an observation."""
+
+    id: str
+    status: str | None
+    tracking: str
+    logs: str
+    output: Any
+    poll_count: int
+    error_count: int
+    consecutive_errors: int
+    poll_interval: float | None
+    not_found_count: int
+    not_found_since: datetime | None
+    registered_at: datetime
+    log_seq: int  #: seq of the last prediction_logs row (0 when none)
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """A whole predictions row, for display."""
+
+    id: str
+    status: str | None
+    tracking: str
+    model: str | None
+    version: str | None
+    input: Any
+    output: Any
+    error: Any
+    logs: str
+    metrics: Any
+    predict_time: float | None
+    created_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    data_removed: bool | None
+    urls: Any
+    labels: dict[str, str]
+    registered_at: datetime
+    last_polled_at: datetime | None
+    next_poll_at: datetime | None
+    poll_count: int
+    error_count: int
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    from_status: str | None
+    to_status: str
+    observed_at: datetime
+    upstream_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class LogChunk:
+    seq: int
+    observed_at: datetime
+    text: str
+    restarted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Callback:
+    id: int
+    kind: str
+    target: str
+    events: str
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionDetail:
+    prediction: Prediction
+    transitions: list[Transition] = field(default_factory=list)
+    logs: list[LogChunk] = field(default_factory=list)
+    callbacks: list[Callback] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationUpdate:
+    """Everything one upstream answer changes, computed before any write.
+
+    ``fields`` maps ``predictions`` columns to their new values. The store
+    applies the whole update in one transaction, and only if the row still
+    matches ``expected_status`` and ``expected_log_seq`` (so a stale or repeated
+    answer can never add a second transition or log row).
+    """
+
+    prediction_id: str
+    observed_at: datetime
+    expected_status: str | None
+    expected_log_seq: int
+    fields: dict[str, Any]
+    transition: Transition | None
+    log_chunk: LogChunk | None
+    changed: bool
+    terminal: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NextPoll:
+    """When to poll a prediction again (``at`` is None when it needs no more polls)."""
+
+    at: datetime | None
+    interval: float | None

@@ -1,0 +1,189 @@
+"""Turn one upstream answer into one update of what the tracker knows.
+
+Nothing here knows whether the answer came from a poll, a pushed webhook or a
+stream: ``parse_prediction`` checks the body, ``plan_observation`` compares it
+with the previous state, and the store writes the result in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tracker.domain import (
+    LogChunk,
+    ObservationUpdate,
+    PredictionState,
+    Status,
+    Tracking,
+    Transition,
+    is_terminal,
+)
+from tracker.exceptions import UpstreamBadAnswer
+from tracker.timeparse import parse_timestamp
+
+log = logging.getLogger(__name__)
+
+#: longest upstream status string stored; anything longer is not a status
+MAX_STATUS_LENGTH = 64
+
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """A prediction object as the upstream sent it, with its fields picked out.
+
+    A field the answer did not contain is ``_MISSING`` in ``present`` terms:
+    ``has(name)`` tells whether the upstream sent it at all, so a missing field
+    never overwrites what the tracker already stored.
+    """
+
+    body: dict[str, Any]
+
+    def has(self, name: str) -> bool:
+        return name in self.body
+
+    def get(self, name: str) -> Any:
+        return self.body.get(name)
+
+    @property
+    def status(self) -> str:
+        return self.body["status"]
+
+
+def parse_prediction(body: object, expected_id: str) -> Observation:
+    """Accept ``body`` as a prediction object or raise ``UpstreamBadAnswer``."""
+    if not isinstance(body, dict):
+        raise UpstreamBadAnswer(
+            f"answer is JSON {type(body).__name__}, not a prediction object", body=body
+        )
+    status = body.get("status")
+    if not isinstance(status, str) or not status or len(status) > MAX_STATUS_LENGTH:
+        keys = ", ".join(sorted(map(str, body))[:8]) or "none"
+        raise UpstreamBadAnswer(
+            f"answer is not a prediction: no usable 'status' (keys: {keys})", body=body
+        )
+    answer_id = body.get("id")
+    if answer_id is not None and answer_id != expected_id:
+        raise UpstreamBadAnswer(
+            f"answer is for prediction {str(answer_id)[:140]!r}, not {expected_id!r}", body=body
+        )
+    return Observation(body)
+
+
+def plan_observation(
+    state: PredictionState, observation: Observation, observed_at: datetime
+) -> ObservationUpdate:
+    """Compare a fresh answer with the stored state; decide every write."""
+    status = observation.status
+    fields: dict[str, Any] = {"status": status, "raw": observation.body}
+    fields.update(_descriptive_fields(observation))
+    output_changed = _merge_output(state, observation, fields)
+    log_chunk = _new_log_chunk(state, observation, observed_at, fields)
+
+    transition = None
+    if status != state.status:
+        transition = Transition(
+            from_status=state.status,
+            to_status=status,
+            observed_at=observed_at,
+            upstream_at=_upstream_time_for(status, fields),
+        )
+
+    terminal = is_terminal(status)
+    if terminal and state.tracking == Tracking.ACTIVE:
+        fields["tracking"] = Tracking.DONE.value
+
+    return ObservationUpdate(
+        prediction_id=state.id,
+        observed_at=observed_at,
+        expected_status=state.status,
+        expected_log_seq=state.log_seq,
+        fields=fields,
+        transition=transition,
+        log_chunk=log_chunk,
+        changed=transition is not None or log_chunk is not None or output_changed,
+        terminal=terminal,
+    )
+
+
+def _descriptive_fields(observation: Observation) -> dict[str, Any]:
+    """Fields copied as they come, when the answer has them."""
+    fields: dict[str, Any] = {}
+    for name in ("model", "version"):
+        value = observation.get(name)
+        if isinstance(value, str):
+            fields[name] = value
+    for name in ("input", "urls", "error"):
+        if observation.has(name):
+            fields[name] = observation.get(name)
+    for name in ("created_at", "started_at", "completed_at"):
+        parsed = parse_timestamp(observation.get(name))
+        if parsed is not None:
+            fields[name] = parsed
+    data_removed = observation.get("data_removed")
+    if isinstance(data_removed, bool):
+        fields["data_removed"] = data_removed
+    metrics = observation.get("metrics")
+    if isinstance(metrics, dict) and metrics:
+        fields["metrics"] = metrics
+        predict_time = metrics.get("predict_time")
+        if isinstance(predict_time, int | float) and not isinstance(predict_time, bool):
+            fields["predict_time"] = float(predict_time)
+    return fields
+
+
+def _merge_output(state: PredictionState, observation: Observation, fields: dict[str, Any]) -> bool:
+    """Store a new output; never replace a stored one with null.
+
+    Upstream removes outputs about an hour after completion and then answers
+    ``output: null``; the stored copy is then the only one left.
+    """
+    output = observation.get("output")
+    if output is None or output == state.output:
+        return False
+    fields["output"] = output
+    return True
+
+
+def _new_log_chunk(
+    state: PredictionState,
+    observation: Observation,
+    observed_at: datetime,
+    fields: dict[str, Any],
+) -> LogChunk | None:
+    """Only the log text that is new since the previous answer.
+
+    Upstream logs are cumulative. When the fresh text does not extend the
+    stored text (the upstream restarted or truncated it), the whole fresh text
+    becomes the chunk, marked ``restarted``. An empty or missing text never
+    erases what was stored.
+    """
+    logs = observation.get("logs")
+    if not isinstance(logs, str) or not logs or logs == state.logs:
+        return None
+    fields["logs"] = logs
+    seq = state.log_seq + 1
+    fields["log_seq"] = seq
+    if logs.startswith(state.logs):
+        return LogChunk(
+            seq=seq, observed_at=observed_at, text=logs[len(state.logs) :], restarted=False
+        )
+    log.warning(
+        "prediction %s: upstream logs no longer extend the stored logs; storing them whole",
+        state.id,
+    )
+    return LogChunk(seq=seq, observed_at=observed_at, text=logs, restarted=True)
+
+
+def _upstream_time_for(status: str, fields: dict[str, Any]) -> datetime | None:
+    if status == Status.STARTING:
+        return fields.get("created_at")
+    if status == Status.PROCESSING:
+        return fields.get("started_at")
+    if is_terminal(status):
+        return fields.get("completed_at")
+    return None

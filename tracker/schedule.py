@@ -1,0 +1,57 @@
+"""When to poll a prediction next."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from tracker.domain import NextPoll
+
+#: how much the interval grows after each answer that changed nothing
+GROWTH = 1.5
+#: the longest wait after repeated poll errors (seconds)
+ERROR_BACKOFF_CAP = 300.0
+#: interval jitter: each wait is multiplied by a factor in [1 - JITTER, 1]
+JITTER = 0.1
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """Poll soon after a change, back off while nothing happens.
+
+    ``poll_min`` is both the delay before the first poll and the shortest
+    interval; the interval grows by ``GROWTH`` per unchanged answer up to
+    ``poll_max``. Jitter spreads predictions registered together so they do
+    not stay in lockstep.
+    """
+
+    poll_min: float = 1.0
+    poll_max: float = 30.0
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def after_answer(
+        self, *, previous_interval: float | None, changed: bool, terminal: bool, now: datetime
+    ) -> NextPoll:
+        if terminal:
+            return NextPoll(at=None, interval=None)
+        if changed or previous_interval is None:
+            interval = self.poll_min
+        else:
+            interval = min(self.poll_max, max(self.poll_min, previous_interval * GROWTH))
+        return self._at(now, interval)
+
+    def after_error(self, *, consecutive_errors: int, now: datetime) -> NextPoll:
+        """Exponential backoff with jitter, per prediction."""
+        base = min(ERROR_BACKOFF_CAP, self.poll_min * 2 ** min(consecutive_errors, 20))
+        delay = max(self.poll_min, base * self.rng.uniform(0.5, 1.0))
+        return NextPoll(at=now + timedelta(seconds=delay), interval=None)
+
+    def after_pause(self, *, until: datetime, previous_interval: float | None) -> NextPoll:
+        """Wait out a pause (Retry-After) without changing the prediction's own rhythm."""
+        spread = self.rng.uniform(0.0, min(1.0, self.poll_min))
+        return NextPoll(at=until + timedelta(seconds=spread), interval=previous_interval)
+
+    def _at(self, now: datetime, interval: float) -> NextPoll:
+        wait = max(self.poll_min, interval * self.rng.uniform(1.0 - JITTER, 1.0))
+        return NextPoll(at=now + timedelta(seconds=wait), interval=interval)

@@ -1,0 +1,36 @@
+"""Running the alembic migrations from inside the program."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy.exc import SQLAlchemyError
+
+from tracker.exceptions import StoreUnavailable
+from tracker.store.store import Store
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("tracker.migrations")))
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def upgrade(store: Store, revision: str = "head") -> None:
+    """Migrate the database to ``revision``; a no-op when it is already there."""
+    config = alembic_config()
+    try:
+        with store.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+    except SQLAlchemyError as exc:
+        raise StoreUnavailable(f"migration failed: {exc}") from exc

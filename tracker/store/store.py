@@ -1,0 +1,590 @@
+"""The store: the only code that talks SQL. One transaction per named operation."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    RowMapping,
+    and_,
+    case,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+
+from tracker.domain import (
+    Callback,
+    LogChunk,
+    NextPoll,
+    ObservationUpdate,
+    Prediction,
+    PredictionDetail,
+    PredictionState,
+    Tracking,
+    Transition,
+)
+from tracker.events import canonical_events
+from tracker.exceptions import SchemaMissing, StoreError, StoreUnavailable
+from tracker.store.engine import make_engine
+from tracker.store.tables import callbacks, prediction_logs, predictions, status_transitions
+
+log = logging.getLogger(__name__)
+
+#: alembic revision this code expects; tests check it is the migrations' head
+SCHEMA_HEAD = "0001"
+
+#: rows per INSERT statement when registering many IDs at once
+INSERT_BATCH = 5_000
+
+_STATE_COLUMNS = (
+    predictions.c.id,
+    predictions.c.status,
+    predictions.c.tracking,
+    predictions.c.logs,
+    predictions.c.output,
+    predictions.c.poll_count,
+    predictions.c.error_count,
+    predictions.c.consecutive_errors,
+    predictions.c.poll_interval,
+    predictions.c.not_found_count,
+    predictions.c.not_found_since,
+    predictions.c.registered_at,
+    predictions.c.log_seq,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackSpec:
+    kind: str  #: "webhook" or "email"
+    target: str
+    events: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    added: int
+    already_known: int
+    callbacks_added: int
+
+
+class StaleObservation(StoreError):
+    """The row changed since it was read (another writer, or the same answer twice)."""
+
+
+class Store:
+    """Named operations on the tracker's tables."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @classmethod
+    def from_url(cls, url: str, *, pool_size: int = 5) -> Store:
+        return cls(make_engine(url, pool_size=pool_size))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- plumbing ----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """One transaction; driver errors become the project's own."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except StoreError:
+            raise
+        except OperationalError as exc:
+            if _is_missing_table(exc):
+                raise SchemaMissing(_SCHEMA_HINT) from exc
+            raise StoreUnavailable(f"database unavailable: {_short(exc)}") from exc
+        except DBAPIError as exc:
+            if _is_missing_table(exc):
+                raise SchemaMissing(_SCHEMA_HINT) from exc
+            if exc.connection_invalidated:
+                raise StoreUnavailable(f"database connection lost: {_short(exc)}") from exc
+            raise StoreError(f"database error: {_short(exc)}") from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database error: {_short(exc)}") from exc
+
+    def schema_revision(self) -> str | None:
+        """The alembic revision of the database, or None when it was never migrated."""
+        with self._transaction() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+
+    def check_schema(self) -> None:
+        revision = self.schema_revision()
+        if revision is None:
+            raise SchemaMissing(_SCHEMA_HINT)
+        if revision != SCHEMA_HEAD:
+            raise SchemaMissing(
+                f"the database schema is at revision {revision}, this tracker needs"
+                f" {SCHEMA_HEAD}: run `tracker db upgrade`"
+            )
+
+    # -- registering -------------------------------------------------------
+
+    def add_predictions(
+        self,
+        ids: Sequence[str],
+        *,
+        now: datetime,
+        first_poll_at: datetime,
+        labels: dict[str, str] | None = None,
+        callbacks_to_add: Sequence[CallbackSpec] = (),
+    ) -> AddResult:
+        """Register IDs; known IDs keep their row and gain the new labels and callbacks."""
+        unique_ids = list(dict.fromkeys(ids))
+        labels = labels or {}
+        with self._transaction() as conn:
+            before = self._count(conn)
+            rows = [
+                {
+                    "id": pid,
+                    "tracking": Tracking.ACTIVE.value,
+                    "labels": labels,
+                    "registered_at": now,
+                    "next_poll_at": first_poll_at,
+                }
+                for pid in unique_ids
+            ]
+            for batch in _batches(rows, INSERT_BATCH):
+                conn.execute(self._insert_ignore(predictions), batch)
+            added = self._count(conn) - before
+            if labels and added < len(unique_ids):
+                self._merge_labels(conn, unique_ids, labels)
+            callbacks_added = self._add_callbacks(conn, unique_ids, callbacks_to_add, now)
+        return AddResult(
+            added=added, already_known=len(unique_ids) - added, callbacks_added=callbacks_added
+        )
+
+    def _insert_ignore(self, table: Any) -> Any:
+        module = postgresql if self.dialect == "postgresql" else sqlite
+        return module.insert(table).on_conflict_do_nothing()
+
+    @staticmethod
+    def _count(conn: Connection) -> int:
+        return conn.execute(select(func.count()).select_from(predictions)).scalar_one()
+
+    @staticmethod
+    def _merge_labels(conn: Connection, ids: list[str], labels: dict[str, str]) -> None:
+        for batch in _batches(ids, INSERT_BATCH):
+            stmt = select(predictions.c.id, predictions.c.labels).where(predictions.c.id.in_(batch))
+            for pid, current in conn.execute(stmt):
+                merged = {**(current or {}), **labels}
+                if merged != current:
+                    conn.execute(
+                        update(predictions).where(predictions.c.id == pid).values(labels=merged)
+                    )
+
+    def _add_callbacks(
+        self, conn: Connection, ids: list[str], specs: Sequence[CallbackSpec], now: datetime
+    ) -> int:
+        """Insert callbacks; an existing (kind, target) gains the new events."""
+        added = 0
+        for spec in specs:
+            for batch in _batches(ids, INSERT_BATCH):
+                existing = {
+                    row.prediction_id: row
+                    for row in conn.execute(
+                        select(callbacks.c.id, callbacks.c.prediction_id, callbacks.c.events).where(
+                            callbacks.c.prediction_id.in_(batch),
+                            callbacks.c.kind == spec.kind,
+                            callbacks.c.target == spec.target,
+                        )
+                    )
+                }
+                new_rows = [
+                    {
+                        "prediction_id": pid,
+                        "kind": spec.kind,
+                        "target": spec.target,
+                        "events": ",".join(spec.events),
+                        "created_at": now,
+                    }
+                    for pid in batch
+                    if pid not in existing
+                ]
+                if new_rows:
+                    conn.execute(insert(callbacks), new_rows)
+                    added += len(new_rows)
+                for row in existing.values():
+                    merged = merge_events(row.events, spec.events)
+                    if merged != row.events:
+                        conn.execute(
+                            update(callbacks).where(callbacks.c.id == row.id).values(events=merged)
+                        )
+        return added
+
+    def forget(self, ids: Sequence[str]) -> list[str]:
+        """Stop tracking; returns the IDs that were known. History stays."""
+        with self._transaction() as conn:
+            known = list(
+                conn.execute(select(predictions.c.id).where(predictions.c.id.in_(ids))).scalars()
+            )
+            conn.execute(
+                update(predictions)
+                .where(predictions.c.id.in_(ids), predictions.c.tracking == Tracking.ACTIVE.value)
+                .values(tracking=Tracking.FORGOTTEN.value, next_poll_at=None, claimed_by=None)
+            )
+        return known
+
+    # -- reading -----------------------------------------------------------
+
+    def list_predictions(
+        self,
+        *,
+        statuses: Sequence[str] = (),
+        active_only: bool = False,
+        model: str | None = None,
+        limit: int | None = None,
+    ) -> list[Prediction]:
+        stmt = select(predictions).order_by(predictions.c.registered_at, predictions.c.id)
+        if statuses:
+            stmt = stmt.where(predictions.c.status.in_(statuses))
+        if active_only:
+            stmt = stmt.where(predictions.c.tracking == Tracking.ACTIVE.value)
+        if model:
+            stmt = stmt.where(predictions.c.model == model)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._transaction() as conn:
+            return [_prediction(row) for row in conn.execute(stmt).mappings()]
+
+    def get_detail(self, prediction_id: str) -> PredictionDetail | None:
+        with self._transaction() as conn:
+            row = (
+                conn.execute(select(predictions).where(predictions.c.id == prediction_id))
+                .mappings()
+                .first()
+            )
+            if row is None:
+                return None
+            transitions = [
+                Transition(r.from_status, r.to_status, r.observed_at, r.upstream_at)
+                for r in conn.execute(
+                    select(status_transitions)
+                    .where(status_transitions.c.prediction_id == prediction_id)
+                    .order_by(status_transitions.c.id)
+                )
+            ]
+            logs = [
+                LogChunk(r.seq, r.observed_at, r.text, r.restarted)
+                for r in conn.execute(
+                    select(prediction_logs)
+                    .where(prediction_logs.c.prediction_id == prediction_id)
+                    .order_by(prediction_logs.c.seq)
+                )
+            ]
+            cbs = [
+                Callback(r.id, r.kind, r.target, r.events)
+                for r in conn.execute(
+                    select(callbacks)
+                    .where(callbacks.c.prediction_id == prediction_id)
+                    .order_by(callbacks.c.id)
+                )
+            ]
+        return PredictionDetail(_prediction(row), transitions, logs, cbs)
+
+    def count_active(self) -> int:
+        with self._transaction() as conn:
+            return conn.execute(
+                select(func.count())
+                .select_from(predictions)
+                .where(predictions.c.tracking == Tracking.ACTIVE.value)
+            ).scalar_one()
+
+    def next_due_at(self) -> datetime | None:
+        """The earliest next_poll_at of an active prediction (uses the due index)."""
+        with self._transaction() as conn:
+            return conn.execute(
+                select(predictions.c.next_poll_at)
+                .where(
+                    predictions.c.tracking == Tracking.ACTIVE.value,
+                    predictions.c.next_poll_at.is_not(None),
+                )
+                .order_by(predictions.c.next_poll_at)
+                .limit(1)
+            ).scalar()
+
+    # -- the poll loop -----------------------------------------------------
+
+    def claim_due(
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        owner: str,
+        lease_until: datetime,
+        include_unpolled: bool = False,
+    ) -> list[PredictionState]:
+        """Take up to ``limit`` due active predictions for ``owner``, earliest first.
+
+        The claim moves ``next_poll_at`` to ``lease_until``: a claimed row is not
+        due again unless its owner dies and the lease runs out. On PostgreSQL the
+        rows are locked with SKIP LOCKED, so concurrent claimers never collide.
+        """
+        due = predictions.c.next_poll_at <= now
+        if include_unpolled:
+            due = or_(due, predictions.c.last_polled_at.is_(None))
+        candidates = (
+            select(predictions.c.id)
+            .where(predictions.c.tracking == Tracking.ACTIVE.value, due)
+            .order_by(predictions.c.next_poll_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        stmt = (
+            update(predictions)
+            .where(predictions.c.id.in_(candidates.scalar_subquery()))
+            .values(next_poll_at=lease_until, claimed_by=owner)
+            .returning(*_STATE_COLUMNS)
+        )
+        with self._transaction() as conn:
+            return [_state(row) for row in conn.execute(stmt).mappings()]
+
+    def release_claims(self, owner: str | None, *, now: datetime) -> int:
+        """Make claimed rows due now again (all claims when ``owner`` is None)."""
+        condition = (
+            predictions.c.claimed_by.is_not(None)
+            if owner is None
+            else predictions.c.claimed_by == owner
+        )
+        with self._transaction() as conn:
+            result = conn.execute(
+                update(predictions)
+                .where(condition, predictions.c.tracking == Tracking.ACTIVE.value)
+                .values(claimed_by=None, next_poll_at=now)
+            )
+            return result.rowcount
+
+    def apply_observation(
+        self, update_: ObservationUpdate, next_poll: NextPoll, *, owner: str | None = None
+    ) -> None:
+        """Write one observation: row, transition, log chunk, all or nothing.
+
+        Raises ``StaleObservation`` (writing nothing) when the row no longer
+        matches the state the update was planned from.
+        """
+        values: dict[str, Any] = dict(update_.fields)
+        values.update(
+            last_polled_at=update_.observed_at,
+            poll_count=predictions.c.poll_count + 1,
+            consecutive_errors=0,
+            not_found_count=0,
+            not_found_since=None,
+            next_poll_at=next_poll.at,
+            poll_interval=next_poll.interval,
+            claimed_by=None,
+        )
+        guard = [
+            predictions.c.id == update_.prediction_id,
+            predictions.c.status.is_not_distinct_from(update_.expected_status),
+            predictions.c.log_seq == update_.expected_log_seq,
+        ]
+        if owner is not None:
+            guard.append(predictions.c.claimed_by == owner)
+        with self._transaction() as conn:
+            result = conn.execute(update(predictions).where(*guard).values(values))
+            if result.rowcount != 1:
+                raise StaleObservation(
+                    f"prediction {update_.prediction_id} changed since it was read; answer dropped"
+                )
+            if update_.transition is not None:
+                t = update_.transition
+                conn.execute(
+                    insert(status_transitions).values(
+                        prediction_id=update_.prediction_id,
+                        from_status=t.from_status,
+                        to_status=t.to_status,
+                        observed_at=t.observed_at,
+                        upstream_at=t.upstream_at,
+                    )
+                )
+            if update_.log_chunk is not None:
+                c = update_.log_chunk
+                conn.execute(
+                    insert(prediction_logs).values(
+                        prediction_id=update_.prediction_id,
+                        seq=c.seq,
+                        observed_at=c.observed_at,
+                        text=c.text,
+                        restarted=c.restarted,
+                    )
+                )
+
+    def record_poll_error(
+        self,
+        prediction_id: str,
+        *,
+        now: datetime,
+        detail: str,
+        next_poll: NextPoll,
+        owner: str | None = None,
+        raw: Any = None,
+        counts_as_error: bool = True,
+    ) -> None:
+        """A poll that produced no usable answer: note it and schedule the retry."""
+        values: dict[str, Any] = {
+            "last_polled_at": now,
+            "last_error": detail,
+            "next_poll_at": next_poll.at,
+            "poll_interval": next_poll.interval,
+            "claimed_by": None,
+        }
+        if counts_as_error:
+            values["error_count"] = predictions.c.error_count + 1
+            values["consecutive_errors"] = predictions.c.consecutive_errors + 1
+        if raw is not None:
+            values["raw"] = raw
+        self._update_claimed(prediction_id, owner, values)
+
+    def record_not_found(
+        self,
+        prediction_id: str,
+        *,
+        now: datetime,
+        detail: str,
+        next_poll: NextPoll,
+        lost_after: int,
+        lost_window: timedelta,
+        owner: str | None = None,
+    ) -> bool:
+        """A 404. After ``lost_after`` in a row spanning ``lost_window``, the
+        prediction is ``lost`` and no longer polled. Returns True when it became lost."""
+        since = func.coalesce(predictions.c.not_found_since, now)
+        becomes_lost = and_(
+            predictions.c.not_found_count + 1 >= lost_after,
+            predictions.c.not_found_since.is_not(None),
+            predictions.c.not_found_since <= now - lost_window,
+        )
+        values: dict[str, Any] = {
+            "last_polled_at": now,
+            "last_error": detail,
+            "error_count": predictions.c.error_count + 1,
+            "consecutive_errors": predictions.c.consecutive_errors + 1,
+            "not_found_count": predictions.c.not_found_count + 1,
+            "not_found_since": since,
+            "tracking": case((becomes_lost, Tracking.LOST.value), else_=predictions.c.tracking),
+            "next_poll_at": case((becomes_lost, None), else_=next_poll.at),
+            "poll_interval": next_poll.interval,
+            "claimed_by": None,
+        }
+        return self._update_claimed(prediction_id, owner, values) == Tracking.LOST.value
+
+    def reschedule(
+        self,
+        prediction_id: str,
+        *,
+        next_poll: NextPoll,
+        owner: str | None,
+        detail: str | None = None,
+        attempted_at: datetime | None = None,
+    ) -> None:
+        """Put a claimed prediction back without counting an error (rate limits, auth
+        pauses, shutdown). ``attempted_at`` records that a request was made."""
+        values: dict[str, Any] = {"next_poll_at": next_poll.at, "claimed_by": None}
+        if detail is not None:
+            values["last_error"] = detail
+        if attempted_at is not None:
+            values["last_polled_at"] = attempted_at
+        self._update_claimed(prediction_id, owner, values)
+
+    def _update_claimed(
+        self, prediction_id: str, owner: str | None, values: dict[str, Any]
+    ) -> str | None:
+        """Update an active row this owner holds; returns its tracking state after."""
+        guard = [
+            predictions.c.id == prediction_id,
+            predictions.c.tracking == Tracking.ACTIVE.value,
+        ]
+        if owner is not None:
+            guard.append(predictions.c.claimed_by == owner)
+        stmt = update(predictions).where(*guard).values(values).returning(predictions.c.tracking)
+        with self._transaction() as conn:
+            return conn.execute(stmt).scalar()
+
+
+def merge_events(current: str, new: Iterable[str]) -> str:
+    """The union of two event lists, in canonical order."""
+    return ",".join(canonical_events([*current.split(","), *new]))
+
+
+def _state(row: RowMapping) -> PredictionState:
+    return PredictionState(
+        id=row["id"],
+        status=row["status"],
+        tracking=row["tracking"],
+        logs=row["logs"] or "",
+        output=row["output"],
+        poll_count=row["poll_count"],
+        error_count=row["error_count"],
+        consecutive_errors=row["consecutive_errors"],
+        poll_interval=row["poll_interval"],
+        not_found_count=row["not_found_count"],
+        not_found_since=row["not_found_since"],
+        registered_at=row["registered_at"],
+        log_seq=row["log_seq"],
+    )
+
+
+def _prediction(row: RowMapping) -> Prediction:
+    return Prediction(
+        id=row["id"],
+        status=row["status"],
+        tracking=row["tracking"],
+        model=row["model"],
+        version=row["version"],
+        input=row["input"],
+        output=row["output"],
+        error=row["error"],
+        logs=row["logs"] or "",
+        metrics=row["metrics"],
+        predict_time=row["predict_time"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        data_removed=row["data_removed"],
+        urls=row["urls"],
+        labels=row["labels"] or {},
+        registered_at=row["registered_at"],
+        last_polled_at=row["last_polled_at"],
+        next_poll_at=row["next_poll_at"],
+        poll_count=row["poll_count"],
+        error_count=row["error_count"],
+        last_error=row["last_error"],
+    )
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+_SCHEMA_HINT = "the database has no tracker tables yet: run `tracker db upgrade`"
+
+
+def _is_missing_table(exc: DBAPIError) -> bool:
+    text = str(exc.orig).lower()
+    return "no such table" in text or ("relation" in text and "does not exist" in text)
+
+
+def _short(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return str(orig).strip().splitlines()[0][:300]

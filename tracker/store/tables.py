@@ -1,0 +1,167 @@
+"""The tables of the public contract (see docs/schema.md). Names here are stable."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+from tracker.store.types import BigIntKey, JSONValue, UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("status", String(64)),
+    Column("tracking", String(16), nullable=False, server_default="active"),
+    Column("model", Text),
+    Column("version", Text),
+    Column("input", JSONValue),
+    Column("output", JSONValue),
+    Column("error", JSONValue),
+    Column("logs", Text, nullable=False, server_default=""),
+    Column("metrics", JSONValue),
+    Column("predict_time", Float),
+    Column("created_at", UTCDateTime),
+    Column("started_at", UTCDateTime),
+    Column("completed_at", UTCDateTime),
+    Column("data_removed", Boolean),
+    Column("urls", JSONValue),
+    Column("labels", JSONValue, nullable=False, server_default=text("'{}'")),
+    Column("registered_at", UTCDateTime, nullable=False),
+    Column("last_polled_at", UTCDateTime),
+    Column("next_poll_at", UTCDateTime),
+    Column("poll_count", Integer, nullable=False, server_default="0"),
+    Column("error_count", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("raw", JSONValue),
+    # Bookkeeping beyond the contract: scheduling, error streaks, claims.
+    Column("consecutive_errors", Integer, nullable=False, server_default="0"),
+    Column("poll_interval", Float),
+    Column("not_found_count", Integer, nullable=False, server_default="0"),
+    Column("not_found_since", UTCDateTime),
+    Column("log_seq", Integer, nullable=False, server_default="0"),
+    Column("claimed_by", String(200)),
+)
+
+# The due-work query reads only active rows in next_poll_at order.
+Index(
+    "ix_predictions_due",
+    predictions.c.next_poll_at,
+    postgresql_where=predictions.c.tracking == "active",
+    sqlite_where=predictions.c.tracking == "active",
+)
+Index("ix_predictions_model", predictions.c.model)
+Index("ix_predictions_status", predictions.c.status)
+Index("ix_predictions_registered_at", predictions.c.registered_at)
+
+status_transitions = Table(
+    "status_transitions",
+    metadata,
+    Column("id", BigIntKey, primary_key=True, autoincrement=True),
+    Column(
+        "prediction_id",
+        String(128),
+        ForeignKey("predictions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("from_status", String(64)),
+    Column("to_status", String(64), nullable=False),
+    Column("observed_at", UTCDateTime, nullable=False),
+    Column("upstream_at", UTCDateTime),
+)
+Index(
+    "ix_status_transitions_prediction", status_transitions.c.prediction_id, status_transitions.c.id
+)
+
+prediction_logs = Table(
+    "prediction_logs",
+    metadata,
+    Column("id", BigIntKey, primary_key=True, autoincrement=True),
+    Column(
+        "prediction_id",
+        String(128),
+        ForeignKey("predictions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("seq", Integer, nullable=False),
+    Column("observed_at", UTCDateTime, nullable=False),
+    Column("text", Text, nullable=False),
+    # True when the upstream text did not extend the previous one and was stored whole.
+    Column("restarted", Boolean, nullable=False, server_default=text("false")),
+    UniqueConstraint("prediction_id", "seq"),
+)
+
+callbacks = Table(
+    "callbacks",
+    metadata,
+    Column("id", BigIntKey, primary_key=True, autoincrement=True),
+    Column(
+        "prediction_id",
+        String(128),
+        ForeignKey("predictions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("kind", String(16), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("events", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("prediction_id", "kind", "target"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", BigIntKey, primary_key=True, autoincrement=True),
+    Column(
+        "callback_id",
+        BigIntKey,
+        ForeignKey("callbacks.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column(
+        "prediction_id",
+        String(128),
+        ForeignKey("predictions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("event", String(16), nullable=False),
+    Column("state", String(16), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime),
+    # The exact bytes every attempt sends (the prediction as it was at the event).
+    Column("payload", Text, nullable=False),
+)
+Index(
+    "ix_deliveries_due",
+    deliveries.c.next_attempt_at,
+    postgresql_where=deliveries.c.state == "pending",
+    sqlite_where=deliveries.c.state == "pending",
+)
+Index("ix_deliveries_prediction", deliveries.c.prediction_id)
+Index("ix_deliveries_callback", deliveries.c.callback_id)

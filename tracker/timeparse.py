@@ -1,0 +1,44 @@
+"""Lenient parsing of the timestamps upstream APIs send."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+# RFC 3339 with up to nanosecond precision, 'Z' or an offset.
+_RFC3339 = re.compile(
+    r"^(?P<base>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})"
+    r"(?:\.(?P<frac>\d+))?"
+    r"(?P<tz>Z|z|[+-]\d{2}:?\d{2})?$"
+)
+
+
+def parse_timestamp(value: object) -> datetime | None:
+    """An aware UTC datetime, or None for anything that is not a timestamp.
+
+    Python's ``fromisoformat`` stops at microseconds; Replicate sends
+    nanoseconds, so the fraction is cut to six digits first. A timestamp
+    without a zone is taken as UTC.
+    """
+    if not isinstance(value, str):
+        return None
+    match = _RFC3339.match(value.strip())
+    if not match:
+        return None
+    text = match["base"].replace(" ", "T")
+    if match["frac"]:
+        text += "." + match["frac"][:6].ljust(6, "0")
+    tz = match["tz"]
+    if tz and tz not in ("Z", "z"):
+        text += tz if ":" in tz else f"{tz[:3]}:{tz[3:]}"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,135 @@
+"""The HTTP client for the upstream prediction API.
+
+Every failure leaves this module as an ``UpstreamError`` subclass; nothing
+above it sees an httpx exception.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote
+
+import httpx
+
+from tracker import __version__
+from tracker.exceptions import (
+    UpstreamAuthError,
+    UpstreamBadAnswer,
+    UpstreamError,
+    UpstreamNotFound,
+    UpstreamRateLimited,
+    UpstreamTransient,
+)
+
+#: seconds to wait for a TCP/TLS connection
+CONNECT_TIMEOUT = 5.0
+#: seconds to wait for the answer
+READ_TIMEOUT = 20.0
+#: pause for a 429 that gives no Retry-After (seconds)
+DEFAULT_RATE_LIMIT_PAUSE = 5.0
+#: longest Retry-After honoured as given (seconds); a larger one is capped
+MAX_RETRY_AFTER = 3600.0
+#: characters of an unusable body kept in the error text
+BODY_SNIPPET = 120
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A 2xx answer whose body parsed as JSON."""
+
+    body: object
+    status_code: int
+
+
+def make_http_client(*, max_connections: int) -> httpx.AsyncClient:
+    """An httpx client sized for the poll loop (no redirects, explicit timeouts)."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT),
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+        follow_redirects=False,
+        headers={"User-Agent": f"tracker/{__version__}", "Accept": "application/json"},
+    )
+
+
+class UpstreamClient:
+    """``GET {base}/predictions/{id}`` with the bearer key."""
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str, api_key: str | None) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def prediction_url(self, prediction_id: str) -> str:
+        return f"{self._base}/predictions/{quote(prediction_id, safe='')}"
+
+    async def get_prediction(self, prediction_id: str) -> Answer:
+        url = self.prediction_url(prediction_id)
+        try:
+            response = await self._http.get(url, headers=self._headers)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTransient(f"timeout: {type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            raise UpstreamTransient(f"connection failed: {type(exc).__name__}: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"request failed: {type(exc).__name__}: {exc}") from exc
+        return _interpret(response)
+
+
+def _interpret(response: httpx.Response) -> Answer:
+    code = response.status_code
+    if 200 <= code < 300:
+        return Answer(_json_body(response), code)
+    detail = f"HTTP {code}: {_snippet(response.text)}"
+    if code in (401, 403):
+        raise UpstreamAuthError(detail, status_code=code)
+    if code == 404:
+        raise UpstreamNotFound(detail, status_code=code)
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if code == 429:
+        pause = DEFAULT_RATE_LIMIT_PAUSE if retry_after is None else retry_after
+        raise UpstreamRateLimited(detail, status_code=code, retry_after=pause)
+    if code == 503 and retry_after is not None:
+        raise UpstreamRateLimited(detail, status_code=code, retry_after=retry_after)
+    if code >= 500 or code == 408:
+        raise UpstreamTransient(detail, status_code=code)
+    raise UpstreamError(detail, status_code=code)
+
+
+def _json_body(response: httpx.Response) -> object:
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        content_type = response.headers.get("Content-Type", "no content type")
+        raise UpstreamBadAnswer(
+            f"answer is not JSON ({content_type}): {_snippet(response.text)}"
+        ) from exc
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait, from a Retry-After of delta-seconds or an HTTP date."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _snippet(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat[:BODY_SNIPPET] + ("…" if len(flat) > BODY_SNIPPET else "") if flat else "(empty)"
