@@ -96,7 +96,7 @@ class Daemon:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tracker-db")
         self._limiter = RateLimiter(settings.max_rps)
         self._slots = asyncio.Semaphore(settings.concurrency)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._auth_error: str | None = None
         self._next_auth_probe = 0.0
@@ -167,15 +167,15 @@ class Daemon:
             budget = self._claim_budget()
             if budget > 0:
                 claimed = await self._claim(now=start, limit=budget, include_unpolled=True)
-            if not claimed and not self._tasks:
+            if not claimed and not self._in_flight:
                 return
-            if self._tasks:
-                await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+            if self._in_flight:
+                await asyncio.wait(self._in_flight.values(), return_when=asyncio.FIRST_COMPLETED)
 
     async def _drain(self) -> None:
-        if not self._tasks:
+        if not self._in_flight:
             return
-        _, pending = await asyncio.wait(self._tasks, timeout=DRAIN_SECONDS)
+        _, pending = await asyncio.wait(self._in_flight.values(), timeout=DRAIN_SECONDS)
         for task in pending:
             task.cancel()
         if pending:
@@ -197,10 +197,10 @@ class Daemon:
             await self._claim(now=utcnow(), limit=limit)
 
     async def _report(self) -> None:
-        log.info("%s; %d in flight", self.stats.summary(), len(self._tasks))
+        log.info("%s; %d in flight", self.stats.summary(), len(self._in_flight))
 
     async def _stop_when_done(self) -> None:
-        if self._tasks:
+        if self._in_flight:
             return
         try:
             active = await self._db(self.store.count_active)
@@ -214,7 +214,7 @@ class Daemon:
 
     def _claim_budget(self) -> int:
         target = max(self.settings.concurrency, int(self.settings.max_rps * CLAIM_LOOKAHEAD))
-        return target - len(self._tasks)
+        return target - len(self._in_flight)
 
     async def _claim(self, *, now: Any, limit: int, include_unpolled: bool = False) -> int:
         lease_until = now + timedelta(seconds=self.settings.lease_seconds)
@@ -233,10 +233,16 @@ class Daemon:
         self._note_store_ok()
         probe = self._auth_error is not None
         for state in states:
+            if state.id in self._in_flight:  # cannot happen while claims work; never poll twice
+                log.error("%s was claimed while its poll is in flight; skipped", state.id)
+                continue
             task = asyncio.create_task(self._poll(state, probe=probe), name=f"poll {state.id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._in_flight[state.id] = task
+            task.add_done_callback(functools.partial(self._finished, state.id))
         return len(states)
+
+    def _finished(self, prediction_id: str, _task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(prediction_id, None)
 
     async def _poll(self, state: PredictionState, *, probe: bool = False) -> None:
         try:

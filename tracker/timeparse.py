@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 # RFC 3339 with up to nanosecond precision, 'Z' or an offset.
 _RFC3339 = re.compile(
-    r"^(?P<base>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})"
+    r"^(?P<base>\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})"
     r"(?:\.(?P<frac>\d+))?"
     r"(?P<tz>Z|z|[+-]\d{2}:?\d{2})?$"
 )
@@ -25,7 +25,7 @@ def parse_timestamp(value: object) -> datetime | None:
     match = _RFC3339.match(value.strip())
     if not match:
         return None
-    text = match["base"].replace(" ", "T")
+    text = match["base"].replace(" ", "T").replace("t", "T")
     if match["frac"]:
         text += "." + match["frac"][:6].ljust(6, "0")
     tz = match["tz"]
@@ -33,11 +33,11 @@ def parse_timestamp(value: object) -> datetime | None:
         text += tz if ":" in tz else f"{tz[:3]}:{tz[3:]}"
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # out of range, e.g. year 1 at +01:00
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def utcnow() -> datetime:

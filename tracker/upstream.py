@@ -7,6 +7,7 @@ above it sees an httpx exception.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -15,7 +16,9 @@ from urllib.parse import quote
 import httpx
 
 from tracker import __version__
+from tracker.domain import ID_PATTERN
 from tracker.exceptions import (
+    ConfigError,
     UpstreamAuthError,
     UpstreamBadAnswer,
     UpstreamError,
@@ -23,6 +26,7 @@ from tracker.exceptions import (
     UpstreamRateLimited,
     UpstreamTransient,
 )
+from tracker.logsetup import MASK
 
 #: seconds to wait for a TCP/TLS connection
 CONNECT_TIMEOUT = 5.0
@@ -60,11 +64,18 @@ class UpstreamClient:
     """``GET {base}/predictions/{id}`` with the bearer key."""
 
     def __init__(self, http: httpx.AsyncClient, base_url: str, api_key: str | None) -> None:
+        if api_key and (not api_key.isascii() or any(ch.isspace() for ch in api_key)):
+            raise ConfigError("the API key contains spaces or non-ASCII characters")
         self._http = http
         self._base = base_url.rstrip("/")
+        self._key = api_key or None
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     def prediction_url(self, prediction_id: str) -> str:
+        # The pattern rules out "." and "..", which quote() would leave for the
+        # URL layer to resolve into another path.
+        if not ID_PATTERN.fullmatch(prediction_id):
+            raise UpstreamError(f"refusing to request an invalid ID {prediction_id[:140]!r}")
         return f"{self._base}/predictions/{quote(prediction_id, safe='')}"
 
     async def get_prediction(self, prediction_id: str) -> Answer:
@@ -74,17 +85,26 @@ class UpstreamClient:
         except httpx.TimeoutException as exc:
             raise UpstreamTransient(f"timeout: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
-            raise UpstreamTransient(f"connection failed: {type(exc).__name__}: {exc}") from exc
+            detail = self._redact(f"connection failed: {type(exc).__name__}: {exc}")
+            raise UpstreamTransient(detail) from exc
         except httpx.HTTPError as exc:
-            raise UpstreamError(f"request failed: {type(exc).__name__}: {exc}") from exc
-        return _interpret(response)
+            detail = self._redact(f"request failed: {type(exc).__name__}: {exc}")
+            raise UpstreamError(detail) from exc
+        return _interpret(response, self._redact)
+
+    def _redact(self, text: str) -> str:
+        """Error details are stored and logged: an upstream echoing the key must not leak it."""
+        return text.replace(self._key, MASK) if self._key else text
 
 
-def _interpret(response: httpx.Response) -> Answer:
+def _interpret(response: httpx.Response, redact: Callable[[str], str]) -> Answer:
     code = response.status_code
     if 200 <= code < 300:
-        return Answer(_json_body(response), code)
-    detail = f"HTTP {code}: {_snippet(response.text)}"
+        try:
+            return Answer(_json_body(response), code)
+        except UpstreamBadAnswer as exc:
+            raise UpstreamBadAnswer(redact(exc.detail)) from exc.__cause__
+    detail = redact(f"HTTP {code}: {_snippet(response.text)}")
     if code in (401, 403):
         raise UpstreamAuthError(detail, status_code=code)
     if code == 404:

@@ -52,7 +52,7 @@ LIST_COLUMNS = (
 @click.option(
     "--file",
     "id_file",
-    type=click.File("r", encoding="utf-8"),
+    type=click.File("r", encoding="utf-8-sig"),
     help="Read IDs from a file, one per line ('-' for stdin).",
 )
 @click.option(

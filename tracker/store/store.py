@@ -342,7 +342,10 @@ class Store:
         """
         due = predictions.c.next_poll_at <= now
         if include_unpolled:
-            due = or_(due, predictions.c.last_polled_at.is_(None))
+            never_polled = and_(
+                predictions.c.last_polled_at.is_(None), predictions.c.claimed_by.is_(None)
+            )
+            due = or_(due, never_polled)
         candidates = (
             select(predictions.c.id)
             .where(predictions.c.tracking == Tracking.ACTIVE.value, due)
@@ -389,7 +392,7 @@ class Store:
             consecutive_errors=0,
             not_found_count=0,
             not_found_since=None,
-            next_poll_at=next_poll.at,
+            next_poll_at=None if update_.terminal else next_poll.at,
             poll_interval=next_poll.interval,
             claimed_by=None,
         )

@@ -1,0 +1,160 @@
+"""Upstream simulator: a Replicate-compatible prediction API on loopback.
+
+The simulator is a real HTTP server that answers ``GET {base}/predictions/{id}`` the way
+Replicate does, so that the tracker can be tried, tested and benchmarked without an API
+key. Every ID is known: a prediction comes to life the first time it is asked for (or
+defined), and the prefix of its ID picks its behaviour.
+
+Running it
+==========
+
+From the command line (stops on Ctrl-C or SIGTERM)::
+
+    tracker simulate --port 8765
+    # simulator listening on http://127.0.0.1:8765/v1
+    curl http://127.0.0.1:8765/v1/predictions/ok-1
+
+From Python, on the running event loop or in a background thread::
+
+    sim = Simulator(SimConfig(speed=10))
+    base_url = await sim.start()          # http://127.0.0.1:PORT/v1
+    ...
+    await sim.stop()
+
+    with SimulatorThread(SimConfig(seed=7)) as sim:
+        sim.define("my-id", PredictionPlan(outcome="failed", run_seconds=0.2))
+        ...
+        sim.request_count("my-id")
+
+Scenarios by ID prefix
+======================
+
+An ID matches ``^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`` (others get 404). Its prefix is the
+text before the first ``-`` (the whole ID when there is none), compared case-insensitively:
+
+=============  ===========================================================================
+``ok``         succeeds with the configured timings (also any unrecognised prefix)
+``fail``       fails with an error message (``error`` set, a traceback in the logs)
+``cancel``     canceled while processing
+``abort``      ``starting`` then ``aborted``: never processing, no ``started_at``, no logs
+``gone``       always 404 ``{"detail": "Not found."}``
+``flaky``      1st, 2nd, 3rd requests answer 500, 502, 503 (no Retry-After), then normal
+``junk``       1st request: an HTML page with status 200; 2nd: the JSON body
+               ``{"created": ..., "data": [{"url": ...}]}`` (not a prediction); then normal
+``ratelimit``  1st request: 429 with ``Retry-After: 2``; then normal
+``weird``      shows the unknown status ``queued_elsewhere`` between starting and
+               processing, then succeeds
+``slow``       every answer is sent 1.5 s late
+``unicode``    logs full of emoji, CJK, accented and astral characters
+``biglogs``    logs grow to more than 1.2 MB (lines of 2-4 KB) by completion
+``forever``    never finishes: processing forever, with ever-growing logs
+``quick``      queue 0.2 s, run 0.5 s, then succeeds
+=============  ===========================================================================
+
+Examples: ``fail-42``, ``biglogs-a``, ``quick-run_7``.
+
+Lifecycle
+=========
+
+A prediction is ``starting`` for its queue time (exponential, mean ``queue_seconds``),
+shows each extra status, is ``processing`` for its run time (log-normal around
+``run_median_seconds`` with ``run_sigma``) and then ends. ``created_at`` is the moment it
+was first seen; timestamps are RFC 3339 UTC with microseconds and ``Z``.
+
+- ``logs`` is cumulative: ``""`` before processing, then one line per
+  ``log_interval_seconds`` (``Using seed: N``, ``step 3/8 |  37% | 2.00 it/s``...), and
+  final lines at the end; every answer extends the previous one.
+- ``output`` is null until ``succeeded``; ``error`` is a string only when ``failed``.
+- ``metrics`` is ``{}`` until the end, then ``predict_time`` (completed - started) and,
+  for image outputs, ``image_count``; aborted predictions have none.
+- ``data_removed_after_seconds`` after the end, ``data_removed`` turns true and
+  ``output`` null.
+- ``speed`` divides every duration, including delays (``speed=10``: a 4 s run takes
+  0.4 s); ``Retry-After`` headers are not scaled.
+- Randomness comes from ``seed`` and the ID: the same ID always gets the same plan.
+
+The whole API (``/v1``) may require ``Authorization: Bearer <api_key>`` (else 401
+``{"detail": "Unauthenticated"}``), may be rate limited (a global token bucket of
+``rate_limit_rps``; else 429 with ``Retry-After: 1`` and ``{"detail": "Request was
+throttled."}``) and may fail at random (``fault_rate``: 500 or 502).
+
+HTTP routes
+===========
+
+- ``GET /v1/predictions/{id}``: the prediction object.
+- ``POST /v1/predictions`` with ``{"version": ... | "model": ..., "input": {...}}``:
+  creates a prediction with a fresh ID and the configured timings; 201 and the object
+  (status ``starting``); 422 when malformed.
+- ``PUT /_sim/predictions/{id}`` with a plan (below): defines or redefines a prediction;
+  its clock and fault count restart. 400 when the plan is malformed.
+- ``GET /_sim/requests[?id=ID]``: ``{"count": N, "requests": [{"at": epoch seconds,
+  "prediction_id": ..., "status_code": ...}, ...]}``, every ``/v1`` request answered.
+- ``GET /_sim/health``: ``{"status": "ok", "predictions": N, "requests": N}``.
+
+The control routes need no API key and are never throttled or faulted.
+
+Plan JSON
+=========
+
+Every key is optional (defaults shown); unknown keys are refused::
+
+    {
+      "outcome": "succeeded",          // "failed" | "canceled" | "aborted" | null (never ends)
+      "queue_seconds": 1.0,            // time in "starting"
+      "run_seconds": 4.0,              // time in "processing"
+      "log_lines": null,               // explicit lines spread over the run; null: generated
+      "model": "black-forest-labs/flux-kontext-dev",
+      "extra_statuses": [],            // e.g. ["queued_elsewhere"], after "starting"
+      "extra_status_seconds": 0.5,     // how long each extra status is shown
+      "faults": [],                    // for the 1st, 2nd, ... request of this ID
+      "not_found": false,              // always 404
+      "output": null,                  // null: a generated image URL
+      "error": null,                   // null: a generated message (when failed)
+      "delay_seconds": 0.0,            // every answer is this late
+      "input": null,                   // null: a generated prompt
+      "version": "hidden"
+    }
+
+A fault is one of::
+
+    {"kind": "http", "status": 500}                    // error status, JSON {"detail": ...}
+    {"kind": "http", "status": 429, "retry_after": 2}  // with a Retry-After header
+    {"kind": "html"}                                   // 200 with an HTML page
+    {"kind": "not_prediction"}                         // 200 with {"created", "data"} JSON
+    {"kind": "delay", "seconds": 1.5}                  // a normal answer, that late
+    {"kind": "pass"}                                   // a normal answer
+
+or a shorthand: ``503`` for ``{"kind": "http", "status": 503}``, ``"html"`` for
+``{"kind": "html"}``. Example: ``"faults": ["pass", 500, {"kind": "delay", "seconds": 2}]``
+answers the 1st request normally, the 2nd with a 500 and the 3rd two seconds late.
+"""
+
+from tracker.simulator.lifecycle import SimulatedPrediction
+from tracker.simulator.scenarios import (
+    ID_PATTERN,
+    SCENARIOS,
+    TERMINAL_STATUSES,
+    Fault,
+    Outcome,
+    PredictionPlan,
+    SimConfig,
+    plan_for_id,
+    scenario_of,
+)
+from tracker.simulator.server import RequestRecord, Simulator, SimulatorThread
+
+__all__ = [
+    "ID_PATTERN",
+    "SCENARIOS",
+    "TERMINAL_STATUSES",
+    "Fault",
+    "Outcome",
+    "PredictionPlan",
+    "RequestRecord",
+    "SimConfig",
+    "SimulatedPrediction",
+    "Simulator",
+    "SimulatorThread",
+    "plan_for_id",
+    "scenario_of",
+]

@@ -1,0 +1,342 @@
+"""The life of one simulated prediction as a pure function of the clock.
+
+:class:`SimulatedPrediction` turns a :class:`~tracker.simulator.scenarios.PredictionPlan`
+and a creation time into the Replicate prediction object seen at any later moment. It does
+no I/O and never reads the clock itself: callers pass ``now`` (epoch seconds), which makes
+it testable with a fake clock. Answers are cached as encoded JSON and rebuilt only when the
+visible state (status, number of log lines, data removal) changes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from tracker.simulator.scenarios import (
+    TERMINAL_STATUSES,
+    Fault,
+    PredictionPlan,
+    SimConfig,
+    id_rng,
+)
+
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif")
+_PROMPTS = (
+    "Make the letters 3D",
+    "A lighthouse at dusk, oil painting",
+    "Turn this photo into a watercolor",
+    "A corgi astronaut floating above the Earth",
+)
+_ERRORS = (
+    "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 39.59 GiB total capacity)",
+    "NSFW content detected. Try running it again, or try a different prompt.",
+    "Prediction interrupted; please retry (code: PA)",
+)
+#: state key meaning "every log line plus the outcome's trailer"
+_ALL_LINES = -1
+
+StateKey = tuple[str, int, bool, str]
+
+
+def rfc3339(timestamp: float) -> str:
+    """Epoch seconds as RFC 3339 UTC with microseconds, e.g. ``2025-07-12T07:27:54.577000Z``."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class LogScript:
+    """The log lines of a run and when each becomes visible.
+
+    Line ``k`` appears ``k * step`` seconds after processing starts. ``endless`` makes
+    lines past the listed ones from their index, forever. ``trailer`` lines appear only
+    once the prediction has ended. The cumulative text is cached, so growing it costs
+    only the new lines.
+    """
+
+    def __init__(
+        self,
+        lines: Sequence[str],
+        step: float,
+        *,
+        trailer: Sequence[str] = (),
+        endless: Callable[[int], str] | None = None,
+    ) -> None:
+        self._lines = list(lines)
+        self._step = step
+        self._trailer = "".join(f"{line}\n" for line in trailer)
+        self._endless = endless
+        self._count = 0
+        self._text = ""
+
+    def count_at(self, elapsed: float) -> int:
+        """How many lines are visible ``elapsed`` seconds into processing."""
+        if elapsed < 0:
+            return 0
+        if self._step <= 0:
+            return len(self._lines)
+        visible = math.floor(elapsed / self._step) + 1
+        return visible if self._endless else min(visible, len(self._lines))
+
+    def text(self, count: int) -> str:
+        """The first ``count`` lines (``-1``: all of them plus the trailer), newline-ended."""
+        if count == _ALL_LINES:
+            return self.text(len(self._lines)) + self._trailer
+        if count < self._count:
+            self._count, self._text = 0, ""
+        if count > self._count:
+            new = (self._line(k) for k in range(self._count, count))
+            self._text += "".join(f"{line}\n" for line in new)
+            self._count = count
+        return self._text
+
+    def _line(self, index: int) -> str:
+        """Line ``index``, listed or made by ``endless``."""
+        if index < len(self._lines):
+            return self._lines[index]
+        assert self._endless is not None
+        return self._endless(index)
+
+
+class SimulatedPrediction:
+    """One prediction: its plan, its timeline and the answers it gives.
+
+    Times are real epoch seconds: the plan's simulated durations are divided by
+    ``config.speed`` once, here.
+    """
+
+    def __init__(
+        self,
+        prediction_id: str,
+        plan: PredictionPlan,
+        config: SimConfig,
+        *,
+        created_at: float,
+    ) -> None:
+        self.id = prediction_id
+        self.plan = plan
+        speed = config.speed
+        self.created_at = created_at
+        waiting_end = created_at + plan.queue_seconds / speed
+        self._waiting = [(created_at, "starting")]
+        for status in plan.extra_statuses:
+            self._waiting.append((waiting_end, status))
+            waiting_end += plan.extra_status_seconds / speed
+        self.started_at, self.ended_at = self._run_bounds(waiting_end, speed)
+        self.removed_at = (
+            None
+            if self.ended_at is None
+            else self.ended_at + config.data_removed_after_seconds / speed
+        )
+        #: answers delayed by the plan are sent this many real seconds late
+        self.delay = plan.delay_seconds / speed
+        self.requests_seen = 0
+        rng = id_rng(config.seed, prediction_id, "content")
+        self._input = plan.input if plan.input is not None else _generated_input(rng)
+        self._error = plan.error if plan.error is not None else rng.choice(_ERRORS)
+        self._output = plan.output if plan.output is not None else self._generated_output(rng)
+        self._logs = self._build_logs(rng, config)
+        self._fixed = self._fixed_fields()
+        self._started_text = _optional_rfc3339(self.started_at)
+        self._ended_text = _optional_rfc3339(self.ended_at)
+        self._cache_key: StateKey | None = None
+        self._cache_body = b""
+
+    def _run_bounds(self, waiting_end: float, speed: float) -> tuple[float | None, float | None]:
+        """``(started_at, ended_at)``: no start when aborted, no end when never-ending."""
+        outcome = self.plan.outcome
+        if outcome == "aborted":
+            return None, waiting_end
+        if outcome is None:
+            return waiting_end, None
+        return waiting_end, waiting_end + self.plan.run_seconds / speed
+
+    def next_fault(self) -> Fault | None:
+        """Count one request and return the fault planned for it, if any."""
+        index = self.requests_seen
+        self.requests_seen += 1
+        faults = self.plan.faults
+        return faults[index] if index < len(faults) else None
+
+    def status_at(self, now: float) -> str:
+        """The status shown at ``now``."""
+        if self.ended_at is not None and now >= self.ended_at:
+            return str(self.plan.outcome)
+        if self.started_at is not None and now >= self.started_at:
+            return "processing"
+        status = "starting"
+        for begins, name in self._waiting:
+            if now >= begins:
+                status = name
+        return status
+
+    def state_key(self, now: float, base_url: str) -> StateKey:
+        """Everything the answer at ``now`` depends on: status, log lines, removal, base URL."""
+        status = self.status_at(now)
+        if status == "processing":
+            assert self.started_at is not None
+            count = self._logs.count_at(now - self.started_at)
+        elif self.ended_at is not None and now >= self.ended_at:
+            count = 0 if self.started_at is None else _ALL_LINES
+        else:
+            count = 0
+        removed = self.removed_at is not None and now >= self.removed_at
+        return status, count, removed, base_url
+
+    def snapshot(self, now: float, base_url: str) -> dict[str, Any]:
+        """The prediction object as the API shows it at ``now``."""
+        return self._snapshot_for(self.state_key(now, base_url))
+
+    def body(self, now: float, base_url: str) -> bytes:
+        """:meth:`snapshot` encoded as UTF-8 JSON, cached while the state is unchanged."""
+        key = self.state_key(now, base_url)
+        if key != self._cache_key:
+            self._cache_body = _encode_json(self._snapshot_for(key))
+            self._cache_key = key
+        return self._cache_body
+
+    def _snapshot_for(self, key: StateKey) -> dict[str, Any]:
+        """The prediction object for a state key."""
+        status, count, removed, base_url = key
+        terminal = status in TERMINAL_STATUSES
+        running = status == "processing" or terminal
+        data = dict(self._fixed)
+        data.update(
+            status=status,
+            logs=self._logs.text(count),
+            output=self._output if status == "succeeded" and not removed else None,
+            error=self._error if status == "failed" else None,
+            metrics=self._metrics(status) if terminal else {},
+            started_at=self._started_text if running else None,
+            completed_at=self._ended_text if terminal else None,
+            data_removed=removed,
+            urls=_urls(base_url, self.id),
+        )
+        return data
+
+    def _fixed_fields(self) -> dict[str, Any]:
+        """The fields that never change, in Replicate's order."""
+        return {
+            "id": self.id,
+            "model": self.plan.model,
+            "version": self.plan.version,
+            "input": self._input,
+            "logs": "",
+            "output": None,
+            "error": None,
+            "status": "starting",
+            "metrics": {},
+            "urls": {},
+            "created_at": rfc3339(self.created_at),
+            "started_at": None,
+            "completed_at": None,
+            "data_removed": False,
+        }
+
+    def _metrics(self, status: str) -> dict[str, Any]:
+        """Terminal metrics: ``predict_time`` when it ran, ``image_count`` for images."""
+        if self.started_at is None or self.ended_at is None:
+            return {}
+        metrics: dict[str, Any] = {"predict_time": round(self.ended_at - self.started_at, 9)}
+        images = _image_count(self._output)
+        if status == "succeeded" and images:
+            metrics = {"image_count": images, **metrics}
+        return metrics
+
+    def _generated_output(self, rng: random.Random) -> str:
+        """A delivery URL like Replicate's, with the input's output format."""
+        extension = str(self._input.get("output_format", "jpg"))
+        return f"https://replicate.delivery/xezq/{rng.randbytes(16).hex()}/output.{extension}"
+
+    def _build_logs(self, rng: random.Random, config: SimConfig) -> LogScript:
+        """The plan's log lines, or realistic generated ones, with their timing."""
+        plan = self.plan
+        speed = config.speed
+        if plan.outcome == "aborted":
+            return LogScript([], 0.0)
+        if plan.log_lines is not None:
+            count = len(plan.log_lines)
+            step = plan.run_seconds / speed / count if count else 0.0
+            return LogScript(plan.log_lines, step)
+        seed_line = f"Using seed: {rng.randrange(1, 65536)}"
+        step = config.log_interval_seconds / speed
+        if plan.outcome is None:
+            return LogScript([seed_line], step, endless=_endless_progress_line)
+        count = max(1, math.ceil(plan.run_seconds / config.log_interval_seconds))
+        steps = count - 1
+        # a run that fails or is canceled stops about 60 % of the way through
+        total = steps if plan.outcome == "succeeded" else math.ceil(steps * 1.6)
+        lines = [seed_line, *_progress_lines(steps, total, config.log_interval_seconds)]
+        return LogScript(lines, step, trailer=self._trailer())
+
+    def _trailer(self) -> list[str]:
+        """Lines written when the run ends, by outcome."""
+        if self.plan.outcome == "succeeded":
+            took = (self.ended_at or 0.0) - (self.started_at or 0.0)
+            count = _image_count(self._output)
+            if not count:
+                return [f"prediction took {took:.2f} seconds"]
+            return [
+                f"Total safe images: {count} out of {count}",
+                f"generate image took {took:.2f} seconds",
+            ]
+        if self.plan.outcome == "failed":
+            return [
+                "Traceback (most recent call last):",
+                '  File "/src/predict.py", line 142, in predict',
+                f"RuntimeError: {self._error}",
+            ]
+        return []
+
+
+def _optional_rfc3339(timestamp: float | None) -> str | None:
+    """:func:`rfc3339`, passing ``None`` through."""
+    return None if timestamp is None else rfc3339(timestamp)
+
+
+def _progress_lines(steps: int, total: int, interval: float) -> list[str]:
+    """The first ``steps`` of ``total`` lines like ``step 3/20 |  15% | 2.00 it/s``."""
+    rate = 1.0 / interval
+    return [
+        f"step {k}/{total} | {100 * k // total:3d}% | {rate:.2f} it/s" for k in range(1, steps + 1)
+    ]
+
+
+def _encode_json(data: dict[str, Any]) -> bytes:
+    """UTF-8 JSON; text with lone surrogates (valid in JSON, not in UTF-8) is escaped."""
+    try:
+        return json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return json.dumps(data).encode()
+
+
+def _endless_progress_line(index: int) -> str:
+    """Line ``index`` of a run that never ends."""
+    return f"step {index} | still working"
+
+
+def _generated_input(rng: random.Random) -> dict[str, Any]:
+    """An input like the ones sent to image models."""
+    return {
+        "prompt": rng.choice(_PROMPTS),
+        "aspect_ratio": "match_input_image",
+        "output_format": "jpg",
+    }
+
+
+def _image_count(output: object) -> int:
+    """How many image URLs an output holds (a URL or a list of them)."""
+    items = output if isinstance(output, list) else [output]
+    return sum(1 for item in items if isinstance(item, str) and item.endswith(_IMAGE_SUFFIXES))
+
+
+def _urls(base_url: str, prediction_id: str) -> dict[str, str]:
+    """The ``urls`` object; ``web`` points at the simulator root like replicate.com/p/ID."""
+    root = base_url.removesuffix("/v1")
+    return {
+        "get": f"{base_url}/predictions/{prediction_id}",
+        "cancel": f"{base_url}/predictions/{prediction_id}/cancel",
+        "web": f"{root}/p/{prediction_id}",
+    }

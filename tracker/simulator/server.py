@@ -1,0 +1,458 @@
+"""The simulator's HTTP server (aiohttp) and a wrapper running it in a background thread.
+
+The handlers stay lean: a request costs a few dictionary lookups and, most of the time,
+the cached JSON of the prediction's current state (see
+:class:`~tracker.simulator.lifecycle.SimulatedPrediction`). Access logging is off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, replace
+from http import HTTPStatus
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from tracker.simulator.lifecycle import SimulatedPrediction
+from tracker.simulator.scenarios import (
+    DEFAULT_MODEL,
+    ID_PATTERN,
+    Fault,
+    PredictionPlan,
+    SimConfig,
+    plan_for_id,
+)
+
+_T = TypeVar("_T")
+
+_JSON = "application/json"
+_NOT_FOUND = b'{"detail": "Not found."}'
+_UNAUTHENTICATED = b'{"detail": "Unauthenticated"}'
+_THROTTLED = b'{"detail": "Request was throttled."}'
+_HTML_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><title>Just a moment...</title></head>\n"
+    b"<body><h1>Checking your browser before accessing the API.</h1></body></html>\n"
+)
+_ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+#: seconds the server waits for in-flight answers (e.g. delayed ones) when stopping
+_SHUTDOWN_TIMEOUT = 0.5
+#: seconds :class:`SimulatorThread` waits for the server to start or stop
+_THREAD_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One API request the simulator answered."""
+
+    #: arrival time, epoch seconds
+    at: float
+    #: the prediction asked for (or created); ``None`` for a refused create
+    prediction_id: str | None
+    status_code: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form served by ``GET /_sim/requests``."""
+        return {"at": self.at, "prediction_id": self.prediction_id, "status_code": self.status_code}
+
+
+class TokenBucket:
+    """A token bucket refilled at ``rate`` per second, holding at most ``capacity``."""
+
+    def __init__(self, rate: float, capacity: float | None = None, *, now: float = 0.0) -> None:
+        self.rate = rate
+        self.capacity = capacity if capacity is not None else max(1.0, rate)
+        self._tokens = self.capacity
+        self._updated = now
+
+    def take(self, now: float) -> bool:
+        """Spend one token if there is one; ``False`` means the request is throttled."""
+        elapsed = max(0.0, now - self._updated)
+        self._tokens = min(self.capacity, self._tokens + elapsed * self.rate)
+        self._updated = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
+def _json_response(
+    status: int, body: bytes, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """A response with a ready-made JSON body."""
+    return web.Response(status=status, body=body, content_type=_JSON, headers=headers)
+
+
+def _detail(status: int, detail: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    """A Replicate-style error answer ``{"detail": ...}``."""
+    return _json_response(status, json.dumps({"detail": detail}).encode(), headers)
+
+
+def _http_fault(status: int, retry_after: int | None = None) -> web.Response:
+    """The answer of an ``http`` fault."""
+    headers = None if retry_after is None else {"Retry-After": str(retry_after)}
+    if status == 429:
+        wait = f" Expected available in {retry_after} seconds." if retry_after else ""
+        return _detail(status, f"Request was throttled.{wait}", headers)
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    return _detail(status, phrase, headers)
+
+
+def _not_prediction_body(now: float) -> bytes:
+    """A JSON body some aggregators send that is not a prediction object."""
+    data = {"created": int(now), "data": [{"url": "https://example.com/generated/0.png"}]}
+    return json.dumps(data).encode()
+
+
+def _url_host(host: str) -> str:
+    """``host`` as written in a URL (IPv6 addresses in brackets)."""
+    return f"[{host}]" if ":" in host else host
+
+
+class Simulator:
+    """A Replicate-compatible prediction API served over HTTP, driven by plans.
+
+    Serves ``GET /v1/predictions/{id}``, ``POST /v1/predictions`` and the control API
+    under ``/_sim/``. Not thread-safe: use it from its event loop, or through
+    :class:`SimulatorThread`.
+    """
+
+    def __init__(
+        self, config: SimConfig | None = None, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.config = config if config is not None else SimConfig()
+        self._clock = clock
+        self._predictions: dict[str, SimulatedPrediction] = {}
+        self._records: list[RequestRecord] = []
+        self._counts: Counter[str | None] = Counter()
+        self._rng = random.Random(self.config.seed)
+        rps = self.config.rate_limit_rps
+        self._bucket = TokenBucket(rps, now=time.monotonic()) if rps else None
+        key = self.config.api_key
+        self._expected_auth = f"Bearer {key}" if key else None
+        self._runner: web.AppRunner | None = None
+        self._base_url: str | None = None
+
+    # -- lifecycle of the server -------------------------------------------------------
+
+    def build_app(self) -> web.Application:
+        """The aiohttp application with the API and control routes."""
+        app = web.Application()
+        app.add_routes(
+            [
+                web.get("/v1/predictions/{prediction_id}", self._handle_get),
+                web.post("/v1/predictions", self._handle_create),
+                web.put("/_sim/predictions/{prediction_id}", self._handle_define),
+                web.get("/_sim/requests", self._handle_requests),
+                web.get("/_sim/health", self._handle_health),
+            ]
+        )
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen on ``host:port`` (0: any free port) and return the API base URL."""
+        if self._runner is not None:
+            raise RuntimeError("the simulator is already running")
+        runner = web.AppRunner(
+            self.build_app(), access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT
+        )
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        bound_port = runner.addresses[0][1]
+        self._base_url = f"http://{_url_host(host)}:{bound_port}/v1"
+        return self._base_url
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection; the records are kept."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        self._base_url = None
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL, e.g. ``http://127.0.0.1:PORT/v1``."""
+        if self._base_url is None:
+            raise RuntimeError("the simulator is not running")
+        return self._base_url
+
+    # -- control from Python -----------------------------------------------------------
+
+    def define(self, id: str, plan: PredictionPlan) -> None:
+        """Give prediction ``id`` this plan; its clock (and fault count) restarts now."""
+        if not ID_PATTERN.fullmatch(id):
+            raise ValueError(f"not a valid prediction ID: {id!r}")
+        self._add(id, plan, self._clock())
+
+    def requests(self, id: str | None = None) -> list[RequestRecord]:
+        """The requests answered so far, oldest first; only those for ``id`` if given."""
+        records = list(self._records)
+        if id is None:
+            return records
+        return [record for record in records if record.prediction_id == id]
+
+    def request_count(self, id: str | None = None) -> int:
+        """How many requests were answered (for ``id`` if given)."""
+        return len(self._records) if id is None else self._counts[id]
+
+    # -- the API -----------------------------------------------------------------------
+
+    async def _handle_get(self, request: web.Request) -> web.Response:
+        """``GET /v1/predictions/{id}``."""
+        arrival = self._clock()
+        prediction_id = request.match_info["prediction_id"]
+        response = self._gate(request)
+        if response is None:
+            response = await self._answer(prediction_id, arrival)
+        self._record(arrival, prediction_id, response.status)
+        return response
+
+    async def _handle_create(self, request: web.Request) -> web.Response:
+        """``POST /v1/predictions`` with ``{"version" | "model": ..., "input": {...}}``."""
+        arrival = self._clock()
+        response = self._gate(request)
+        if response is not None:
+            self._record(arrival, None, response.status)
+            return response
+        try:
+            plan_fields = _create_fields(await _read_json(request))
+        except ValueError as exc:
+            self._record(arrival, None, 422)
+            return _detail(422, str(exc))
+        prediction_id = self._new_id()
+        plan = replace(plan_for_id(prediction_id, self.config), **plan_fields)
+        prediction = self._add(prediction_id, plan, arrival)
+        self._record(arrival, prediction_id, 201)
+        return _json_response(201, prediction.body(arrival, self.base_url))
+
+    def _gate(self, request: web.Request) -> web.Response | None:
+        """The refusal due before any prediction logic: auth, rate limit, random fault."""
+        if self._expected_auth and request.headers.get("Authorization") != self._expected_auth:
+            return _json_response(401, _UNAUTHENTICATED)
+        if self._bucket is not None and not self._bucket.take(time.monotonic()):
+            return _json_response(429, _THROTTLED, {"Retry-After": "1"})
+        rate = self.config.fault_rate
+        if rate and self._rng.random() < rate:
+            return _http_fault(self._rng.choice((500, 502)))
+        return None
+
+    async def _answer(self, prediction_id: str, arrival: float) -> web.Response:
+        """The answer for a prediction: its plan's fault or its current state."""
+        if not ID_PATTERN.fullmatch(prediction_id):
+            return _json_response(404, _NOT_FOUND)
+        prediction = self._predictions.get(prediction_id)
+        if prediction is None:
+            prediction = self._add(prediction_id, plan_for_id(prediction_id, self.config), arrival)
+        if prediction.plan.not_found:
+            return _json_response(404, _NOT_FOUND)
+        fault = prediction.next_fault()
+        delay = prediction.delay
+        if fault is not None and fault.kind == "delay":
+            delay += fault.seconds / self.config.speed
+        if delay > 0:
+            await asyncio.sleep(delay)
+        now = self._clock()
+        if fault is not None:
+            faulty = self._fault_response(fault, now)
+            if faulty is not None:
+                return faulty
+        return _json_response(200, prediction.body(now, self.base_url))
+
+    @staticmethod
+    def _fault_response(fault: Fault, now: float) -> web.Response | None:
+        """The answer a fault replaces the normal one with (``None``: answer normally)."""
+        if fault.kind == "http":
+            return _http_fault(fault.status, fault.retry_after)
+        if fault.kind == "html":
+            return web.Response(status=200, body=_HTML_PAGE, content_type="text/html")
+        if fault.kind == "not_prediction":
+            return _json_response(200, _not_prediction_body(now))
+        return None
+
+    def _add(self, prediction_id: str, plan: PredictionPlan, now: float) -> SimulatedPrediction:
+        """Create (or replace) a prediction whose life starts at ``now``."""
+        prediction = SimulatedPrediction(prediction_id, plan, self.config, created_at=now)
+        self._predictions[prediction_id] = prediction
+        return prediction
+
+    def _record(self, arrival: float, prediction_id: str | None, status: int) -> None:
+        """Remember one answered request."""
+        self._records.append(RequestRecord(arrival, prediction_id, status))
+        self._counts[prediction_id] += 1
+
+    def _new_id(self) -> str:
+        """A fresh ID shaped like Replicate's (26 lowercase letters and digits)."""
+        while True:
+            candidate = "".join(self._rng.choices(_ID_ALPHABET, k=26))
+            if candidate not in self._predictions:
+                return candidate
+
+    # -- the control API ---------------------------------------------------------------
+
+    async def _handle_define(self, request: web.Request) -> web.Response:
+        """``PUT /_sim/predictions/{id}`` with a plan in JSON."""
+        prediction_id = request.match_info["prediction_id"]
+        try:
+            plan = PredictionPlan.from_json(await _read_json(request))
+            self.define(prediction_id, plan)
+        except (TypeError, ValueError) as exc:
+            return _detail(400, str(exc))
+        body = {"id": prediction_id, "plan": plan.to_json()}
+        return _json_response(200, json.dumps(body).encode())
+
+    async def _handle_requests(self, request: web.Request) -> web.Response:
+        """``GET /_sim/requests[?id=ID]``: the requests answered so far."""
+        records = self.requests(request.query.get("id"))
+        body = {"count": len(records), "requests": [record.to_json() for record in records]}
+        return _json_response(200, json.dumps(body).encode())
+
+    async def _handle_health(self, request: web.Request) -> web.Response:
+        """``GET /_sim/health``."""
+        body = {
+            "status": "ok",
+            "predictions": len(self._predictions),
+            "requests": len(self._records),
+        }
+        return _json_response(200, json.dumps(body).encode())
+
+
+async def _read_json(request: web.Request) -> object:
+    """The request body parsed as JSON; ``ValueError`` when it is not JSON."""
+    try:
+        return json.loads(await request.read())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"the body is not JSON: {exc}") from exc
+
+
+def _create_fields(payload: object) -> dict[str, Any]:
+    """The plan fields a create request sets; ``ValueError`` when it is malformed."""
+    if not isinstance(payload, dict):
+        raise ValueError("the body must be a JSON object")
+    if not isinstance(payload.get("input"), dict):
+        raise ValueError("- input: input is required and must be an object")
+    version, model = payload.get("version"), payload.get("model")
+    if not isinstance(version, str) and not isinstance(model, str):
+        raise ValueError("- version or model is required")
+    return {
+        "input": payload["input"],
+        "model": model if isinstance(model, str) else DEFAULT_MODEL,
+        "version": version if isinstance(version, str) else "hidden",
+    }
+
+
+class SimulatorThread:
+    """A :class:`Simulator` on its own event loop in a daemon thread, for synchronous code.
+
+    Use it as a context manager::
+
+        with SimulatorThread(SimConfig(speed=10)) as sim:
+            httpx.get(f"{sim.base_url}/predictions/quick-1")
+    """
+
+    def __init__(
+        self, config: SimConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.simulator = Simulator(config)
+        self._host = host
+        self._port = port
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def __enter__(self) -> SimulatorThread:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start(self) -> str:
+        """Start the thread and the server; return the API base URL."""
+        if self._thread is not None:
+            raise RuntimeError("the simulator thread is already running")
+        self._ready.clear()
+        self._error = None
+        self._thread = threading.Thread(target=self._serve, name="tracker-simulator", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(_THREAD_TIMEOUT):
+            raise RuntimeError("the simulator did not start in time")
+        if self._error is not None:
+            self._thread.join(_THREAD_TIMEOUT)
+            self._thread = None
+            raise self._error
+        return self.base_url
+
+    def stop(self) -> None:
+        """Stop the server and wait for the thread to end."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        thread.join(_THREAD_TIMEOUT)
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL, e.g. ``http://127.0.0.1:PORT/v1``."""
+        return self.simulator.base_url
+
+    def define(self, id: str, plan: PredictionPlan) -> None:
+        """:meth:`Simulator.define`, run on the server's loop."""
+        self._call(self.simulator.define, id, plan)
+
+    def requests(self, id: str | None = None) -> list[RequestRecord]:
+        """:meth:`Simulator.requests` (a snapshot copy)."""
+        return self._call(self.simulator.requests, id)
+
+    def request_count(self, id: str | None = None) -> int:
+        """:meth:`Simulator.request_count`."""
+        return self._call(self.simulator.request_count, id)
+
+    def _call(self, function: Callable[..., _T], *args: Any) -> _T:
+        """Run ``function(*args)`` on the server's loop and return its result."""
+        loop = self._loop
+        if loop is None or self._thread is None:
+            return function(*args)
+
+        async def call() -> _T:
+            return function(*args)
+
+        coroutine: Coroutine[Any, Any, _T] = call()
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(_THREAD_TIMEOUT)
+
+    def _serve(self) -> None:
+        """Thread body: run the server until :meth:`stop`."""
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        """Start the server, signal readiness, wait for the stop request, clean up."""
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        try:
+            await self.simulator.start(self._host, self._port)
+        except BaseException as exc:
+            self._error = exc
+            return
+        finally:
+            self._ready.set()
+        try:
+            await self._stopping.wait()
+        finally:
+            await self.simulator.stop()
+            self._loop = None
