@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from tracker.callbacks.retry import DEFAULT_RETRY_SCHEDULE, parse_schedule
+from tracker.callbacks.webhook import DEFAULT_WEBHOOK_TIMEOUT
+from tracker.domain import CallbackSpec
+from tracker.events import parse_events
+from tracker.inputs import validate_email, validate_webhook_url
 
 #: where predictions are polled unless TRACKER_API_BASE says otherwise
 DEFAULT_API_BASE = "https://www.anyapi.vip/replicate/v1"
@@ -16,12 +24,13 @@ DEFAULT_MAX_RPS = 40.0  # requests per second, all predictions together
 DEFAULT_LOST_AFTER = 5  # consecutive 404 answers ...
 DEFAULT_LOST_WINDOW = 60.0  # ... spread over at least this many seconds
 DEFAULT_LEASE = 60.0  # seconds a claimed prediction stays with its daemon
+DEFAULT_MAIL_FROM = "tracker@localhost"
 
 #: variables that may hold the upstream API key, first one set wins
 API_KEY_VARIABLES = ("TRACKER_API_KEY", "ANYAPI_API_KEY", "REPLICATE_API_TOKEN")
 
 
-def api_key_from_env(env: dict[str, str] | None = None) -> str | None:
+def api_key_from_env(env: Mapping[str, str] | None = None) -> str | None:
     env = os.environ if env is None else env
     for name in API_KEY_VARIABLES:
         value = env.get(name, "").strip()
@@ -44,14 +53,55 @@ class Settings:
     lease_seconds: float = DEFAULT_LEASE
     log_format: str = "text"
     name: str | None = None
+    # Callbacks
+    webhook_secret: str | None = field(default=None, repr=False)
+    smtp_url: str | None = field(default=None, repr=False)
+    mail_from: str = DEFAULT_MAIL_FROM
+    retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT
+    default_callbacks: tuple[CallbackSpec, ...] = ()
 
     @classmethod
-    def build(cls, **values: Any) -> Settings:
+    def build(cls, env: Mapping[str, str] | None = None, **values: Any) -> Settings:
         """Settings from explicit values (flags), the environment filling the rest."""
+        env = os.environ if env is None else env
         given = {k: v for k, v in values.items() if v is not None}
-        given.setdefault("api_key", api_key_from_env())
+        given.setdefault("api_key", api_key_from_env(env))
+        given.setdefault("webhook_secret", env.get("TRACKER_WEBHOOK_SECRET") or None)
+        given.setdefault("smtp_url", env.get("TRACKER_SMTP_URL") or None)
+        given.setdefault("mail_from", env.get("TRACKER_MAIL_FROM") or DEFAULT_MAIL_FROM)
+        if "retry_schedule" not in given and env.get("TRACKER_RETRY_SCHEDULE"):
+            given["retry_schedule"] = parse_schedule(env["TRACKER_RETRY_SCHEDULE"])
+        given.setdefault("default_callbacks", default_callbacks_from_env(env))
         return cls(**given)
 
     def secrets(self) -> list[str]:
         """Values that must never be written anywhere."""
-        return [s for s in (self.api_key,) if s]
+        values = [self.api_key, self.webhook_secret, smtp_password(self.smtp_url)]
+        return [s for s in values if s]
+
+
+def default_callbacks_from_env(env: Mapping[str, str]) -> tuple[CallbackSpec, ...]:
+    """TRACKER_DEFAULT_WEBHOOK / _EMAIL (comma lists) with TRACKER_DEFAULT_EVENTS."""
+    events = parse_events(env.get("TRACKER_DEFAULT_EVENTS") or "completed")
+    specs = [
+        CallbackSpec("webhook", validate_webhook_url(url.strip()), events)
+        for url in (env.get("TRACKER_DEFAULT_WEBHOOK") or "").split(",")
+        if url.strip()
+    ]
+    specs += [
+        CallbackSpec("email", validate_email(addr.strip()), events)
+        for addr in (env.get("TRACKER_DEFAULT_EMAIL") or "").split(",")
+        if addr.strip()
+    ]
+    return tuple(specs)
+
+
+def smtp_password(url: str | None) -> str | None:
+    if not url:
+        return None
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None

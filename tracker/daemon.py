@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from tracker.callbacks.outbox import Outbox, Sender
+from tracker.callbacks.retry import RetryPolicy
 from tracker.config import Settings
 from tracker.domain import NextPoll, PredictionState, Tracking
 from tracker.exceptions import (
@@ -53,6 +55,10 @@ CLAIM_LOOKAHEAD = 1.0
 AUTH_RECHECK_SECONDS = 60.0
 #: on shutdown, how long in-flight polls may take to finish (seconds)
 DRAIN_SECONDS = 8.0
+#: how often the outbox looks for due deliveries besides being woken (seconds)
+OUTBOX_SECONDS = 0.25
+#: --exit-when-done still waits for delivery retries due within this many seconds
+EXIT_RETRY_HORIZON_SECONDS = 60.0
 #: how often a summary line is logged (seconds)
 REPORT_SECONDS = 60.0
 
@@ -84,6 +90,7 @@ class Daemon:
         settings: Settings,
         *,
         policy: PollPolicy | None = None,
+        senders: Mapping[str, Sender] | None = None,
     ) -> None:
         self.store = store
         self.upstream = upstream
@@ -102,6 +109,14 @@ class Daemon:
         self._next_auth_probe = 0.0
         self._store_down = False
         self._once = False
+        self.outbox = Outbox(
+            store,
+            senders or {},
+            owner=self.owner,
+            db=self._db,
+            policy=RetryPolicy(settings.retry_schedule),
+            lease_seconds=settings.lease_seconds,
+        )
 
     # -- life --------------------------------------------------------------
 
@@ -115,6 +130,7 @@ class Daemon:
             if self.store.dialect == "sqlite":
                 # One daemon per SQLite file: claims left by a killed predecessor are ours.
                 await self._db(self.store.release_claims, None, now=utcnow())
+                await self._db(self.store.release_deliveries, None, now=utcnow())
             log.info(
                 "daemon %s started: %s, poll %g-%g s, concurrency %d, max %g requests/s",
                 self.owner,
@@ -126,16 +142,25 @@ class Daemon:
             )
             if once:
                 await self._sweep_once()
+                await self._drain()
+                await self.outbox.send_due_once()
             else:
                 await self._run_scheduled(exit_when_done)
-            await self._drain()
+                await self._drain()
+            await self.outbox.stop(timeout=DRAIN_SECONDS)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             with contextlib.suppress(StoreError):
                 await self._db(self.store.release_claims, self.owner, now=utcnow())
             self._executor.shutdown(wait=True)
-            log.info("daemon %s stopped: %s", self.owner, self.stats.summary())
+            log.info(
+                "daemon %s stopped: %s; %d callbacks delivered, %d given up",
+                self.owner,
+                self.stats.summary(),
+                self.outbox.sent,
+                self.outbox.failed,
+            )
         if once and self._auth_error:
             log.error("upstream rejected the API key: %s", self._auth_error)
             return 1
@@ -151,6 +176,7 @@ class Daemon:
         common: dict[str, Any] = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 5}
         scheduler.add_job(self._tick, "interval", seconds=TICK_SECONDS, **common)
         scheduler.add_job(self._report, "interval", seconds=REPORT_SECONDS, **common)
+        scheduler.add_job(self._outbox_tick, "interval", seconds=OUTBOX_SECONDS, **common)
         if exit_when_done:
             scheduler.add_job(self._stop_when_done, "interval", seconds=1.0, **common)
         scheduler.start()
@@ -196,17 +222,22 @@ class Daemon:
         if limit > 0:
             await self._claim(now=utcnow(), limit=limit)
 
+    async def _outbox_tick(self) -> None:
+        self.outbox.wake()
+
     async def _report(self) -> None:
         log.info("%s; %d in flight", self.stats.summary(), len(self._in_flight))
 
     async def _stop_when_done(self) -> None:
-        if self._in_flight:
+        if self._in_flight or self.outbox.busy:
             return
         try:
             active = await self._db(self.store.count_active)
+            due = await self._db(self.store.next_delivery_due) if self.outbox.senders else None
         except StoreError:
             return
-        if active == 0:
+        soon = utcnow() + timedelta(seconds=EXIT_RETRY_HORIZON_SECONDS)
+        if active == 0 and (due is None or due > soon):
             log.info("no active predictions left")
             self.stop()
 
@@ -297,7 +328,15 @@ class Daemon:
             terminal=update.terminal,
             now=now,
         )
-        await self._db(self.store.apply_observation, update, next_poll, owner=self.owner)
+        queued = await self._db(
+            self.store.apply_observation,
+            update,
+            next_poll,
+            owner=self.owner,
+            default_callbacks=self.settings.default_callbacks,
+        )
+        if queued:
+            self.outbox.wake()
         self.stats.answers += 1
         if update.changed:
             self.stats.changes += 1

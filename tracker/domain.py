@@ -123,12 +123,55 @@ class Callback:
     events: str
 
 
+class DeliveryState(enum.StrEnum):
+    PENDING = "pending"  #: waiting for its next attempt
+    DELIVERED = "delivered"  #: a receiver accepted it
+    DEAD = "dead"  #: gave up: a permanent refusal, or every retry failed
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackSpec:
+    """A callback to attach to predictions: where to send which events."""
+
+    kind: str  #: "webhook" or "email"
+    target: str
+    events: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryAttempt:
+    attempted_at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: int
+    callback_id: int
+    prediction_id: str
+    kind: str
+    target: str
+    event: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    message_id: str
+    history: list[DeliveryAttempt] = field(default_factory=list)
+
+
 @dataclass(frozen=True, slots=True)
 class PredictionDetail:
     prediction: Prediction
     transitions: list[Transition] = field(default_factory=list)
     logs: list[LogChunk] = field(default_factory=list)
     callbacks: list[Callback] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +193,8 @@ class ObservationUpdate:
     log_chunk: LogChunk | None
     changed: bool
     terminal: bool
+    #: callback events this answer causes, in canonical order (see tracker.events)
+    events: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

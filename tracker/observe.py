@@ -21,6 +21,7 @@ from tracker.domain import (
     Transition,
     is_terminal,
 )
+from tracker.events import Event
 from tracker.exceptions import UpstreamBadAnswer
 from tracker.timeparse import parse_timestamp
 
@@ -29,16 +30,13 @@ log = logging.getLogger(__name__)
 #: longest upstream status string stored; anything longer is not a status
 MAX_STATUS_LENGTH = 64
 
-_MISSING = object()
-
 
 @dataclass(frozen=True, slots=True)
 class Observation:
     """A prediction object as the upstream sent it, with its fields picked out.
 
-    A field the answer did not contain is ``_MISSING`` in ``present`` terms:
-    ``has(name)`` tells whether the upstream sent it at all, so a missing field
-    never overwrites what the tracker already stored.
+    ``has(name)`` tells whether the upstream sent a field at all, so a missing
+    field never overwrites what the tracker already stored.
     """
 
     body: dict[str, Any]
@@ -96,6 +94,7 @@ def plan_observation(
     terminal = is_terminal(status)
     if terminal and state.tracking == Tracking.ACTIVE:
         fields["tracking"] = Tracking.DONE.value
+    events = _events(state.status, status, output_changed, log_chunk is not None)
 
     return ObservationUpdate(
         prediction_id=state.id,
@@ -107,7 +106,33 @@ def plan_observation(
         log_chunk=log_chunk,
         changed=transition is not None or log_chunk is not None or output_changed,
         terminal=terminal,
+        events=events,
     )
+
+
+def _events(
+    previous: str | None, status: str, output_changed: bool, new_logs: bool
+) -> tuple[str, ...]:
+    """Callback events, as Replicate's ``webhook_events_filter`` means them.
+
+    ``start`` fires once, when the prediction is first seen running or past
+    it (a prediction first seen already finished still gets its ``start``);
+    ``completed`` fires once, on the first terminal status.
+    """
+    events = []
+    if _running_or_later(status) and not _running_or_later(previous):
+        events.append(Event.START.value)
+    if output_changed:
+        events.append(Event.OUTPUT.value)
+    if new_logs:
+        events.append(Event.LOGS.value)
+    if is_terminal(status) and not is_terminal(previous):
+        events.append(Event.COMPLETED.value)
+    return tuple(events)
+
+
+def _running_or_later(status: str | None) -> bool:
+    return status == Status.PROCESSING or is_terminal(status)
 
 
 def _descriptive_fields(observation: Observation) -> dict[str, Any]:

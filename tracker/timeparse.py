@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 # RFC 3339 with up to nanosecond precision, 'Z' or an offset.
 _RFC3339 = re.compile(
@@ -42,3 +42,23 @@ def parse_timestamp(value: object) -> datetime | None:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_moment(text: str, *, now: datetime | None = None) -> datetime | None:
+    """A point in time from the command line: an RFC 3339 time, a date (UTC
+    midnight), or a duration ago such as `30m`, `12h`, `7d`. None if unreadable."""
+    text = text.strip()
+    now = now or utcnow()
+    match = _DURATION.match(text)
+    if match:
+        return now - timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        try:
+            return datetime.fromisoformat(text).replace(tzinfo=UTC)
+        except ValueError:
+            return None
+    return parse_timestamp(text)

@@ -209,3 +209,32 @@ def test_bodies_that_are_not_predictions_are_rejected(body: object) -> None:
 def test_answer_for_another_id_is_rejected() -> None:
     with pytest.raises(UpstreamBadAnswer, match="not 'p1'"):
         parse_prediction({"id": "other", "status": "starting"}, "p1")
+
+
+@pytest.mark.parametrize(
+    ("previous", "body", "events"),
+    [
+        (state(), answer(status="starting"), ()),
+        (state(status="starting"), answer(status="processing", logs="a"), ("start", "logs")),
+        (
+            state(status="processing", logs="a", log_seq=1),
+            answer(status="processing", logs="a"),
+            (),
+        ),
+        (
+            state(status="processing", logs="a", log_seq=1),
+            answer(status="succeeded", logs="ab", output="u"),
+            ("output", "logs", "completed"),
+        ),
+        # first seen already finished: start and completed together
+        (state(), answer(status="succeeded", output=["u"]), ("start", "output", "completed")),
+        (state(status="starting"), answer(status="aborted"), ("start", "completed")),
+        # unknown statuses are not "running"
+        (state(status="starting"), answer(status="queued_elsewhere"), ()),
+        (state(status="queued_elsewhere"), answer(status="processing"), ("start",)),
+        # a terminal answer seen again fires nothing
+        (state(status="succeeded", output="u"), answer(status="succeeded", output="u"), ()),
+    ],
+)
+def test_callback_events(previous: PredictionState, body: dict, events: tuple) -> None:
+    assert plan(previous, body).events == events

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 
 import click
 
+from tracker.callbacks.email import Mailer, parse_smtp_url, redacted
+from tracker.callbacks.outbox import Sender
+from tracker.callbacks.webhook import (
+    DEFAULT_WEBHOOK_TIMEOUT,
+    WebhookSender,
+    make_webhook_client,
+)
 from tracker.cli.common import database_option, open_store
 from tracker.config import (
     DEFAULT_API_BASE,
@@ -106,6 +114,15 @@ _positive = click.FloatRange(min=0, min_open=True)
     help="Seconds a claimed prediction stays with this daemon if it dies.",
 )
 @click.option(
+    "--webhook-timeout",
+    type=_positive,
+    default=DEFAULT_WEBHOOK_TIMEOUT,
+    show_default=True,
+    envvar="TRACKER_WEBHOOK_TIMEOUT",
+    show_envvar=True,
+    help="Seconds a webhook receiver has to answer.",
+)
+@click.option(
     "--name",
     envvar="TRACKER_DAEMON_NAME",
     show_envvar=True,
@@ -126,7 +143,10 @@ def daemon_command(once: bool, exit_when_done: bool, verbose: bool, **options: o
     """Poll due predictions until stopped (SIGINT/SIGTERM finish in-flight polls, exit 0).
 
     The API key comes from TRACKER_API_KEY, ANYAPI_API_KEY or REPLICATE_API_TOKEN
-    (first one set); it is never logged or stored.
+    (first one set); it is never logged or stored. Callbacks: TRACKER_WEBHOOK_SECRET
+    signs webhooks, TRACKER_SMTP_URL and TRACKER_MAIL_FROM send mail,
+    TRACKER_RETRY_SCHEDULE sets the retry delays, TRACKER_DEFAULT_WEBHOOK,
+    TRACKER_DEFAULT_EMAIL and TRACKER_DEFAULT_EVENTS add callbacks to every prediction.
     """
     settings = Settings.build(**options)  # type: ignore[arg-type]
     if settings.poll_max < settings.poll_min:
@@ -149,9 +169,29 @@ async def run_daemon(
         raise ConfigError(f"invalid API base {settings.api_base!r}: expected an http(s) URL")
     store = open_store(settings.database_url)
     try:
-        async with make_http_client(max_connections=settings.concurrency) as http:
+        async with contextlib.AsyncExitStack() as stack:
+            http = await stack.enter_async_context(
+                make_http_client(max_connections=settings.concurrency)
+            )
             upstream = UpstreamClient(http, settings.api_base, settings.api_key)
-            daemon = Daemon(store, upstream, settings)
+            senders = await _senders(settings, stack)
+            daemon = Daemon(store, upstream, settings, senders=senders)
             return await daemon.run(once=once, exit_when_done=exit_when_done)
     finally:
         store.close()
+
+
+async def _senders(settings: Settings, stack: contextlib.AsyncExitStack) -> dict[str, Sender]:
+    """A webhook sender always; a mailer when TRACKER_SMTP_URL is set."""
+    hooks = await stack.enter_async_context(
+        make_webhook_client(timeout=settings.webhook_timeout, max_connections=64)
+    )
+    senders: dict[str, Sender] = {"webhook": WebhookSender(hooks, secret=settings.webhook_secret)}
+    if settings.smtp_url:
+        mailer = Mailer(parse_smtp_url(settings.smtp_url), settings.mail_from)
+        stack.push_async_callback(mailer.close)
+        senders["email"] = mailer
+        log.info("mail goes through %s", redacted(settings.smtp_url))
+    else:
+        log.info("TRACKER_SMTP_URL is not set: email callbacks wait until it is")
+    return senders

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
+import shutil
+import sys
 
 import click
 
@@ -80,8 +83,17 @@ def demo_command(database_url: str, quiet: bool) -> None:
         store.close()
     click.echo()
     emit_rows(rows, list(rows[0]), "table")
+    me = _how_i_was_called()
     click.echo(
         f"\nEverything is in {database_url}. Try:\n"
-        f"  tracker show {ids[0]} --database-url {database_url}\n"
-        f"  sqlite3 tracker-demo.db 'select * from status_transitions'"
+        f"  {me} show {ids[0]} --database-url {database_url}\n"
+        f"  {me} list --database-url {database_url} --format csv"
     )
+
+
+def _how_i_was_called() -> str:
+    """`tracker`, or the path it was run from when that is not on PATH."""
+    argv0 = sys.argv[0]
+    if os.path.basename(argv0) == "tracker" and shutil.which("tracker") != os.path.abspath(argv0):
+        return os.path.relpath(argv0)
+    return "tracker"

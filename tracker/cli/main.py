@@ -10,6 +10,7 @@ import click
 from tracker import __version__
 from tracker.cli.daemon import daemon_command
 from tracker.cli.db import db_group
+from tracker.cli.deliveries import deliveries_group
 from tracker.cli.demo import demo_command
 from tracker.cli.predictions import add_command, forget_command, list_command, show_command
 from tracker.cli.simulate import simulate_command
@@ -32,6 +33,7 @@ cli.add_command(list_command)
 cli.add_command(show_command)
 cli.add_command(forget_command)
 cli.add_command(daemon_command)
+cli.add_command(deliveries_group)
 cli.add_command(simulate_command)
 cli.add_command(demo_command)
 

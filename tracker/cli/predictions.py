@@ -232,6 +232,21 @@ def _print_detail(detail: PredictionDetail) -> None:
     click.echo(p.logs, nl=not p.logs.endswith("\n"))
 
 
+def _print_deliveries(detail: PredictionDetail) -> None:
+    console().print()
+    rows = [asdict(d) for d in detail.deliveries]
+    columns = ("id", "event", "kind", "target", "state", "attempts", "last_status_code")
+    print_table(rows, (*columns, "last_error", "delivered_at"), title="deliveries")
+    attempts = [{"delivery": d.id, **asdict(a)} for d in detail.deliveries for a in d.history]
+    if attempts:
+        console().print()
+        print_table(
+            attempts,
+            ("delivery", "attempted_at", "status_code", "error", "duration_ms"),
+            title="delivery attempts",
+        )
+
+
 @click.command("forget")
 @click.argument("ids", nargs=-1, required=True)
 @database_option

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Engine,
     RowMapping,
     and_,
     case,
@@ -22,11 +20,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from tracker.domain import (
     Callback,
+    CallbackSpec,
     LogChunk,
     NextPoll,
     ObservationUpdate,
@@ -37,14 +34,19 @@ from tracker.domain import (
     Transition,
 )
 from tracker.events import canonical_events
-from tracker.exceptions import SchemaMissing, StoreError, StoreUnavailable
-from tracker.store.engine import make_engine
+from tracker.exceptions import SchemaMissing, StoreError
+from tracker.store.base import SCHEMA_HINT, batches
+from tracker.store.deliveries import (
+    DeliveryOps,
+    enqueue_deliveries,
+    queue_completed_for_finished,
+)
 from tracker.store.tables import callbacks, prediction_logs, predictions, status_transitions
 
 log = logging.getLogger(__name__)
 
 #: alembic revision this code expects; tests check it is the migrations' head
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 
 #: rows per INSERT statement when registering many IDs at once
 INSERT_BATCH = 5_000
@@ -67,13 +69,6 @@ _STATE_COLUMNS = (
 
 
 @dataclass(frozen=True, slots=True)
-class CallbackSpec:
-    kind: str  #: "webhook" or "email"
-    target: str
-    events: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class AddResult:
     added: int
     already_known: int
@@ -84,42 +79,8 @@ class StaleObservation(StoreError):
     """The row changed since it was read (another writer, or the same answer twice)."""
 
 
-class Store:
-    """Named operations on the tracker's tables."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.dialect = engine.dialect.name
-
-    @classmethod
-    def from_url(cls, url: str, *, pool_size: int = 5) -> Store:
-        return cls(make_engine(url, pool_size=pool_size))
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-    # -- plumbing ----------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Connection]:
-        """One transaction; driver errors become the project's own."""
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except StoreError:
-            raise
-        except OperationalError as exc:
-            if _is_missing_table(exc):
-                raise SchemaMissing(_SCHEMA_HINT) from exc
-            raise StoreUnavailable(f"database unavailable: {_short(exc)}") from exc
-        except DBAPIError as exc:
-            if _is_missing_table(exc):
-                raise SchemaMissing(_SCHEMA_HINT) from exc
-            if exc.connection_invalidated:
-                raise StoreUnavailable(f"database connection lost: {_short(exc)}") from exc
-            raise StoreError(f"database error: {_short(exc)}") from exc
-        except SQLAlchemyError as exc:
-            raise StoreError(f"database error: {_short(exc)}") from exc
+class Store(DeliveryOps):
+    """Named operations on the tracker's tables, each one transaction."""
 
     def schema_revision(self) -> str | None:
         """The alembic revision of the database, or None when it was never migrated."""
@@ -131,7 +92,7 @@ class Store:
     def check_schema(self) -> None:
         revision = self.schema_revision()
         if revision is None:
-            raise SchemaMissing(_SCHEMA_HINT)
+            raise SchemaMissing(SCHEMA_HINT)
         if revision != SCHEMA_HEAD:
             raise SchemaMissing(
                 f"the database schema is at revision {revision}, this tracker needs"
@@ -164,7 +125,7 @@ class Store:
                 }
                 for pid in unique_ids
             ]
-            for batch in _batches(rows, INSERT_BATCH):
+            for batch in batches(rows, INSERT_BATCH):
                 conn.execute(self._insert_ignore(predictions), batch)
             added = self._count(conn) - before
             if labels and added < len(unique_ids):
@@ -174,17 +135,13 @@ class Store:
             added=added, already_known=len(unique_ids) - added, callbacks_added=callbacks_added
         )
 
-    def _insert_ignore(self, table: Any) -> Any:
-        module = postgresql if self.dialect == "postgresql" else sqlite
-        return module.insert(table).on_conflict_do_nothing()
-
     @staticmethod
     def _count(conn: Connection) -> int:
         return conn.execute(select(func.count()).select_from(predictions)).scalar_one()
 
     @staticmethod
     def _merge_labels(conn: Connection, ids: list[str], labels: dict[str, str]) -> None:
-        for batch in _batches(ids, INSERT_BATCH):
+        for batch in batches(ids, INSERT_BATCH):
             stmt = select(predictions.c.id, predictions.c.labels).where(predictions.c.id.in_(batch))
             for pid, current in conn.execute(stmt):
                 merged = {**(current or {}), **labels}
@@ -196,10 +153,12 @@ class Store:
     def _add_callbacks(
         self, conn: Connection, ids: list[str], specs: Sequence[CallbackSpec], now: datetime
     ) -> int:
-        """Insert callbacks; an existing (kind, target) gains the new events."""
+        """Insert callbacks; an existing (kind, target) gains the new events. Callbacks
+        that now want `completed` on a prediction that already ended get it queued."""
         added = 0
+        touched: list[int] = []
         for spec in specs:
-            for batch in _batches(ids, INSERT_BATCH):
+            for batch in batches(ids, INSERT_BATCH):
                 existing = {
                     row.prediction_id: row
                     for row in conn.execute(
@@ -222,7 +181,9 @@ class Store:
                     if pid not in existing
                 ]
                 if new_rows:
-                    conn.execute(insert(callbacks), new_rows)
+                    touched += conn.execute(
+                        insert(callbacks).returning(callbacks.c.id), new_rows
+                    ).scalars()
                     added += len(new_rows)
                 for row in existing.values():
                     merged = merge_events(row.events, spec.events)
@@ -230,6 +191,9 @@ class Store:
                         conn.execute(
                             update(callbacks).where(callbacks.c.id == row.id).values(events=merged)
                         )
+                        touched.append(row.id)
+        for chunk in batches(touched, INSERT_BATCH):
+            queue_completed_for_finished(conn, chunk, now)
         return added
 
     def forget(self, ids: Sequence[str]) -> list[str]:
@@ -300,7 +264,8 @@ class Store:
                     .order_by(callbacks.c.id)
                 )
             ]
-        return PredictionDetail(_prediction(row), transitions, logs, cbs)
+        sent = self.list_deliveries(prediction_id=prediction_id, with_history=True)
+        return PredictionDetail(_prediction(row), transitions, logs, cbs, sent)
 
     def count_active(self) -> int:
         with self._transaction() as conn:
@@ -378,9 +343,15 @@ class Store:
             return result.rowcount
 
     def apply_observation(
-        self, update_: ObservationUpdate, next_poll: NextPoll, *, owner: str | None = None
-    ) -> None:
-        """Write one observation: row, transition, log chunk, all or nothing.
+        self,
+        update_: ObservationUpdate,
+        next_poll: NextPoll,
+        *,
+        owner: str | None = None,
+        default_callbacks: Sequence[CallbackSpec] = (),
+    ) -> int:
+        """Write one observation: row, transition, log chunk and the deliveries it
+        causes, all or nothing. Returns the number of deliveries queued.
 
         Raises ``StaleObservation`` (writing nothing) when the row no longer
         matches the state the update was planned from.
@@ -431,6 +402,14 @@ class Store:
                         restarted=c.restarted,
                     )
                 )
+            return enqueue_deliveries(
+                conn,
+                update_.prediction_id,
+                update_.events,
+                update_.fields.get("raw"),
+                update_.observed_at,
+                default_callbacks,
+            )
 
     def record_poll_error(
         self,
@@ -573,21 +552,3 @@ def _prediction(row: RowMapping) -> Prediction:
         error_count=row["error_count"],
         last_error=row["last_error"],
     )
-
-
-def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-_SCHEMA_HINT = "the database has no tracker tables yet: run `tracker db upgrade`"
-
-
-def _is_missing_table(exc: DBAPIError) -> bool:
-    text = str(exc.orig).lower()
-    return "no such table" in text or ("relation" in text and "does not exist" in text)
-
-
-def _short(exc: Exception) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    return str(orig).strip().splitlines()[0][:300]

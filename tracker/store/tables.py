@@ -156,6 +156,10 @@ deliveries = Table(
     Column("delivered_at", UTCDateTime),
     # The exact bytes every attempt sends (the prediction as it was at the event).
     Column("payload", Text, nullable=False),
+    # Standard Webhooks `webhook-id`: the same on every retry of this delivery.
+    Column("message_id", String(64), nullable=False),
+    Column("claimed_by", String(200)),
+    UniqueConstraint("message_id"),
 )
 Index(
     "ix_deliveries_due",
@@ -165,3 +169,20 @@ Index(
 )
 Index("ix_deliveries_prediction", deliveries.c.prediction_id)
 Index("ix_deliveries_callback", deliveries.c.callback_id)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", BigIntKey, primary_key=True, autoincrement=True),
+    Column(
+        "delivery_id",
+        BigIntKey,
+        ForeignKey("deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("attempted_at", UTCDateTime, nullable=False),
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("duration_ms", Integer),
+)
+Index("ix_delivery_attempts_delivery", delivery_attempts.c.delivery_id, delivery_attempts.c.id)

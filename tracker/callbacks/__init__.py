@@ -1,0 +1,1 @@
+"""Callbacks: the outbox sender and the webhook and email senders behind it."""

@@ -1,0 +1,218 @@
+"""The outbox sender: claim due deliveries, send them, record every attempt.
+
+Deliveries are written in the same transaction as the observation that causes
+them (see ``tracker.store.deliveries``), so a crash can delay a callback but
+never lose it. This loop only moves them from ``pending`` to ``delivered`` or
+``dead``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from tracker.callbacks.base import DeliveryJob, SendResult
+from tracker.callbacks.retry import RetryPolicy
+from tracker.domain import DeliveryState
+from tracker.exceptions import StoreError
+from tracker.store.store import Store
+from tracker.timeparse import utcnow
+
+log = logging.getLogger(__name__)
+
+#: deliveries in flight at once, all receivers together
+DEFAULT_CONCURRENCY = 32
+#: deliveries in flight at once to one receiver (URL or address)
+DEFAULT_PER_TARGET = 4
+
+
+class Sender(Protocol):
+    async def send(self, job: DeliveryJob) -> SendResult: ...
+
+
+DbRunner = Callable[..., Awaitable[Any]]
+
+
+class Outbox:
+    def __init__(
+        self,
+        store: Store,
+        senders: Mapping[str, Sender],
+        *,
+        owner: str,
+        db: DbRunner,
+        policy: RetryPolicy,
+        lease_seconds: float,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        per_target: int = DEFAULT_PER_TARGET,
+    ) -> None:
+        self.store = store
+        self.senders = dict(senders)
+        self.owner = owner
+        self.policy = policy
+        self._db = db
+        self._lease = timedelta(seconds=lease_seconds)
+        self._concurrency = concurrency
+        self._per_target = per_target
+        self._slots = asyncio.Semaphore(concurrency)
+        self._busy: defaultdict[str, int] = defaultdict(int)
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._wanted = False
+        self._runner: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.sent = 0
+        self.failed = 0
+
+    @property
+    def busy(self) -> bool:
+        """Deliveries are being sent (a claim in progress is not counted: ``stop`` waits
+        for it, and what it claims is sent before the outbox stops)."""
+        return bool(self._in_flight)
+
+    # -- driving -----------------------------------------------------------
+
+    def wake(self) -> None:
+        """Look for due deliveries soon (coalesces: one claim loop at a time)."""
+        if self._stopping or not self.senders:
+            return
+        self._wanted = True
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._claim_while_wanted(), name="outbox")
+
+    async def _claim_while_wanted(self) -> None:
+        while self._wanted and not self._stopping:
+            self._wanted = False
+            await self._claim(utcnow())
+
+    async def send_due_once(self) -> None:
+        """Attempt every delivery due now once, and wait for the results (`--once`)."""
+        if not self.senders:
+            return
+        start = utcnow()
+        while not self._stopping:
+            claimed = await self._claim(start)
+            if not claimed and not self._in_flight:
+                return
+            if self._in_flight:
+                await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+
+    async def stop(self, timeout: float) -> None:
+        """Let deliveries in flight finish (up to ``timeout``), then release the rest."""
+        self._stopping = True
+        if self._runner is not None:
+            await asyncio.wait([self._runner], timeout=timeout)
+        if self._in_flight:
+            _, pending = await asyncio.wait(self._in_flight, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        try:
+            await self._db(self.store.release_deliveries, self.owner, now=utcnow())
+        except StoreError as exc:
+            log.error("could not release delivery claims: %s", exc)
+
+    # -- claiming and sending ---------------------------------------------
+
+    async def _claim(self, now: datetime) -> int:
+        budget = 2 * self._concurrency - len(self._in_flight)
+        if budget <= 0:
+            return 0
+        busy = [target for target, n in self._busy.items() if n >= self._per_target]
+        try:
+            jobs: list[DeliveryJob] = await self._db(
+                self.store.claim_deliveries,
+                now=now,
+                limit=budget,
+                owner=self.owner,
+                lease_until=utcnow() + self._lease,
+                kinds=tuple(self.senders),
+                skip_targets=busy,
+            )
+        except StoreError as exc:
+            log.error("could not claim deliveries: %s", exc)
+            return 0
+        for job in jobs:
+            task = asyncio.create_task(self._deliver(job), name=f"deliver {job.id}")
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+        return len(jobs)
+
+    async def _deliver(self, job: DeliveryJob) -> None:
+        if self._busy[job.target] >= self._per_target:
+            # Claimed before the receiver filled up: hand it back for a little while.
+            until = utcnow() + timedelta(seconds=1)
+            await self._db(self.store.postpone_delivery, job.id, until=until, owner=self.owner)
+            return
+        self._busy[job.target] += 1
+        try:
+            async with self._slots:
+                result = await self._send(job)
+        finally:
+            self._busy[job.target] -= 1
+            if not self._busy[job.target]:
+                del self._busy[job.target]
+        await self._record(job, result)
+        if self._wanted or self._busy.get(job.target, 0) == self._per_target - 1:
+            self.wake()  # a receiver slot freed up: its waiting deliveries may go
+
+    async def _send(self, job: DeliveryJob) -> SendResult:
+        try:
+            return await self.senders[job.kind].send(job)
+        except Exception as exc:  # a sender bug must not kill the loop or lose the delivery
+            log.exception("sending delivery %d failed unexpectedly", job.id)
+            return SendResult(ok=False, error=f"internal error: {type(exc).__name__}")
+
+    async def _record(self, job: DeliveryJob, result: SendResult) -> None:
+        now = utcnow()
+        state, next_at = self.policy.after(result, attempts_before=job.attempts, now=now)
+        try:
+            kept = await self._db(
+                self.store.record_attempt,
+                job,
+                result,
+                attempted_at=now,
+                state=state,
+                next_attempt_at=next_at,
+                owner=self.owner,
+            )
+        except StoreError as exc:
+            log.error("could not record delivery %d (it will be sent again): %s", job.id, exc)
+            return
+        self._log(job, result, state, next_at, kept)
+
+    def _log(
+        self,
+        job: DeliveryJob,
+        result: SendResult,
+        state: DeliveryState,
+        next_at: datetime | None,
+        kept: bool,
+    ) -> None:
+        where = f"{job.event} of {job.prediction_id} to {display_target(job)}"
+        if not kept:
+            log.warning("delivery %d (%s): claim lost while sending", job.id, where)
+        elif state is DeliveryState.DELIVERED:
+            self.sent += 1
+            log.info("delivered %s (%s, %s ms)", where, result.status_code, result.duration_ms)
+        elif state is DeliveryState.DEAD:
+            self.failed += 1
+            log.error("gave up on %s after %d attempts: %s", where, job.attempts + 1, result.error)
+        else:
+            wait = (next_at - utcnow()).total_seconds() if next_at else 0.0
+            log.warning("could not deliver %s: %s; retrying in %.0f s", where, result.error, wait)
+
+
+def display_target(job: DeliveryJob) -> str:
+    """Where a delivery goes, without URL paths or queries (they often hold tokens)."""
+    if job.kind != "webhook":
+        return job.target
+    parts = urlsplit(job.target)
+    port = f":{parts.port}" if parts.port else ""
+    rest = "/…" if parts.path not in ("", "/") or parts.query else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{rest}"

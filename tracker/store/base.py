@@ -1,0 +1,74 @@
+"""Plumbing every store operation shares: the engine, transactions, error mapping."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any, Self
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+
+from tracker.exceptions import SchemaMissing, StoreError, StoreUnavailable
+from tracker.store.engine import make_engine
+
+SCHEMA_HINT = "the database has no tracker tables yet: run `tracker db upgrade`"
+
+
+class StoreBase:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @classmethod
+    def from_url(cls, url: str, *, pool_size: int = 5) -> Self:
+        return cls(make_engine(url, pool_size=pool_size))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """One transaction; driver errors become the project's own."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except StoreError:
+            raise
+        except OperationalError as exc:
+            if _is_missing_table(exc):
+                raise SchemaMissing(SCHEMA_HINT) from exc
+            raise StoreUnavailable(f"database unavailable: {_short(exc)}") from exc
+        except DBAPIError as exc:
+            if _is_missing_table(exc):
+                raise SchemaMissing(SCHEMA_HINT) from exc
+            if exc.connection_invalidated:
+                raise StoreUnavailable(f"database connection lost: {_short(exc)}") from exc
+            raise StoreError(f"database error: {_short(exc)}") from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database error: {_short(exc)}") from exc
+
+    def _insert_ignore(self, table: Any) -> Any:
+        return insert_ignore(self.dialect, table)
+
+
+def insert_ignore(dialect: str, table: Any) -> Any:
+    """INSERT that skips rows whose unique key exists (both engines)."""
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(table).on_conflict_do_nothing()
+
+
+def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _is_missing_table(exc: DBAPIError) -> bool:
+    text = str(exc.orig).lower()
+    return "no such table" in text or ("relation" in text and "does not exist" in text)
+
+
+def _short(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return str(orig).strip().splitlines()[0][:300]

@@ -1,0 +1,356 @@
+"""The delivery outbox: queueing callbacks with the observation that causes them,
+claiming due deliveries, recording every attempt."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, and_, func, insert, select, update
+
+from tracker.callbacks.base import DeliveryJob, SendResult
+from tracker.domain import (
+    TERMINAL_STATUSES,
+    CallbackSpec,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+)
+from tracker.events import Event
+from tracker.store.base import StoreBase, insert_ignore
+from tracker.store.tables import callbacks, deliveries, delivery_attempts, predictions
+
+_DELIVERY_COLUMNS = (
+    deliveries.c.id,
+    deliveries.c.callback_id,
+    deliveries.c.prediction_id,
+    callbacks.c.kind,
+    callbacks.c.target,
+    deliveries.c.event,
+    deliveries.c.state,
+    deliveries.c.attempts,
+    deliveries.c.next_attempt_at,
+    deliveries.c.last_status_code,
+    deliveries.c.last_error,
+    deliveries.c.created_at,
+    deliveries.c.delivered_at,
+    deliveries.c.message_id,
+)
+
+
+def new_message_id() -> str:
+    return f"msg_{uuid.uuid4().hex}"
+
+
+def payload_text(body: Any) -> str:
+    """The prediction object as the bytes every attempt of a delivery sends."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def enqueue_deliveries(
+    conn: Connection,
+    prediction_id: str,
+    events: Sequence[str],
+    body: Any,
+    now: datetime,
+    default_callbacks: Sequence[CallbackSpec] = (),
+) -> int:
+    """Queue one delivery per (callback, event) that wants it, in the caller's transaction."""
+    if not events:
+        return 0
+    if default_callbacks:
+        ensure_callbacks(conn, prediction_id, default_callbacks, now)
+    rows = conn.execute(
+        select(callbacks.c.id, callbacks.c.events).where(callbacks.c.prediction_id == prediction_id)
+    ).all()
+    payload = payload_text(body)
+    queued = [
+        _delivery_row(callback_id, prediction_id, event, payload, now)
+        for event in events
+        for callback_id, wanted in rows
+        if event in wanted.split(",")
+    ]
+    if queued:
+        conn.execute(insert(deliveries), queued)
+    return len(queued)
+
+
+def ensure_callbacks(
+    conn: Connection, prediction_id: str, specs: Sequence[CallbackSpec], now: datetime
+) -> None:
+    """Attach the global default callbacks to a prediction the first time it needs them."""
+    conn.execute(
+        insert_ignore(conn.dialect.name, callbacks),
+        [
+            {
+                "prediction_id": prediction_id,
+                "kind": spec.kind,
+                "target": spec.target,
+                "events": ",".join(spec.events),
+                "created_at": now,
+            }
+            for spec in specs
+        ],
+    )
+
+
+def queue_completed_for_finished(
+    conn: Connection, callback_ids: Sequence[int], now: datetime
+) -> int:
+    """A callback added to a prediction that already ended fires `completed` once."""
+    if not callback_ids:
+        return 0
+    already = select(deliveries.c.id).where(
+        deliveries.c.callback_id == callbacks.c.id,
+        deliveries.c.event == Event.COMPLETED.value,
+    )
+    rows = conn.execute(
+        select(callbacks.c.id, callbacks.c.prediction_id, callbacks.c.events, predictions.c.raw)
+        .join(predictions, predictions.c.id == callbacks.c.prediction_id)
+        .where(
+            callbacks.c.id.in_(callback_ids),
+            predictions.c.status.in_([s.value for s in TERMINAL_STATUSES]),
+            ~already.exists(),
+        )
+    ).all()
+    queued = [
+        _delivery_row(cid, pid, Event.COMPLETED.value, payload_text(raw), now)
+        for cid, pid, events, raw in rows
+        if Event.COMPLETED.value in events.split(",")
+    ]
+    if queued:
+        conn.execute(insert(deliveries), queued)
+    return len(queued)
+
+
+def _delivery_row(
+    callback_id: int, prediction_id: str, event: str, payload: str, now: datetime
+) -> dict[str, Any]:
+    return {
+        "callback_id": callback_id,
+        "prediction_id": prediction_id,
+        "event": event,
+        "state": DeliveryState.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "payload": payload,
+        "message_id": new_message_id(),
+    }
+
+
+class DeliveryOps(StoreBase):
+    """Outbox operations (mixed into ``Store``)."""
+
+    def claim_deliveries(
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        owner: str,
+        lease_until: datetime,
+        kinds: Sequence[str] = ("webhook", "email"),
+        skip_targets: Sequence[str] = (),
+    ) -> list[DeliveryJob]:
+        """Take up to ``limit`` due pending deliveries, oldest due first (SKIP LOCKED on
+        PostgreSQL); the lease moves ``next_attempt_at`` so nobody else takes them.
+        Only callbacks of ``kinds``, and none for ``skip_targets`` (receivers that
+        are busy with as many requests as they may get)."""
+        candidates = (
+            select(deliveries.c.id)
+            .join(callbacks, callbacks.c.id == deliveries.c.callback_id)
+            .where(
+                deliveries.c.state == DeliveryState.PENDING.value,
+                deliveries.c.next_attempt_at <= now,
+                callbacks.c.kind.in_(kinds),
+            )
+            .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=deliveries)
+        )
+        if skip_targets:
+            candidates = candidates.where(callbacks.c.target.not_in(skip_targets))
+        with self._transaction() as conn:
+            ids = list(
+                conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id.in_(candidates.scalar_subquery()))
+                    .values(next_attempt_at=lease_until, claimed_by=owner)
+                    .returning(deliveries.c.id)
+                ).scalars()
+            )
+            if not ids:
+                return []
+            rows = conn.execute(
+                select(
+                    deliveries.c.id,
+                    deliveries.c.message_id,
+                    deliveries.c.prediction_id,
+                    callbacks.c.kind,
+                    callbacks.c.target,
+                    deliveries.c.event,
+                    deliveries.c.payload,
+                    deliveries.c.attempts,
+                    deliveries.c.created_at,
+                )
+                .join(callbacks, callbacks.c.id == deliveries.c.callback_id)
+                .where(deliveries.c.id.in_(ids))
+                .order_by(deliveries.c.id)
+            ).all()
+        return [DeliveryJob(*row) for row in rows]
+
+    def record_attempt(
+        self,
+        job: DeliveryJob,
+        result: SendResult,
+        *,
+        attempted_at: datetime,
+        state: DeliveryState,
+        next_attempt_at: datetime | None,
+        owner: str,
+    ) -> bool:
+        """Write one attempt and the delivery's new state; False if the claim was lost."""
+        values: dict[str, Any] = {
+            "attempts": deliveries.c.attempts + 1,
+            "state": state.value,
+            "next_attempt_at": next_attempt_at,
+            "last_status_code": result.status_code,
+            "last_error": result.error,
+            "claimed_by": None,
+        }
+        if state is DeliveryState.DELIVERED:
+            values["delivered_at"] = attempted_at
+        with self._transaction() as conn:
+            updated = conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == job.id, deliveries.c.claimed_by == owner)
+                .values(values)
+            ).rowcount
+            conn.execute(
+                insert(delivery_attempts).values(
+                    delivery_id=job.id,
+                    attempted_at=attempted_at,
+                    status_code=result.status_code,
+                    error=result.error,
+                    duration_ms=result.duration_ms,
+                )
+            )
+        return updated == 1
+
+    def postpone_delivery(self, delivery_id: int, *, until: datetime, owner: str) -> None:
+        """Give a claimed delivery back without an attempt (its receiver is busy)."""
+        with self._transaction() as conn:
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id, deliveries.c.claimed_by == owner)
+                .values(next_attempt_at=until, claimed_by=None)
+            )
+
+    def release_deliveries(self, owner: str | None, *, now: datetime) -> int:
+        """Make claimed pending deliveries due now (every claim when ``owner`` is None)."""
+        claimed = (
+            deliveries.c.claimed_by.is_not(None)
+            if owner is None
+            else deliveries.c.claimed_by == owner
+        )
+        with self._transaction() as conn:
+            return conn.execute(
+                update(deliveries)
+                .where(claimed, deliveries.c.state == DeliveryState.PENDING.value)
+                .values(claimed_by=None, next_attempt_at=now)
+            ).rowcount
+
+    def next_delivery_due(self) -> datetime | None:
+        with self._transaction() as conn:
+            return conn.execute(
+                select(func.min(deliveries.c.next_attempt_at)).where(
+                    deliveries.c.state == DeliveryState.PENDING.value
+                )
+            ).scalar()
+
+    def list_deliveries(
+        self,
+        *,
+        states: Sequence[str] = (),
+        prediction_id: str | None = None,
+        limit: int | None = None,
+        with_history: bool = False,
+    ) -> list[Delivery]:
+        stmt = (
+            select(*_DELIVERY_COLUMNS)
+            .join(callbacks, callbacks.c.id == deliveries.c.callback_id)
+            .order_by(deliveries.c.id)
+        )
+        if states:
+            stmt = stmt.where(deliveries.c.state.in_(states))
+        if prediction_id is not None:
+            stmt = stmt.where(deliveries.c.prediction_id == prediction_id)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._transaction() as conn:
+            rows = conn.execute(stmt).mappings().all()
+            history = self._history(conn, [r["id"] for r in rows]) if with_history else {}
+        return [_delivery(r, history.get(r["id"], [])) for r in rows]
+
+    @staticmethod
+    def _history(conn: Connection, ids: list[int]) -> dict[int, list[DeliveryAttempt]]:
+        history: dict[int, list[DeliveryAttempt]] = {}
+        if not ids:
+            return history
+        for row in conn.execute(
+            select(delivery_attempts)
+            .where(delivery_attempts.c.delivery_id.in_(ids))
+            .order_by(delivery_attempts.c.id)
+        ):
+            history.setdefault(row.delivery_id, []).append(
+                DeliveryAttempt(row.attempted_at, row.status_code, row.error, row.duration_ms)
+            )
+        return history
+
+    def retry_deliveries(
+        self,
+        *,
+        now: datetime,
+        ids: Sequence[int] = (),
+        prediction_id: str | None = None,
+        since: datetime | None = None,
+    ) -> int:
+        """Re-queue dead deliveries (the ones given, a prediction's, or all since a time).
+
+        The attempt counter starts again, so a re-queued delivery gets the whole
+        retry schedule; its earlier attempts stay in ``delivery_attempts``.
+        """
+        conditions = [deliveries.c.state == DeliveryState.DEAD.value]
+        if ids:
+            conditions.append(deliveries.c.id.in_(ids))
+        if prediction_id is not None:
+            conditions.append(deliveries.c.prediction_id == prediction_id)
+        if since is not None:
+            conditions.append(deliveries.c.created_at >= since)
+        with self._transaction() as conn:
+            return conn.execute(
+                update(deliveries)
+                .where(and_(*conditions))
+                .values(
+                    state=DeliveryState.PENDING.value,
+                    attempts=0,
+                    next_attempt_at=now,
+                    claimed_by=None,
+                )
+            ).rowcount
+
+    def count_deliveries(self) -> dict[str, int]:
+        with self._transaction() as conn:
+            return {
+                state: count
+                for state, count in conn.execute(
+                    select(deliveries.c.state, func.count()).group_by(deliveries.c.state)
+                )
+            }
+
+
+def _delivery(row: RowMapping, history: list[DeliveryAttempt]) -> Delivery:
+    return Delivery(**{k: row[k] for k in row.keys()}, history=history)  # noqa: SIM118
