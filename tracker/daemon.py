@@ -233,7 +233,8 @@ class Daemon:
             return
         try:
             active = await self._db(self.store.count_active)
-            due = await self._db(self.store.next_delivery_due) if self.outbox.senders else None
+            kinds = tuple(self.outbox.senders)
+            due = await self._db(self.store.next_delivery_due, kinds) if kinds else None
         except StoreError:
             return
         soon = utcnow() + timedelta(seconds=EXIT_RETRY_HORIZON_SECONDS)

@@ -15,6 +15,7 @@ import pytest
 from tests.acceptance.conftest import SECRET_KEY, Tracker
 from tests.acceptance.test_tracking import rows
 from tests.receiver import Receiver
+from tests.smtpserver import Recorder, Server
 from tracker.simulator import SimulatorThread
 
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"a-test-signing-secret-of-32bytes").decode()
@@ -244,3 +245,34 @@ def test_secrets_never_reach_rows_logs_or_output(
     for secret in (SECRET_KEY, WEBHOOK_SECRET, WEBHOOK_SECRET[6:], "Sup3r-Secret-Pw"):
         assert not any(secret in text for text in outputs), secret
     assert "mailer:***@" in daemon.stderr or "Sup3r" not in daemon.stderr
+
+
+def test_email_arrives_once_per_event_with_both_parts(hooks: Tracker, db_url: str) -> None:
+    recorder = Recorder()
+    server = Server(recorder)
+    server.start()
+    try:
+        hooks.ok("add", "quick-m1", "fail-m2", "--email", "ops@example.com")
+        hooks.ok(
+            "daemon",
+            "--exit-when-done",
+            timeout=60,
+            TRACKER_SMTP_URL=server.url(),
+            TRACKER_MAIL_FROM="tracker@example.com",
+        )
+    finally:
+        server.stop()
+    subjects = sorted(m["Subject"] for m in recorder.messages)
+    assert subjects == ["[tracker] fail-m2 failed", "[tracker] quick-m1 succeeded"]
+    assert len(recorder.sessions) == 1  # one connection carried both messages
+    for message in recorder.messages:
+        assert message["To"] == "ops@example.com"
+        assert message["From"] == "tracker@example.com"
+        types = {part.get_content_type() for part in message.walk()}
+        assert {"text/plain", "text/html"} <= types
+    failed = next(m for m in recorder.messages if "fail-m2" in m["Subject"])
+    plain = failed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    error = rows(db_url, "select error from predictions where id = 'fail-m2'")[0][0]
+    assert str(error).strip('"')[:30] in plain
+    states = rows(db_url, "select state from deliveries")
+    assert [s[0] for s in states] == ["delivered", "delivered"]

@@ -87,6 +87,8 @@ def test_show_unknown_and_forget(cli: Tracker) -> None:
     assert "forgotten" in cli.ok("list").stdout
     result = cli.run("forget", "never-1")
     assert result.returncode == 1 and "never-1" in result.stderr
+    cli.ok("add", "f-1")  # adding it again tracks it again
+    assert "active" in cli.ok("list", "--format", "csv").stdout.splitlines()[1]
 
 
 def test_unmigrated_database_says_to_upgrade(tmp_path: Path) -> None:

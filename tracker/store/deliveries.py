@@ -263,12 +263,18 @@ class DeliveryOps(StoreBase):
                 .values(claimed_by=None, next_attempt_at=now)
             ).rowcount
 
-    def next_delivery_due(self) -> datetime | None:
+    def next_delivery_due(self, kinds: Sequence[str] = ("webhook", "email")) -> datetime | None:
+        """When the earliest pending delivery of these kinds is due."""
         with self._transaction() as conn:
             return conn.execute(
-                select(func.min(deliveries.c.next_attempt_at)).where(
-                    deliveries.c.state == DeliveryState.PENDING.value
+                select(deliveries.c.next_attempt_at)
+                .join(callbacks, callbacks.c.id == deliveries.c.callback_id)
+                .where(
+                    deliveries.c.state == DeliveryState.PENDING.value,
+                    callbacks.c.kind.in_(kinds),
                 )
+                .order_by(deliveries.c.next_attempt_at)
+                .limit(1)
             ).scalar()
 
     def list_deliveries(

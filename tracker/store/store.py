@@ -128,8 +128,10 @@ class Store(DeliveryOps):
             for batch in batches(rows, INSERT_BATCH):
                 conn.execute(self._insert_ignore(predictions), batch)
             added = self._count(conn) - before
-            if labels and added < len(unique_ids):
-                self._merge_labels(conn, unique_ids, labels)
+            if added < len(unique_ids):
+                self._resume_forgotten(conn, unique_ids, first_poll_at)
+                if labels:
+                    self._merge_labels(conn, unique_ids, labels)
             callbacks_added = self._add_callbacks(conn, unique_ids, callbacks_to_add, now)
         return AddResult(
             added=added, already_known=len(unique_ids) - added, callbacks_added=callbacks_added
@@ -138,6 +140,19 @@ class Store(DeliveryOps):
     @staticmethod
     def _count(conn: Connection) -> int:
         return conn.execute(select(func.count()).select_from(predictions)).scalar_one()
+
+    @staticmethod
+    def _resume_forgotten(conn: Connection, ids: list[str], first_poll_at: datetime) -> None:
+        """Adding a forgotten ID again tracks it again."""
+        for batch in batches(ids, INSERT_BATCH):
+            conn.execute(
+                update(predictions)
+                .where(
+                    predictions.c.id.in_(batch),
+                    predictions.c.tracking == Tracking.FORGOTTEN.value,
+                )
+                .values(tracking=Tracking.ACTIVE.value, next_poll_at=first_poll_at)
+            )
 
     @staticmethod
     def _merge_labels(conn: Connection, ids: list[str], labels: dict[str, str]) -> None:
