@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from tracker import __version__
 from tracker.callbacks.outbox import Outbox, Sender
 from tracker.callbacks.retry import RetryPolicy
 from tracker.config import Settings
@@ -39,6 +40,7 @@ from tracker.exceptions import (
 from tracker.observe import parse_prediction, plan_observation
 from tracker.ratelimit import RateLimiter
 from tracker.schedule import PollPolicy
+from tracker.singleton import DaemonLock
 from tracker.store.store import StaleObservation, Store
 from tracker.timeparse import utcnow
 from tracker.upstream import Answer, UpstreamClient
@@ -59,6 +61,12 @@ DRAIN_SECONDS = 8.0
 OUTBOX_SECONDS = 0.25
 #: --exit-when-done still waits for delivery retries due within this many seconds
 EXIT_RETRY_HORIZON_SECONDS = 60.0
+#: how often the daemon says it is alive and extends its leases (seconds)
+HEARTBEAT_SECONDS = 5.0
+#: a daemon whose last heartbeat is older than this is silent (seconds)
+LIVE_WITHIN_SECONDS = 30.0
+#: waits between retries of a write that met a database outage (seconds)
+WRITE_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 #: how often a summary line is logged (seconds)
 REPORT_SECONDS = 60.0
 
@@ -123,12 +131,26 @@ class Daemon:
     async def run(self, *, once: bool = False, exit_when_done: bool = False) -> int:
         """Poll until stopped; returns the process exit code."""
         self._once = once
+        lock = self._sqlite_lock()
+        if lock is not None:
+            lock.acquire()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop)
+        registered = False
         try:
-            if self.store.dialect == "sqlite":
-                # One daemon per SQLite file: claims left by a killed predecessor are ours.
+            await self._db(
+                self.store.register_daemon,
+                name=self.owner,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                version=__version__,
+                now=utcnow(),
+                live_within=timedelta(seconds=LIVE_WITHIN_SECONDS),
+            )
+            registered = True
+            if lock is not None:
+                # The only daemon on this file: claims left by a killed predecessor are ours.
                 await self._db(self.store.release_claims, None, now=utcnow())
                 await self._db(self.store.release_deliveries, None, now=utcnow())
             log.info(
@@ -153,7 +175,13 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             with contextlib.suppress(StoreError):
                 await self._db(self.store.release_claims, self.owner, now=utcnow())
+                if registered:
+                    await self._db(
+                        self.store.mark_stopped, self.owner, now=utcnow(), polls=self.stats.requests
+                    )
             self._executor.shutdown(wait=True)
+            if lock is not None:
+                lock.release()
             log.info(
                 "daemon %s stopped: %s; %d callbacks delivered, %d given up",
                 self.owner,
@@ -177,6 +205,7 @@ class Daemon:
         scheduler.add_job(self._tick, "interval", seconds=TICK_SECONDS, **common)
         scheduler.add_job(self._report, "interval", seconds=REPORT_SECONDS, **common)
         scheduler.add_job(self._outbox_tick, "interval", seconds=OUTBOX_SECONDS, **common)
+        scheduler.add_job(self._heartbeat, "interval", seconds=HEARTBEAT_SECONDS, **common)
         if exit_when_done:
             scheduler.add_job(self._stop_when_done, "interval", seconds=1.0, **common)
         scheduler.start()
@@ -221,6 +250,26 @@ class Daemon:
             limit = min(limit, 1)
         if limit > 0:
             await self._claim(now=utcnow(), limit=limit)
+
+    async def _heartbeat(self) -> None:
+        now = utcnow()
+        try:
+            await self._db(
+                self.store.heartbeat,
+                self.owner,
+                now=now,
+                polls=self.stats.requests,
+                lease_until=now + timedelta(seconds=self.settings.lease_seconds),
+                in_flight=list(self._in_flight),
+            )
+        except StoreError as exc:
+            self._note_store_trouble(exc)
+
+    def _sqlite_lock(self) -> DaemonLock | None:
+        url = self.store.engine.url
+        if self.store.dialect != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return DaemonLock(url.database)
 
     async def _outbox_tick(self) -> None:
         self.outbox.wake()
@@ -300,7 +349,7 @@ class Daemon:
 
     async def _put_back(self, state: PredictionState) -> None:
         next_poll = NextPoll(at=utcnow(), interval=state.poll_interval)
-        await self._db(self.store.reschedule, state.id, next_poll=next_poll, owner=self.owner)
+        await self._write(self.store.reschedule, state.id, next_poll=next_poll, owner=self.owner)
 
     async def _handle(self, state: PredictionState, outcome: Answer | UpstreamError) -> None:
         if isinstance(outcome, Answer):
@@ -329,7 +378,7 @@ class Daemon:
             terminal=update.terminal,
             now=now,
         )
-        queued = await self._db(
+        queued = await self._write(
             self.store.apply_observation,
             update,
             next_poll,
@@ -360,7 +409,7 @@ class Daemon:
         if self._once:
             self.stop()
         next_poll = NextPoll(at=utcnow(), interval=state.poll_interval)
-        await self._db(
+        await self._write(
             self.store.reschedule,
             state.id,
             next_poll=next_poll,
@@ -385,7 +434,7 @@ class Daemon:
         self._limiter.pause_until(time.monotonic() + exc.retry_after)
         until = utcnow() + timedelta(seconds=exc.retry_after)
         next_poll = self.policy.after_pause(until=until, previous_interval=state.poll_interval)
-        await self._db(
+        await self._write(
             self.store.reschedule,
             state.id,
             next_poll=next_poll,
@@ -398,7 +447,7 @@ class Daemon:
         self.stats.errors += 1
         now = utcnow()
         next_poll = self.policy.after_error(consecutive_errors=state.not_found_count, now=now)
-        lost = await self._db(
+        lost = await self._write(
             self.store.record_not_found,
             state.id,
             now=now,
@@ -429,7 +478,7 @@ class Daemon:
                 exc.detail,
                 (next_poll.at - now).total_seconds() if next_poll.at else 0,
             )
-        await self._db(
+        await self._write(
             self.store.record_poll_error,
             state.id,
             now=now,
@@ -444,6 +493,26 @@ class Daemon:
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Write the result of a poll, riding out a database outage of a few seconds.
+
+        Retrying is safe: an observation is only applied to the state it was
+        planned from, so a write that did commit before the connection dropped
+        comes back as StaleObservation instead of a duplicate.
+        """
+        for delay in (*WRITE_RETRY_DELAYS, None):
+            try:
+                result = await self._db(fn, *args, **kwargs)
+            except StoreUnavailable as exc:
+                if delay is None or self._stopping.is_set():
+                    raise
+                self._note_store_trouble(exc)
+                await asyncio.sleep(delay)
+                continue
+            self._note_store_ok()
+            return result
+        raise AssertionError("unreachable")
 
     def _note_store_trouble(self, exc: StoreError) -> None:
         if isinstance(exc, StoreUnavailable):

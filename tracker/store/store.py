@@ -36,6 +36,7 @@ from tracker.domain import (
 from tracker.events import canonical_events
 from tracker.exceptions import SchemaMissing, StoreError
 from tracker.store.base import SCHEMA_HINT, batches
+from tracker.store.daemons import DaemonOps
 from tracker.store.deliveries import (
     DeliveryOps,
     enqueue_deliveries,
@@ -46,7 +47,7 @@ from tracker.store.tables import callbacks, prediction_logs, predictions, status
 log = logging.getLogger(__name__)
 
 #: alembic revision this code expects; tests check it is the migrations' head
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 
 #: rows per INSERT statement when registering many IDs at once
 INSERT_BATCH = 5_000
@@ -79,7 +80,7 @@ class StaleObservation(StoreError):
     """The row changed since it was read (another writer, or the same answer twice)."""
 
 
-class Store(DeliveryOps):
+class Store(DeliveryOps, DaemonOps):
     """Named operations on the tracker's tables, each one transaction."""
 
     def schema_revision(self) -> str | None:

@@ -1,0 +1,91 @@
+"""`tracker status`: is the tracker healthy? Usable as a health check (exit code)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from datetime import timedelta
+
+import click
+
+from tracker.cli.common import (
+    cell,
+    console,
+    database_option,
+    format_option,
+    open_store,
+    print_table,
+    to_jsonable,
+)
+from tracker.daemon import LIVE_WITHIN_SECONDS
+from tracker.store.daemons import Health
+from tracker.timeparse import utcnow
+
+#: schedule lag beyond which the tracker is unhealthy (seconds)
+DEFAULT_MAX_LAG = 60.0
+
+
+@click.command("status")
+@click.option(
+    "--max-lag",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_MAX_LAG,
+    show_default=True,
+    help="Unhealthy when the most overdue poll is later than this (seconds).",
+)
+@click.option(
+    "--live-within",
+    type=click.FloatRange(min=0, min_open=True),
+    default=LIVE_WITHIN_SECONDS,
+    show_default=True,
+    help="A daemon is live if it sent a heartbeat within this many seconds.",
+)
+@format_option(("table", "json"))
+@database_option
+def status_command(max_lag: float, live_within: float, fmt: str, database_url: str) -> None:
+    """Daemons, schedule lag and deliveries; exits 1 when the tracker is unhealthy
+    (no live daemon while predictions are active, or lag beyond --max-lag)."""
+    store = open_store(database_url)
+    try:
+        health = store.health(now=utcnow(), live_within=timedelta(seconds=live_within))
+    finally:
+        store.close()
+    problems = diagnose(health, max_lag)
+    if fmt == "json":
+        report = to_jsonable(asdict(health))
+        report.update(schedule_lag=health.schedule_lag, healthy=not problems, problems=problems)
+        click.echo(json.dumps(report, indent=2))
+    else:
+        _print(health, problems)
+    sys.exit(1 if problems else 0)
+
+
+def diagnose(health: Health, max_lag: float) -> list[str]:
+    problems = []
+    if not health.live_daemons and health.active_predictions:
+        problems.append(f"no live daemon, {health.active_predictions} predictions waiting")
+    if health.schedule_lag > max_lag:
+        problems.append(f"schedule lag {health.schedule_lag:.0f} s exceeds {max_lag:g} s")
+    return problems
+
+
+def _print(health: Health, problems: list[str]) -> None:
+    rows = [
+        {**asdict(d), "state": "live" if d.live else ("stopped" if d.stopped_at else "silent")}
+        for d in health.daemons
+    ]
+    columns = ("name", "state", "version", "started_at", "heartbeat_at", "polls")
+    print_table(rows, columns, title="daemons")
+    out = console()
+    out.print()
+    lines = [
+        ("active predictions", health.active_predictions),
+        ("schedule lag", f"{health.schedule_lag:.1f} s"),
+        ("most overdue poll", cell(health.oldest_overdue_poll) or "none"),
+        ("pending deliveries", health.pending_deliveries),
+        ("dead deliveries", health.dead_deliveries),
+        ("health", "healthy" if not problems else "UNHEALTHY: " + "; ".join(problems)),
+    ]
+    for name, value in lines:
+        out.print(f"{name:>19}  {value}", highlight=False)

@@ -1,0 +1,172 @@
+"""Daemons registering themselves, heartbeating, and the health view `tracker status` reads."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+
+from tracker.domain import DeliveryState, Tracking
+from tracker.exceptions import ConfigError
+from tracker.store.base import StoreBase, insert_ignore
+from tracker.store.tables import daemons, deliveries, predictions
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonInfo:
+    name: str
+    host: str
+    pid: int
+    version: str
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None
+    polls: int
+    live: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    checked_at: datetime
+    daemons: list[DaemonInfo]
+    active_predictions: int
+    oldest_overdue_poll: datetime | None  #: the earliest next_poll_at in the past
+    pending_deliveries: int
+    dead_deliveries: int
+    oldest_overdue_delivery: datetime | None
+
+    @property
+    def live_daemons(self) -> list[DaemonInfo]:
+        return [d for d in self.daemons if d.live]
+
+    @property
+    def schedule_lag(self) -> float:
+        """Seconds the most overdue poll is late (0 when nothing is overdue)."""
+        if self.oldest_overdue_poll is None:
+            return 0.0
+        return max(0.0, (self.checked_at - self.oldest_overdue_poll).total_seconds())
+
+
+class DaemonOps(StoreBase):
+    """Daemon bookkeeping (mixed into ``Store``)."""
+
+    def register_daemon(
+        self,
+        *,
+        name: str,
+        host: str,
+        pid: int,
+        version: str,
+        now: datetime,
+        live_within: timedelta,
+    ) -> None:
+        """Record a starting daemon; refuse a name a live daemon already uses."""
+        with self._transaction() as conn:
+            row = conn.execute(
+                select(daemons.c.heartbeat_at, daemons.c.stopped_at).where(daemons.c.name == name)
+            ).first()
+            if row is not None and row.stopped_at is None and row.heartbeat_at > now - live_within:
+                raise ConfigError(
+                    f"a daemon named {name!r} is already running (last heartbeat"
+                    f" {row.heartbeat_at:%H:%M:%S} UTC); give this one another --name"
+                )
+            values = {
+                "host": host,
+                "pid": pid,
+                "version": version,
+                "started_at": now,
+                "heartbeat_at": now,
+                "stopped_at": None,
+                "polls": 0,
+            }
+            conn.execute(insert_ignore(self.dialect, daemons), [{"name": name, **values}])
+            conn.execute(update(daemons).where(daemons.c.name == name).values(values))
+
+    def heartbeat(
+        self,
+        name: str,
+        *,
+        now: datetime,
+        polls: int,
+        lease_until: datetime,
+        in_flight: Collection[str] = (),
+    ) -> None:
+        """Say this daemon is alive, and extend the leases of the polls it has in flight."""
+        with self._transaction() as conn:
+            conn.execute(
+                update(daemons)
+                .where(daemons.c.name == name)
+                .values(heartbeat_at=now, polls=polls, stopped_at=None)
+            )
+            if in_flight:
+                conn.execute(
+                    update(predictions)
+                    .where(
+                        predictions.c.id.in_(list(in_flight)),
+                        predictions.c.claimed_by == name,
+                        predictions.c.next_poll_at < lease_until,
+                    )
+                    .values(next_poll_at=lease_until)
+                )
+
+    def mark_stopped(self, name: str, *, now: datetime, polls: int) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                update(daemons)
+                .where(daemons.c.name == name)
+                .values(stopped_at=now, heartbeat_at=now, polls=polls)
+            )
+
+    def health(self, *, now: datetime, live_within: timedelta) -> Health:
+        active = predictions.c.tracking == Tracking.ACTIVE.value
+        pending = deliveries.c.state == DeliveryState.PENDING.value
+        with self._transaction() as conn:
+            rows = conn.execute(select(daemons).order_by(daemons.c.started_at)).all()
+            active_count = conn.execute(
+                select(func.count()).select_from(predictions).where(active)
+            ).scalar_one()
+            # ORDER BY ... LIMIT 1 walks the partial due index; min() may not.
+            overdue = conn.execute(
+                select(predictions.c.next_poll_at)
+                .where(active, predictions.c.next_poll_at <= now)
+                .order_by(predictions.c.next_poll_at)
+                .limit(1)
+            ).scalar()
+            counts = dict(
+                conn.execute(
+                    select(deliveries.c.state, func.count())
+                    .where(deliveries.c.state.in_([DeliveryState.PENDING, DeliveryState.DEAD]))
+                    .group_by(deliveries.c.state)
+                ).all()
+            )
+            late_delivery = conn.execute(
+                select(deliveries.c.next_attempt_at)
+                .where(pending, deliveries.c.next_attempt_at <= now)
+                .order_by(deliveries.c.next_attempt_at)
+                .limit(1)
+            ).scalar()
+        infos = [
+            DaemonInfo(
+                name=r.name,
+                host=r.host,
+                pid=r.pid,
+                version=r.version,
+                started_at=r.started_at,
+                heartbeat_at=r.heartbeat_at,
+                stopped_at=r.stopped_at,
+                polls=r.polls,
+                live=r.stopped_at is None and r.heartbeat_at > now - live_within,
+            )
+            for r in rows
+        ]
+        return Health(
+            checked_at=now,
+            daemons=infos,
+            active_predictions=active_count,
+            oldest_overdue_poll=overdue,
+            pending_deliveries=counts.get(DeliveryState.PENDING.value, 0),
+            dead_deliveries=counts.get(DeliveryState.DEAD.value, 0),
+            oldest_overdue_delivery=late_delivery,
+        )
