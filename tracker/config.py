@@ -41,7 +41,7 @@ def api_key_from_env(env: Mapping[str, str] | None = None) -> str | None:
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = DEFAULT_DATABASE_URL
+    database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
     api_base: str = DEFAULT_API_BASE
     api_key: str | None = field(default=None, repr=False)
     poll_min: float = DEFAULT_POLL_MIN
@@ -59,7 +59,7 @@ class Settings:
     mail_from: str = DEFAULT_MAIL_FROM
     retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT
-    default_callbacks: tuple[CallbackSpec, ...] = ()
+    default_callbacks: tuple[CallbackSpec, ...] = field(default=(), repr=False)
 
     @classmethod
     def build(cls, env: Mapping[str, str] | None = None, **values: Any) -> Settings:
@@ -77,7 +77,12 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Values that must never be written anywhere."""
-        values = [self.api_key, self.webhook_secret, smtp_password(self.smtp_url)]
+        values = [
+            self.api_key,
+            self.webhook_secret,
+            url_password(self.smtp_url),
+            url_password(self.database_url),
+        ]
         return [s for s in values if s]
 
 
@@ -97,7 +102,8 @@ def default_callbacks_from_env(env: Mapping[str, str]) -> tuple[CallbackSpec, ..
     return tuple(specs)
 
 
-def smtp_password(url: str | None) -> str | None:
+def url_password(url: str | None) -> str | None:
+    """The password in a URL (SMTP or database), percent-decoded."""
     if not url:
         return None
     try:

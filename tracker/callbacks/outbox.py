@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -58,9 +58,11 @@ class Outbox:
         self._db = db
         self._lease = timedelta(seconds=lease_seconds)
         self._concurrency = concurrency
-        self._per_target = per_target
         self._slots = asyncio.Semaphore(concurrency)
-        self._busy: defaultdict[str, int] = defaultdict(int)
+        self._targets: defaultdict[str, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(per_target)
+        )
+        self._users: Counter[str] = Counter()  # deliveries holding or awaiting a target slot
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wanted = False
         self._runner: asyncio.Task[None] | None = None
@@ -95,7 +97,7 @@ class Outbox:
             return
         start = utcnow()
         while not self._stopping:
-            claimed = await self._claim(start)
+            claimed = await self._claim(start, wait_for_target=True)
             if not claimed and not self._in_flight:
                 return
             if self._in_flight:
@@ -119,11 +121,11 @@ class Outbox:
 
     # -- claiming and sending ---------------------------------------------
 
-    async def _claim(self, now: datetime) -> int:
+    async def _claim(self, now: datetime, *, wait_for_target: bool = False) -> int:
         budget = 2 * self._concurrency - len(self._in_flight)
         if budget <= 0:
             return 0
-        busy = [target for target, n in self._busy.items() if n >= self._per_target]
+        busy = [] if wait_for_target else self._busy_targets()
         try:
             jobs: list[DeliveryJob] = await self._db(
                 self.store.claim_deliveries,
@@ -138,28 +140,37 @@ class Outbox:
             log.error("could not claim deliveries: %s", exc)
             return 0
         for job in jobs:
-            task = asyncio.create_task(self._deliver(job), name=f"deliver {job.id}")
+            task = asyncio.create_task(
+                self._deliver(job, wait_for_target), name=f"deliver {job.id}"
+            )
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
         return len(jobs)
 
-    async def _deliver(self, job: DeliveryJob) -> None:
-        if self._busy[job.target] >= self._per_target:
+    def _busy_targets(self) -> list[str]:
+        return [target for target, slots in self._targets.items() if slots.locked()]
+
+    async def _deliver(self, job: DeliveryJob, wait_for_target: bool) -> None:
+        slots = self._targets[job.target]
+        if slots.locked() and not wait_for_target:
             # Claimed before the receiver filled up: hand it back for a little while.
             until = utcnow() + timedelta(seconds=1)
             await self._db(self.store.postpone_delivery, job.id, until=until, owner=self.owner)
             return
-        self._busy[job.target] += 1
+        self._users[job.target] += 1
         try:
-            async with self._slots:
-                result = await self._send(job)
+            async with slots:
+                async with self._slots:
+                    result = await self._send(job)
+                was_full = slots.locked()
         finally:
-            self._busy[job.target] -= 1
-            if not self._busy[job.target]:
-                del self._busy[job.target]
+            self._users[job.target] -= 1
+            if not self._users[job.target]:
+                del self._users[job.target]
+                del self._targets[job.target]
         await self._record(job, result)
-        if self._wanted or self._busy.get(job.target, 0) == self._per_target - 1:
-            self.wake()  # a receiver slot freed up: its waiting deliveries may go
+        if was_full:
+            self.wake()  # a busy receiver has a free slot: its waiting deliveries may go
 
     async def _send(self, job: DeliveryJob) -> SendResult:
         try:
@@ -213,6 +224,6 @@ def display_target(job: DeliveryJob) -> str:
     if job.kind != "webhook":
         return job.target
     parts = urlsplit(job.target)
-    port = f":{parts.port}" if parts.port else ""
+    host = parts.netloc.rpartition("@")[2]  # without user:password, IPv6 brackets kept
     rest = "/…" if parts.path not in ("", "/") or parts.query else ""
-    return f"{parts.scheme}://{parts.hostname}{port}{rest}"
+    return f"{parts.scheme}://{host}{rest}"

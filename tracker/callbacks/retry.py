@@ -15,6 +15,8 @@ from tracker.exceptions import ConfigError
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 #: each wait is multiplied by a factor in [1 - JITTER, 1 + JITTER]
 JITTER = 0.1
+#: the longest delay a retry schedule may hold (seconds: 7 days)
+MAX_DELAY = 7 * 86400.0
 #: the longest Retry-After a receiver can impose (seconds)
 MAX_RETRY_AFTER = 36000.0
 
@@ -27,8 +29,10 @@ def parse_schedule(text: str) -> tuple[float, ...]:
         raise ConfigError(
             f"invalid retry schedule {text!r}: expected comma-separated seconds"
         ) from None
-    if any(d < 0 or d != d for d in delays):
-        raise ConfigError(f"invalid retry schedule {text!r}: delays must be >= 0")
+    if not all(0 <= d <= MAX_DELAY for d in delays):  # also false for NaN
+        raise ConfigError(
+            f"invalid retry schedule {text!r}: each delay must be between 0 and {MAX_DELAY:g} s"
+        )
     return delays
 
 

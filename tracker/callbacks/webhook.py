@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 from datetime import UTC, datetime
 
@@ -27,15 +29,29 @@ def make_webhook_client(*, timeout: float, max_connections: int) -> httpx.AsyncC
     )
 
 
+#: shortest signing key accepted (bytes, after base64 decoding)
+MIN_SECRET_BYTES = 16
+
+
 def load_signer(secret: str | None) -> Webhook | None:
+    """A signer for ``whsec_`` + base64 secrets; anything else is a configuration error.
+
+    The ``standardwebhooks`` package decodes leniently (it drops characters that
+    are not base64), which would sign with a key nobody meant: check strictly first.
+    """
     if not secret:
         return None
+    encoded = secret.removeprefix("whsec_")
     try:
-        return Webhook(secret)
-    except Exception as exc:  # the package raises plain errors for bad base64
+        key = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) < MIN_SECRET_BYTES:
         raise ConfigError(
-            "TRACKER_WEBHOOK_SECRET is not a valid secret (expected whsec_ + base64)"
-        ) from exc
+            "TRACKER_WEBHOOK_SECRET is not a valid secret: expected whsec_ followed by"
+            f" the base64 of at least {MIN_SECRET_BYTES} bytes"
+        )
+    return Webhook(secret)
 
 
 class WebhookSender:
