@@ -77,16 +77,28 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+def csv_cell(value: Any) -> str:
+    """A value for CSV: exact (no rounding), timestamps in ISO 8601, JSON as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return str(value)
+
+
 def emit_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str) -> None:
     """Print rows as an aligned table, a JSON array or CSV with a header."""
     if fmt == "json":
-        click.echo(json.dumps([to_jsonable(r) for r in rows], ensure_ascii=False, indent=2))
+        ordered = [{**{c: r[c] for c in columns if c in r}, **r} for r in rows]
+        click.echo(json.dumps([to_jsonable(r) for r in ordered], ensure_ascii=False, indent=2))
     elif fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
         for row in rows:
-            writer.writerow([cell(row.get(c)) for c in columns])
+            writer.writerow([csv_cell(row.get(c)) for c in columns])
         click.echo(buffer.getvalue(), nl=False)
     else:
         print_table(rows, columns)

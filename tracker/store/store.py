@@ -42,6 +42,7 @@ from tracker.store.deliveries import (
     enqueue_deliveries,
     queue_completed_for_finished,
 )
+from tracker.store.reports import ReportOps
 from tracker.store.tables import callbacks, prediction_logs, predictions, status_transitions
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class StaleObservation(StoreError):
     """The row changed since it was read (another writer, or the same answer twice)."""
 
 
-class Store(DeliveryOps, DaemonOps):
+class Store(DeliveryOps, DaemonOps, ReportOps):
     """Named operations on the tracker's tables, each one transaction."""
 
     def schema_revision(self) -> str | None:
