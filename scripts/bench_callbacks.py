@@ -253,6 +253,50 @@ def read_database(url: str) -> dict[str, Any]:
     }
 
 
+def windows(
+    terminal: dict[str, dict[str, Any]], callback_ms: dict[str, float], width: float
+) -> list[dict[str, Any]]:
+    """Callback latency of the predictions completed in each ``width``-second window
+    (counted from the first recorded completion): shows whether a backlog builds up."""
+    if not terminal:
+        return []
+    first = min(t["observed_at"] for t in terminal.values())
+    completed: dict[int, int] = {}
+    latencies: dict[int, list[float]] = {}
+    for pid, t in terminal.items():
+        index = int((t["observed_at"] - first) // width)
+        completed[index] = completed.get(index, 0) + 1
+        if pid in callback_ms:
+            latencies.setdefault(index, []).append(callback_ms[pid])
+    result = []
+    for index in sorted(completed):
+        stats = summary(latencies.get(index, []))
+        result.append(
+            {
+                "from_s": index * width,
+                "completed": completed[index],
+                "delivered": stats["count"],
+                "median_ms": stats["median_ms"],
+                "max_ms": stats["max_ms"],
+            }
+        )
+    return result
+
+
+def source_state() -> dict[str, Any]:
+    """The commit and uncommitted files of the tracker that was measured."""
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *args], capture_output=True, text=True, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    return {"commit": git("rev-parse", "HEAD"), "dirty": git("status", "--porcelain").splitlines()}
+
+
 def log_counts(path: Path) -> dict[str, int]:
     counts = {"lines": 0, "WARNING": 0, "ERROR": 0, "claim_lost": 0}
     for line in path.read_text(errors="replace").splitlines():
@@ -301,6 +345,9 @@ def run_engine(
         db = read_database(url)
     finally:
         stop(daemon)
+        if dbname is None and not args.keep_db:
+            for leftover in workdir.glob(f"callbacks-{tag}.db*"):
+                leftover.unlink(missing_ok=True)
         if dbname:
             with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
@@ -322,6 +369,7 @@ def run_engine(
         if t["completed_at"] is not None and t["from_status"] is not None
     ]
     observed = sorted(t["observed_at"] for t in terminal.values())
+    arrived = sorted(arrivals.values())
     slowest = sorted(callback_ms.items(), key=lambda kv: kv[1], reverse=True)[:10]
     return {
         "engine": engine,
@@ -336,6 +384,8 @@ def run_engine(
         "slowest": [{"prediction_id": pid, "ms": round(ms, 1)} for pid, ms in slowest],
         "detection_latency": summary(detect_ms),
         "completions_spread_seconds": round(observed[-1] - observed[0], 2) if observed else None,
+        "arrivals_spread_seconds": round(arrived[-1] - arrived[0], 2) if arrived else None,
+        "by_completion_window": windows(terminal, callback_ms, args.window),
         "send_duration": summary(db["attempt_durations"]),
         "delivery_states": db["delivery_states"],
         "delivery_attempts": db["attempts"],
@@ -378,6 +428,19 @@ def print_table(results: list[dict[str, Any]]) -> None:
         print(f"{r['engine']:<11}{delivered:>11} | {cells[0]} | {cells[1]}")
 
 
+def print_notes(results: list[dict[str, Any]]) -> None:
+    for r in results:
+        span = r["arrivals_spread_seconds"] or 0
+        rate = f"{r['delivered'] / span:.1f}/s" if span else "-"
+        print(
+            f"{r['engine']}: {r['callback_slow_count']} of {r['delivered']} webhooks later than"
+            f" {SLOW_MS / 1000:g} s; completions over {r['completions_spread_seconds']} s,"
+            f" arrivals over {span} s ({rate}); {r['delivery_attempts']} attempts,"
+            f" {r['failed_attempts']} failed, {r['duplicate_posts']} duplicates;"
+            f" daemon exit {r['daemon_exit_code']} after {r['daemon_seconds']} s"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--predictions", type=int, default=1000)
@@ -389,6 +452,8 @@ def main() -> None:
     parser.add_argument("--max-rps", type=float, default=400)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--timeout", type=float, default=300, help="longest daemon run (s)")
+    parser.add_argument("--window", type=float, default=5.0, help="seconds per JSON window")
+    parser.add_argument("--keep-db", action="store_true", help="keep the SQLite database file")
     parser.add_argument("--engines", default="sqlite,postgresql")
     parser.add_argument("--json", type=Path, default=Path("bench-results/callbacks.json"))
     parser.add_argument("--serve-receiver", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -400,6 +465,7 @@ def main() -> None:
         args.predictions = 100
 
     signal.signal(signal.SIGTERM, _terminate)
+    source = source_state()  # before the run: the tree may change while it goes on
     args.json.parent.mkdir(parents=True, exist_ok=True)
     sim = receiver = None
     results = []
@@ -412,7 +478,13 @@ def main() -> None:
         stop(receiver)
         stop(sim)
     print_table(results)
-    args.json.write_text(json.dumps(results, indent=2))
+    print_notes(results)
+    report = {
+        "source": source,
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "results": results,
+    }
+    args.json.write_text(json.dumps(report, indent=2))
     print(f"written to {args.json}")
 
 

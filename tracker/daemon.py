@@ -44,6 +44,7 @@ from tracker.singleton import DaemonLock
 from tracker.store.store import StaleObservation, Store
 from tracker.timeparse import utcnow
 from tracker.upstream import Answer, UpstreamClient
+from tracker.writer import ObservationWriter
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ T = TypeVar("T")
 TICK_SECONDS = 0.1
 #: claim enough work for this many seconds of the request budget (seconds)
 CLAIM_LOOKAHEAD = 1.0
+#: never hold more than this many claimed predictions per concurrency slot
+CLAIM_CAP_PER_SLOT = 8
 #: while the API key is rejected, one probe request this often (seconds)
 AUTH_RECHECK_SECONDS = 60.0
 #: on shutdown, how long in-flight polls may take to finish (seconds)
@@ -112,11 +115,18 @@ class Daemon:
         self._limiter = RateLimiter(settings.max_rps)
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._follow_ups: dict[str, PredictionState] = {}
         self._stopping = asyncio.Event()
         self._auth_error: str | None = None
         self._next_auth_probe = 0.0
         self._store_down = False
         self._once = False
+        self._writer = ObservationWriter(
+            store.apply_observations,
+            self._write,
+            owner=self.owner,
+            default_callbacks=settings.default_callbacks,
+        )
         self.outbox = Outbox(
             store,
             senders or {},
@@ -294,8 +304,11 @@ class Daemon:
     # -- claiming and polling ---------------------------------------------
 
     def _claim_budget(self) -> int:
-        target = max(self.settings.concurrency, int(self.settings.max_rps * CLAIM_LOOKAHEAD))
-        return target - len(self._in_flight)
+        """Claim about a second of work (the request budget), within bounds: claimed
+        rows wait in memory, and ones that wait long are polled late."""
+        concurrency = self.settings.concurrency
+        target = max(2 * concurrency, int(self.settings.max_rps * CLAIM_LOOKAHEAD))
+        return min(target, CLAIM_CAP_PER_SLOT * concurrency) - len(self._in_flight)
 
     async def _claim(self, *, now: Any, limit: int, include_unpolled: bool = False) -> int:
         lease_until = now + timedelta(seconds=self.settings.lease_seconds)
@@ -314,16 +327,24 @@ class Daemon:
         self._note_store_ok()
         probe = self._auth_error is not None
         for state in states:
-            if state.id in self._in_flight:  # cannot happen while claims work; never poll twice
-                log.error("%s was claimed while its poll is in flight; skipped", state.id)
+            if state.id in self._in_flight:
+                # Its previous poll is written but its task has not ended yet (the loop
+                # is busy): poll again once it has, never twice at the same time.
+                self._follow_ups[state.id] = state
                 continue
-            task = asyncio.create_task(self._poll(state, probe=probe), name=f"poll {state.id}")
-            self._in_flight[state.id] = task
-            task.add_done_callback(functools.partial(self._finished, state.id))
+            self._start_poll(state, probe=probe)
         return len(states)
+
+    def _start_poll(self, state: PredictionState, *, probe: bool = False) -> None:
+        task = asyncio.create_task(self._poll(state, probe=probe), name=f"poll {state.id}")
+        self._in_flight[state.id] = task
+        task.add_done_callback(functools.partial(self._finished, state.id))
 
     def _finished(self, prediction_id: str, _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(prediction_id, None)
+        follow_up = self._follow_ups.pop(prediction_id, None)
+        if follow_up is not None and not self._stopping.is_set():
+            self._start_poll(follow_up)
 
     async def _poll(self, state: PredictionState, *, probe: bool = False) -> None:
         try:
@@ -378,13 +399,7 @@ class Daemon:
             terminal=update.terminal,
             now=now,
         )
-        queued = await self._write(
-            self.store.apply_observation,
-            update,
-            next_poll,
-            owner=self.owner,
-            default_callbacks=self.settings.default_callbacks,
-        )
+        queued = await self._writer.apply(update, next_poll)
         if queued:
             self.outbox.wake()
         self.stats.answers += 1

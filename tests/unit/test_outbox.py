@@ -52,7 +52,7 @@ class FakeStore:
     rows: dict[int, Row] = field(default_factory=dict)
     claims: list[dict[str, Any]] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
-    postponed: list[int] = field(default_factory=list)
+    per_target_seen: list[int | None] = field(default_factory=list)
     releases: list[str | None] = field(default_factory=list)
 
     def add(
@@ -88,6 +88,7 @@ class FakeStore:
         lease_until: datetime,
         kinds: Sequence[str] = ("webhook", "email"),
         skip_targets: Sequence[str] = (),
+        per_target: int | None = None,
     ) -> list[DeliveryJob]:
         self.claims.append(
             {"now": now, "limit": limit, "kinds": tuple(kinds), "skip": list(skip_targets)}
@@ -103,7 +104,17 @@ class FakeStore:
                 and r.job.target not in skip_targets
             ),
             key=lambda r: (r.next_attempt_at, r.job.id),
-        )[:limit]
+        )
+        if per_target is not None:
+            taken: dict[str, int] = {}
+            capped = []
+            for r in due:
+                taken[r.job.target] = taken.get(r.job.target, 0) + 1
+                if taken[r.job.target] <= per_target:
+                    capped.append(r)
+            due = capped
+        due = due[:limit]
+        self.per_target_seen.append(per_target)
         for r in due:
             r.claimed_by = owner
             r.next_attempt_at = lease_until
@@ -128,13 +139,6 @@ class FakeStore:
         row.next_attempt_at = next_attempt_at
         row.claimed_by = None
         return True
-
-    def postpone_delivery(self, delivery_id: int, *, until: datetime, owner: str) -> None:
-        self.postponed.append(delivery_id)
-        row = self.rows[delivery_id]
-        if row.claimed_by == owner:
-            row.next_attempt_at = until
-            row.claimed_by = None
 
     def release_deliveries(self, owner: str | None, *, now: datetime) -> int:
         self.releases.append(owner)
@@ -397,26 +401,19 @@ async def test_send_due_once_attempts_more_jobs_than_per_target_for_one_receiver
     assert sorted(j.id for j in sender.sent) == [1, 2, 3, 4, 5]
 
 
-async def test_over_limit_jobs_are_postponed_not_lost() -> None:
-    """In continuous mode, jobs claimed beyond the limit are handed back, still pending."""
+async def test_claims_take_at_most_per_target_of_one_receiver_and_keep_order() -> None:
+    """A receiver's backlog is claimed a few at a time; nothing is handed back or reordered."""
     store = FakeStore()
-    for i in range(1, 6):
+    for i in range(1, 8):
         store.add(i, target=A)
-    sender = HangingSender(hang_targets={A})
+    sender = ScriptedSender()
     outbox = make_outbox(store, {"webhook": sender}, per_target=2)
     outbox.wake()
-    try:
-        await until(lambda: len(store.postponed) == 3)
-    finally:
-        sender.release.set()
-        await outbox.stop(timeout=2)
-    for row in store.rows.values():
-        assert row.claimed_by is None
-        if row.state is DeliveryState.PENDING:
-            assert row.job.id in store.postponed
-            assert row.next_attempt_at is not None
-        else:
-            assert row.state is DeliveryState.DELIVERED
+    await until(lambda: len(sender.sent) == 7)
+    await outbox.stop(timeout=2)
+    assert set(store.per_target_seen) == {2}
+    assert [j.id for j in sender.sent] == [1, 2, 3, 4, 5, 6, 7]
+    assert all(row.state is DeliveryState.DELIVERED for row in store.rows.values())
 
 
 async def test_concurrency_limits_sends_across_targets() -> None:

@@ -62,6 +62,7 @@ class Outbox:
         self._targets: defaultdict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(per_target)
         )
+        self._per_target = per_target
         self._users: Counter[str] = Counter()  # deliveries holding or awaiting a target slot
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wanted = False
@@ -97,7 +98,7 @@ class Outbox:
             return
         start = utcnow()
         while not self._stopping:
-            claimed = await self._claim(start, wait_for_target=True)
+            claimed = await self._claim(start, skip_busy=False)
             if not claimed and not self._in_flight:
                 return
             if self._in_flight:
@@ -121,11 +122,11 @@ class Outbox:
 
     # -- claiming and sending ---------------------------------------------
 
-    async def _claim(self, now: datetime, *, wait_for_target: bool = False) -> int:
+    async def _claim(self, now: datetime, *, skip_busy: bool = True) -> int:
         budget = 2 * self._concurrency - len(self._in_flight)
         if budget <= 0:
             return 0
-        busy = [] if wait_for_target else self._busy_targets()
+        busy = self._busy_targets() if skip_busy else []
         try:
             jobs: list[DeliveryJob] = await self._db(
                 self.store.claim_deliveries,
@@ -135,14 +136,13 @@ class Outbox:
                 lease_until=utcnow() + self._lease,
                 kinds=tuple(self.senders),
                 skip_targets=busy,
+                per_target=self._per_target,
             )
         except StoreError as exc:
             log.error("could not claim deliveries: %s", exc)
             return 0
         for job in jobs:
-            task = asyncio.create_task(
-                self._deliver(job, wait_for_target), name=f"deliver {job.id}"
-            )
+            task = asyncio.create_task(self._deliver(job), name=f"deliver {job.id}")
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
         return len(jobs)
@@ -150,13 +150,13 @@ class Outbox:
     def _busy_targets(self) -> list[str]:
         return [target for target, slots in self._targets.items() if slots.locked()]
 
-    async def _deliver(self, job: DeliveryJob, wait_for_target: bool) -> None:
+    async def _deliver(self, job: DeliveryJob) -> None:
+        """Send one delivery when its receiver has a free slot, and record the attempt.
+
+        Claims take at most ``per_target`` deliveries of a receiver and none of a
+        busy one, so the few that wait here keep their place in line.
+        """
         slots = self._targets[job.target]
-        if slots.locked() and not wait_for_target:
-            # Claimed before the receiver filled up: hand it back for a little while.
-            until = utcnow() + timedelta(seconds=1)
-            await self._db(self.store.postpone_delivery, job.id, until=until, owner=self.owner)
-            return
         self._users[job.target] += 1
         try:
             async with slots:

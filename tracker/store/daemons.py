@@ -101,13 +101,20 @@ class DaemonOps(StoreBase):
                 .values(heartbeat_at=now, polls=polls, stopped_at=None)
             )
             if in_flight:
-                conn.execute(
-                    update(predictions)
+                # SKIP LOCKED: a row locked right now is being written by its poll,
+                # which ends the claim anyway; waiting for it could deadlock.
+                held = (
+                    select(predictions.c.id)
                     .where(
-                        predictions.c.id.in_(list(in_flight)),
+                        predictions.c.id.in_(sorted(in_flight)),
                         predictions.c.claimed_by == name,
                         predictions.c.next_poll_at < lease_until,
                     )
+                    .with_for_update(skip_locked=True)
+                )
+                conn.execute(
+                    update(predictions)
+                    .where(predictions.c.id.in_(held.scalar_subquery()))
                     .values(next_poll_at=lease_until)
                 )
 

@@ -154,25 +154,48 @@ class DeliveryOps(StoreBase):
         lease_until: datetime,
         kinds: Sequence[str] = ("webhook", "email"),
         skip_targets: Sequence[str] = (),
+        per_target: int | None = None,
     ) -> list[DeliveryJob]:
         """Take up to ``limit`` due pending deliveries, oldest due first (SKIP LOCKED on
         PostgreSQL); the lease moves ``next_attempt_at`` so nobody else takes them.
-        Only callbacks of ``kinds``, and none for ``skip_targets`` (receivers that
-        are busy with as many requests as they may get)."""
+
+        Only callbacks of ``kinds``; none for ``skip_targets`` (receivers busy with
+        as many requests as they may get), and at most ``per_target`` for any one
+        receiver, so one receiver's backlog cannot fill a claim.
+        """
+        due = [
+            deliveries.c.state == DeliveryState.PENDING.value,
+            deliveries.c.next_attempt_at <= now,
+            callbacks.c.kind.in_(kinds),
+        ]
+        if skip_targets:
+            due.append(callbacks.c.target.not_in(skip_targets))
+        order = (deliveries.c.next_attempt_at, deliveries.c.id)
+        joined = deliveries.join(callbacks, callbacks.c.id == deliveries.c.callback_id)
+        if per_target is None:
+            wanted = select(deliveries.c.id).select_from(joined).where(*due)
+        else:
+            ranked = (
+                select(
+                    deliveries.c.id,
+                    deliveries.c.next_attempt_at,
+                    func.row_number()
+                    .over(partition_by=callbacks.c.target, order_by=order)
+                    .label("place"),
+                )
+                .select_from(joined)
+                .where(*due)
+                .subquery()
+            )
+            wanted = select(ranked.c.id).where(ranked.c.place <= per_target)
+        # Window functions cannot lock rows: pick first, then lock what is still free.
         candidates = (
             select(deliveries.c.id)
-            .join(callbacks, callbacks.c.id == deliveries.c.callback_id)
-            .where(
-                deliveries.c.state == DeliveryState.PENDING.value,
-                deliveries.c.next_attempt_at <= now,
-                callbacks.c.kind.in_(kinds),
-            )
-            .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+            .where(deliveries.c.id.in_(wanted.scalar_subquery()))
+            .order_by(*order)
             .limit(limit)
-            .with_for_update(skip_locked=True, of=deliveries)
+            .with_for_update(skip_locked=True)
         )
-        if skip_targets:
-            candidates = candidates.where(callbacks.c.target.not_in(skip_targets))
         with self._transaction() as conn:
             ids = list(
                 conn.execute(
@@ -239,15 +262,6 @@ class DeliveryOps(StoreBase):
                 )
             )
         return updated == 1
-
-    def postpone_delivery(self, delivery_id: int, *, until: datetime, owner: str) -> None:
-        """Give a claimed delivery back without an attempt (its receiver is busy)."""
-        with self._transaction() as conn:
-            conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id == delivery_id, deliveries.c.claimed_by == owner)
-                .values(next_attempt_at=until, claimed_by=None)
-            )
 
     def release_deliveries(self, owner: str | None, *, now: datetime) -> int:
         """Make claimed pending deliveries due now (every claim when ``owner`` is None)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from sqlalchemy import (
     Connection,
     RowMapping,
     and_,
+    bindparam,
     case,
     func,
     insert,
@@ -34,7 +36,7 @@ from tracker.domain import (
     Transition,
 )
 from tracker.events import canonical_events
-from tracker.exceptions import SchemaMissing, StoreError
+from tracker.exceptions import SchemaMissing, StoreError, StoreUnavailable
 from tracker.store.base import SCHEMA_HINT, batches
 from tracker.store.daemons import DaemonOps
 from tracker.store.deliveries import (
@@ -43,12 +45,13 @@ from tracker.store.deliveries import (
     queue_completed_for_finished,
 )
 from tracker.store.reports import ReportOps
+from tracker.store.retention import RetentionOps
 from tracker.store.tables import callbacks, prediction_logs, predictions, status_transitions
 
 log = logging.getLogger(__name__)
 
 #: alembic revision this code expects; tests check it is the migrations' head
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 
 #: rows per INSERT statement when registering many IDs at once
 INSERT_BATCH = 5_000
@@ -81,7 +84,7 @@ class StaleObservation(StoreError):
     """The row changed since it was read (another writer, or the same answer twice)."""
 
 
-class Store(DeliveryOps, DaemonOps, ReportOps):
+class Store(DeliveryOps, DaemonOps, ReportOps, RetentionOps):
     """Named operations on the tracker's tables, each one transaction."""
 
     def schema_revision(self) -> str | None:
@@ -373,60 +376,97 @@ class Store(DeliveryOps, DaemonOps, ReportOps):
         Raises ``StaleObservation`` (writing nothing) when the row no longer
         matches the state the update was planned from.
         """
-        values: dict[str, Any] = dict(update_.fields)
-        values.update(
-            last_polled_at=update_.observed_at,
-            poll_count=predictions.c.poll_count + 1,
-            consecutive_errors=0,
-            not_found_count=0,
-            not_found_since=None,
-            next_poll_at=None if update_.terminal else next_poll.at,
-            poll_interval=next_poll.interval,
-            claimed_by=None,
+        (result,) = self.apply_observations(
+            [(update_, next_poll, owner)], default_callbacks=default_callbacks
         )
-        guard = [
-            predictions.c.id == update_.prediction_id,
-            predictions.c.status.is_not_distinct_from(update_.expected_status),
-            predictions.c.log_seq == update_.expected_log_seq,
+        if isinstance(result, StoreError):
+            raise result
+        return result
+
+    def apply_observations(
+        self,
+        items: Sequence[tuple[ObservationUpdate, NextPoll, str | None]],
+        *,
+        default_callbacks: Sequence[CallbackSpec] = (),
+    ) -> list[int | StoreError]:
+        """Write many observations in one transaction (one commit for all of them).
+
+        Each result is the number of deliveries queued, or the error that kept
+        that observation out: ``StaleObservation`` when its row changed since it
+        was read. Should one observation break the transaction, every observation
+        is retried on its own, so one bad row never loses the others.
+        """
+        try:
+            with self._transaction() as conn:
+                return [
+                    self._apply_one(conn, update_, next_poll, owner, default_callbacks)
+                    for update_, next_poll, owner in items
+                ]
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            if len(items) == 1:
+                return [exc]
+        return [
+            self.apply_observations([item], default_callbacks=default_callbacks)[0]
+            for item in items
         ]
-        if owner is not None:
-            guard.append(predictions.c.claimed_by == owner)
-        with self._transaction() as conn:
-            result = conn.execute(update(predictions).where(*guard).values(values))
-            if result.rowcount != 1:
-                raise StaleObservation(
-                    f"prediction {update_.prediction_id} changed since it was read; answer dropped"
-                )
-            if update_.transition is not None:
-                t = update_.transition
-                conn.execute(
-                    insert(status_transitions).values(
-                        prediction_id=update_.prediction_id,
-                        from_status=t.from_status,
-                        to_status=t.to_status,
-                        observed_at=t.observed_at,
-                        upstream_at=t.upstream_at,
-                    )
-                )
-            if update_.log_chunk is not None:
-                c = update_.log_chunk
-                conn.execute(
-                    insert(prediction_logs).values(
-                        prediction_id=update_.prediction_id,
-                        seq=c.seq,
-                        observed_at=c.observed_at,
-                        text=c.text,
-                        restarted=c.restarted,
-                    )
-                )
-            return enqueue_deliveries(
-                conn,
-                update_.prediction_id,
-                update_.events,
-                update_.fields.get("raw"),
-                update_.observed_at,
-                default_callbacks,
+
+    @staticmethod
+    def _apply_one(
+        conn: Connection,
+        update_: ObservationUpdate,
+        next_poll: NextPoll,
+        owner: str | None,
+        default_callbacks: Sequence[CallbackSpec],
+    ) -> int | StoreError:
+        params: dict[str, Any] = {f"v_{name}": value for name, value in update_.fields.items()}
+        params.update(
+            v_last_polled_at=update_.observed_at,
+            v_next_poll_at=None if update_.terminal else next_poll.at,
+            v_poll_interval=next_poll.interval,
+            g_id=update_.prediction_id,
+            g_status=update_.expected_status,
+            g_log_seq=update_.expected_log_seq,
+            g_owner=owner,
+        )
+        statement = _observation_update(tuple(sorted(update_.fields)), owner is not None)
+        if conn.execute(statement, params).rowcount != 1:
+            return StaleObservation(
+                f"prediction {update_.prediction_id} changed since it was read; answer dropped"
             )
+        if update_.transition is not None:
+            t = update_.transition
+            conn.execute(
+                insert(status_transitions),
+                {
+                    "prediction_id": update_.prediction_id,
+                    "from_status": t.from_status,
+                    "to_status": t.to_status,
+                    "observed_at": t.observed_at,
+                    "upstream_at": t.upstream_at,
+                },
+            )
+        if update_.log_chunk is not None:
+            c = update_.log_chunk
+            conn.execute(
+                insert(prediction_logs),
+                {
+                    "prediction_id": update_.prediction_id,
+                    "seq": c.seq,
+                    "observed_at": c.observed_at,
+                    "text": c.text,
+                    "restarted": c.restarted,
+                },
+            )
+        return enqueue_deliveries(
+            conn,
+            update_.prediction_id,
+            update_.events,
+            update_.fields.get("raw"),
+            update_.observed_at,
+            default_callbacks,
+        )
 
     def record_poll_error(
         self,
@@ -518,6 +558,35 @@ class Store(DeliveryOps, DaemonOps, ReportOps):
         stmt = update(predictions).where(*guard).values(values).returning(predictions.c.tracking)
         with self._transaction() as conn:
             return conn.execute(stmt).scalar()
+
+
+@functools.lru_cache(maxsize=256)
+def _observation_update(fields: tuple[str, ...], guard_owner: bool) -> Any:
+    """The UPDATE for one observation, built once per set of changed columns.
+
+    Building and caching-keying a fresh statement per poll cost more CPU than
+    running it; with bound parameters the compiled form is reused.
+    """
+    c = predictions.c
+    values: dict[str, Any] = {
+        name: bindparam(f"v_{name}", type_=c[name].type)
+        for name in (*fields, "last_polled_at", "next_poll_at", "poll_interval")
+    }
+    values.update(
+        poll_count=c.poll_count + 1,
+        consecutive_errors=0,
+        not_found_count=0,
+        not_found_since=None,
+        claimed_by=None,
+    )
+    guard = [
+        c.id == bindparam("g_id"),
+        c.status.is_not_distinct_from(bindparam("g_status", type_=c.status.type)),
+        c.log_seq == bindparam("g_log_seq"),
+    ]
+    if guard_owner:
+        guard.append(c.claimed_by == bindparam("g_owner"))
+    return update(predictions).where(*guard).values(values)
 
 
 def merge_events(current: str, new: Iterable[str]) -> str:
