@@ -62,7 +62,10 @@ class Outbox:
         self._targets: defaultdict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(per_target)
         )
-        self._per_target = per_target
+        # Deliveries in hand per receiver: its slots plus as many waiting, so a claim
+        # brings a batch, while a hung receiver holds no more than it can finish
+        # within a lease.
+        self._claim_cap = 2 * per_target
         self._users: Counter[str] = Counter()  # deliveries holding or awaiting a target slot
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wanted = False
@@ -136,7 +139,7 @@ class Outbox:
                 lease_until=utcnow() + self._lease,
                 kinds=tuple(self.senders),
                 skip_targets=busy,
-                per_target=self._per_target,
+                per_target=self._claim_cap,
             )
         except StoreError as exc:
             log.error("could not claim deliveries: %s", exc)
@@ -148,29 +151,29 @@ class Outbox:
         return len(jobs)
 
     def _busy_targets(self) -> list[str]:
-        return [target for target, slots in self._targets.items() if slots.locked()]
+        """Receivers with as many deliveries in hand as a claim may give them."""
+        return [target for target, users in self._users.items() if users >= self._claim_cap]
 
     async def _deliver(self, job: DeliveryJob) -> None:
         """Send one delivery when its receiver has a free slot, and record the attempt.
 
-        Claims take at most ``per_target`` deliveries of a receiver and none of a
-        busy one, so the few that wait here keep their place in line.
+        Claims give a receiver at most twice its slots, so the few that wait here
+        keep their place in line.
         """
         slots = self._targets[job.target]
         self._users[job.target] += 1
         try:
-            async with slots:
-                async with self._slots:
-                    result = await self._send(job)
-                was_full = slots.locked()
+            async with slots, self._slots:
+                result = await self._send(job)
         finally:
+            was_busy = self._users[job.target] >= self._claim_cap
             self._users[job.target] -= 1
             if not self._users[job.target]:
                 del self._users[job.target]
                 del self._targets[job.target]
         await self._record(job, result)
-        if was_full:
-            self.wake()  # a busy receiver has a free slot: its waiting deliveries may go
+        if was_busy:
+            self.wake()  # claims skipped this receiver: now it can take more
 
     async def _send(self, job: DeliveryJob) -> SendResult:
         try:

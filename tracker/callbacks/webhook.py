@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 
 import httpx
+from httpx_aiohttp import AiohttpTransport
 from standardwebhooks.webhooks import Webhook
 
 from tracker import __version__
@@ -20,11 +21,13 @@ DEFAULT_WEBHOOK_TIMEOUT = 15.0
 
 
 def make_webhook_client(*, timeout: float, max_connections: int) -> httpx.AsyncClient:
+    """httpx over aiohttp's pool, as for polling (see ``tracker.upstream``)."""
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
     return httpx.AsyncClient(
+        transport=AiohttpTransport(limits=limits),
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-        limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        ),
         follow_redirects=False,  # a 3xx is a failure: the receiver must fix its URL
     )
 
