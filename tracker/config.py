@@ -53,6 +53,7 @@ class Settings:
     lease_seconds: float = DEFAULT_LEASE
     log_format: str = "text"
     name: str | None = None
+    scheduler: str = "adaptive"  #: "adaptive" (learns run times) or "backoff"
     # Callbacks
     webhook_secret: str | None = field(default=None, repr=False)
     smtp_url: str | None = field(default=None, repr=False)
@@ -60,6 +61,8 @@ class Settings:
     retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT
     default_callbacks: tuple[CallbackSpec, ...] = field(default=(), repr=False)
+    # Retention: prune predictions finished longer ago than this (seconds); None: never
+    prune_older_than: float | None = None
 
     @classmethod
     def build(cls, env: Mapping[str, str] | None = None, **values: Any) -> Settings:

@@ -39,8 +39,10 @@ from tracker.exceptions import (
 )
 from tracker.observe import parse_prediction, plan_observation
 from tracker.ratelimit import RateLimiter
+from tracker.runtimes import RunTimes
 from tracker.schedule import PollPolicy
 from tracker.singleton import DaemonLock
+from tracker.store.retention import PruneResult
 from tracker.store.store import StaleObservation, Store
 from tracker.timeparse import utcnow
 from tracker.upstream import Answer, UpstreamClient
@@ -72,6 +74,10 @@ LIVE_WITHIN_SECONDS = 30.0
 WRITE_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 #: how often a summary line is logged (seconds)
 REPORT_SECONDS = 60.0
+#: with --prune-older-than, how often old history is pruned (seconds) ...
+PRUNE_SECONDS = 3600.0
+#: ... the first time this long after the start (seconds)
+PRUNE_FIRST_DELAY = 60.0
 
 
 @dataclass
@@ -114,6 +120,8 @@ class Daemon:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tracker-db")
         self._limiter = RateLimiter(settings.max_rps)
         self._slots = asyncio.Semaphore(settings.concurrency)
+        self.run_times = RunTimes()
+        self._adaptive = settings.scheduler == "adaptive"
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._follow_ups: dict[str, PredictionState] = {}
         self._stopping = asyncio.Event()
@@ -159,6 +167,8 @@ class Daemon:
                 live_within=timedelta(seconds=LIVE_WITHIN_SECONDS),
             )
             registered = True
+            if self._adaptive:
+                self.run_times.load(await self._db(self.store.recent_run_times))
             if lock is not None:
                 # The only daemon on this file: claims left by a killed predecessor are ours.
                 await self._db(self.store.release_claims, None, now=utcnow())
@@ -216,6 +226,11 @@ class Daemon:
         scheduler.add_job(self._report, "interval", seconds=REPORT_SECONDS, **common)
         scheduler.add_job(self._outbox_tick, "interval", seconds=OUTBOX_SECONDS, **common)
         scheduler.add_job(self._heartbeat, "interval", seconds=HEARTBEAT_SECONDS, **common)
+        if self.settings.prune_older_than is not None:
+            first = utcnow() + timedelta(seconds=PRUNE_FIRST_DELAY)
+            scheduler.add_job(
+                self._prune, "interval", seconds=PRUNE_SECONDS, next_run_time=first, **common
+            )
         if exit_when_done:
             scheduler.add_job(self._stop_when_done, "interval", seconds=1.0, **common)
         scheduler.start()
@@ -286,6 +301,30 @@ class Daemon:
 
     async def _report(self) -> None:
         log.info("%s; %d in flight", self.stats.summary(), len(self._in_flight))
+
+    async def _prune(self) -> None:
+        """Prune old history one batch (one short transaction) at a time, so polls
+        and deliveries keep getting the database in between."""
+        if self.settings.prune_older_than is None:
+            return
+        cutoff = utcnow() - timedelta(seconds=self.settings.prune_older_than)
+        total = PruneResult()
+        try:
+            batches = self.store.prune_batches(cutoff=cutoff)
+            while not self._stopping.is_set():
+                batch = await self._db(next, batches, None)
+                if batch is None:
+                    break
+                total += batch
+        except StoreError as exc:
+            log.error("pruning stopped: %s", exc)
+        except Exception:
+            log.exception("pruning stopped by an unexpected error")
+        log.info(
+            "pruned predictions finished before %s: %s",
+            cutoff.isoformat(timespec="seconds"),
+            total.summary(),
+        )
 
     async def _stop_when_done(self) -> None:
         if self._in_flight or self.outbox.busy:
@@ -393,11 +432,18 @@ class Daemon:
             return
         self._auth_recovered()
         update = plan_observation(state, observation, now)
+        model = update.fields.get("model")
+        created = update.fields.get("created_at")
+        elapsed = (now - created).total_seconds() if created is not None else None
+        if update.terminal and model and created and update.fields.get("completed_at"):
+            self.run_times.add(model, (update.fields["completed_at"] - created).total_seconds())
         next_poll = self.policy.after_answer(
             previous_interval=state.poll_interval,
             changed=update.changed,
             terminal=update.terminal,
             now=now,
+            elapsed=elapsed,
+            likely=self.run_times.likely_window(model) if self._adaptive else None,
         )
         queued = await self._writer.apply(update, next_poll)
         if queued:

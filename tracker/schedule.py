@@ -31,10 +31,31 @@ class PollPolicy:
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
     def after_answer(
-        self, *, previous_interval: float | None, changed: bool, terminal: bool, now: datetime
+        self,
+        *,
+        previous_interval: float | None,
+        changed: bool,
+        terminal: bool,
+        now: datetime,
+        elapsed: float | None = None,
+        likely: tuple[float, float] | None = None,
     ) -> NextPoll:
+        """The next poll after an answer.
+
+        With ``likely`` (the 5th and 95th percentile of the model's run times)
+        and ``elapsed`` (seconds since the prediction was created), polls go where
+        completions happen: one poll when the likely window opens, every
+        ``poll_min`` inside it, and backing off once it has passed.
+        """
         if terminal:
             return NextPoll(at=None, interval=None)
+        if likely is not None and elapsed is not None:
+            opens, closes = likely
+            if elapsed < opens:
+                wait = min(self.poll_max, max(self.poll_min, opens - elapsed))
+                return NextPoll(at=now + timedelta(seconds=wait), interval=self.poll_min)
+            if elapsed <= closes:
+                return self._at(now, self.poll_min)
         if changed or previous_interval is None:
             interval = self.poll_min
         else:

@@ -17,6 +17,7 @@ from tracker.callbacks.webhook import (
     make_webhook_client,
 )
 from tracker.cli.common import database_option, open_store
+from tracker.cli.prune import Duration
 from tracker.config import (
     DEFAULT_API_BASE,
     DEFAULT_CONCURRENCY,
@@ -121,6 +122,25 @@ _positive = click.FloatRange(min=0, min_open=True)
     envvar="TRACKER_WEBHOOK_TIMEOUT",
     show_envvar=True,
     help="Seconds a webhook receiver has to answer.",
+)
+@click.option(
+    "--prune-older-than",
+    type=Duration(),
+    envvar="TRACKER_PRUNE_OLDER_THAN",
+    show_envvar=True,
+    metavar="AGE",
+    help="Every hour, prune predictions that finished longer ago than this (30d, 12h),"
+    " as `tracker prune --older-than AGE` does. Default: never.",
+)
+@click.option(
+    "--scheduler",
+    type=click.Choice(["adaptive", "backoff"]),
+    default="adaptive",
+    show_default=True,
+    envvar="TRACKER_SCHEDULER",
+    show_envvar=True,
+    help="adaptive: poll where each model's run times say completions are likely;"
+    " backoff: poll-min after a change, growing to poll-max.",
 )
 @click.option(
     "--name",

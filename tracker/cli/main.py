@@ -13,6 +13,7 @@ from tracker.cli.db import db_group
 from tracker.cli.deliveries import deliveries_group
 from tracker.cli.demo import demo_command
 from tracker.cli.predictions import add_command, forget_command, list_command, show_command
+from tracker.cli.prune import prune_command
 from tracker.cli.report import report_command
 from tracker.cli.simulate import simulate_command
 from tracker.cli.status import status_command
@@ -38,6 +39,7 @@ cli.add_command(daemon_command)
 cli.add_command(deliveries_group)
 cli.add_command(status_command)
 cli.add_command(report_command)
+cli.add_command(prune_command)
 cli.add_command(simulate_command)
 cli.add_command(demo_command)
 

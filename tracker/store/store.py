@@ -295,6 +295,27 @@ class Store(DeliveryOps, DaemonOps, ReportOps, RetentionOps):
                 .where(predictions.c.tracking == Tracking.ACTIVE.value)
             ).scalar_one()
 
+    def recent_run_times(self, *, limit: int = 20_000) -> dict[str, list[float]]:
+        """Seconds from creation to completion of the latest finished predictions,
+        per model (succeeded and failed ones: cancellations say nothing of the model)."""
+        c = predictions.c
+        stmt = (
+            select(c.model, c.created_at, c.completed_at)
+            .where(
+                c.status.in_(["succeeded", "failed"]),
+                c.model.is_not(None),
+                c.created_at.is_not(None),
+                c.completed_at.is_not(None),
+            )
+            .order_by(c.completed_at.desc())
+            .limit(limit)
+        )
+        samples: dict[str, list[float]] = {}
+        with self._transaction() as conn:
+            for model, created, completed in conn.execute(stmt):
+                samples.setdefault(model, []).append((completed - created).total_seconds())
+        return samples
+
     def next_due_at(self) -> datetime | None:
         """The earliest next_poll_at of an active prediction (uses the due index)."""
         with self._transaction() as conn:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
     text,
 )
 
@@ -76,6 +77,24 @@ Index(
 Index("ix_predictions_model", predictions.c.model)
 Index("ix_predictions_status", predictions.c.status)
 Index("ix_predictions_registered_at", predictions.c.registered_at)
+# Pruning (tracker/store/retention.py) reads finished rows in the order they
+# finished: by completed_at, or by last_polled_at when upstream never said.
+Index(
+    "ix_predictions_finished_completed",
+    predictions.c.completed_at,
+    predictions.c.id,
+    postgresql_where=and_(
+        predictions.c.tracking != "active", predictions.c.completed_at.is_not(None)
+    ),
+    sqlite_where=and_(predictions.c.tracking != "active", predictions.c.completed_at.is_not(None)),
+)
+Index(
+    "ix_predictions_finished_polled",
+    predictions.c.last_polled_at,
+    predictions.c.id,
+    postgresql_where=and_(predictions.c.tracking != "active", predictions.c.completed_at.is_(None)),
+    sqlite_where=and_(predictions.c.tracking != "active", predictions.c.completed_at.is_(None)),
+)
 
 status_transitions = Table(
     "status_transitions",

@@ -1,0 +1,114 @@
+"""Learning model run times, and polling where completions are likely."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import pytest
+
+from tracker.runtimes import MIN_SAMPLES, RunTimes, quantile
+from tracker.schedule import PollPolicy
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_quantile_is_percentile_cont() -> None:
+    assert quantile([10.0, 20.0, 30.0, 40.0], 0.5) == 25.0
+    assert quantile([10.0, 20.0, 30.0, 40.0], 0.95) == pytest.approx(38.5)
+    assert quantile([7.0], 0.95) == 7.0
+
+
+def test_no_window_until_enough_samples() -> None:
+    times = RunTimes()
+    for i in range(MIN_SAMPLES - 1):
+        times.add("m", float(i))
+    assert times.likely_window("m") is None
+    times.add("m", 100.0)
+    window = times.likely_window("m")
+    assert window is not None and window[0] < window[1]
+    assert times.likely_window("other") is None
+    assert times.likely_window(None) is None
+
+
+def test_window_follows_recent_samples_only() -> None:
+    times = RunTimes(window=50, min_samples=10)
+    times.load({"m": [1.0] * 50})
+    assert times.likely_window("m") == (1.0, 1.0)
+    for _ in range(50):
+        times.add("m", 9.0)
+    assert times.likely_window("m") == (9.0, 9.0)
+
+
+def test_negative_durations_are_ignored() -> None:
+    times = RunTimes(min_samples=1)
+    times.add("m", -5.0)
+    assert times.likely_window("m") is None
+
+
+def policy() -> PollPolicy:
+    return PollPolicy(poll_min=1.0, poll_max=30.0, rng=random.Random(1))
+
+
+def wait(next_poll) -> float:  # type: ignore[no-untyped-def]
+    return (next_poll.at - NOW).total_seconds()
+
+
+def test_before_the_likely_window_one_poll_when_it_opens() -> None:
+    nxt = policy().after_answer(
+        previous_interval=1.0,
+        changed=True,
+        terminal=False,
+        now=NOW,
+        elapsed=2.0,
+        likely=(20.0, 60.0),
+    )
+    assert wait(nxt) == pytest.approx(18.0)
+
+
+def test_long_waits_are_capped_at_poll_max() -> None:
+    nxt = policy().after_answer(
+        previous_interval=1.0,
+        changed=False,
+        terminal=False,
+        now=NOW,
+        elapsed=0.0,
+        likely=(300.0, 900.0),
+    )
+    assert wait(nxt) == pytest.approx(30.0)
+
+
+def test_inside_the_window_polls_are_dense_even_without_changes() -> None:
+    nxt = policy().after_answer(
+        previous_interval=20.0,
+        changed=False,
+        terminal=False,
+        now=NOW,
+        elapsed=30.0,
+        likely=(20.0, 60.0),
+    )
+    assert 0.9 <= wait(nxt) <= 1.0
+
+
+def test_past_the_window_the_usual_backoff() -> None:
+    nxt = policy().after_answer(
+        previous_interval=4.0,
+        changed=False,
+        terminal=False,
+        now=NOW,
+        elapsed=100.0,
+        likely=(20.0, 60.0),
+    )
+    assert 6.0 * 0.9 <= wait(nxt) <= 6.0
+
+
+def test_terminal_needs_no_poll_whatever_the_window() -> None:
+    nxt = policy().after_answer(
+        previous_interval=1.0,
+        changed=True,
+        terminal=True,
+        now=NOW,
+        elapsed=1.0,
+        likely=(20.0, 60.0),
+    )
+    assert nxt.at is None

@@ -1,0 +1,150 @@
+"""`tracker prune`: remove the bulky history of predictions that finished long ago."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import click
+
+from tracker.cli.common import database_option, format_option, open_store
+from tracker.exceptions import InvalidInput
+from tracker.store.retention import DEFAULT_BATCH_SIZE, PruneResult
+from tracker.timeparse import parse_moment, utcnow
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+#: the text output: one line per count
+LABELS = {
+    "examined": "finished predictions examined",
+    "affected": "predictions affected",
+    "log_rows_deleted": "log rows deleted",
+    "raw_bodies_cleared": "raw bodies cleared",
+    "attempts_deleted": "delivery attempts deleted",
+    "predictions_deleted": "predictions deleted",
+    "kept_pending": "predictions kept (delivery pending)",
+    "transitions_deleted": "status transitions deleted",
+    "callbacks_deleted": "callbacks deleted",
+    "deliveries_deleted": "deliveries deleted",
+}
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in a duration such as `30d`, `12h`, `90m` (units s, m, h, d, w), or None."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        return None
+    return float(match[1]) * _UNIT_SECONDS[match[2]]
+
+
+class Duration(click.ParamType):
+    """A positive duration such as `30d` or `12h`, as seconds."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, float):
+            return value
+        seconds = parse_duration(str(value))
+        if seconds is None or seconds <= 0:
+            self.fail(f"{value!r} is not a duration such as 30d, 12h or 90m", param, ctx)
+        return seconds
+
+
+@click.command("prune")
+@click.option(
+    "--older-than",
+    required=True,
+    metavar="AGE",
+    help="Prune predictions that finished before this: a duration ago (30d, 12h)"
+    " or a date or time (2026-11-01).",
+)
+@click.option(
+    "--keep-logs",
+    is_flag=True,
+    help="Keep the prediction_logs rows (predictions.logs keeps the whole text either way).",
+)
+@click.option(
+    "--all",
+    "delete_predictions",
+    is_flag=True,
+    help="Delete the predictions themselves, with their transitions, logs, callbacks and"
+    " deliveries (a prediction with a pending delivery is kept).",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would go; change nothing.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1, max=100_000),
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Predictions per transaction.",
+)
+@format_option(("text", "json"), default="text")
+@database_option
+def prune_command(
+    older_than: str,
+    keep_logs: bool,
+    delete_predictions: bool,
+    dry_run: bool,
+    batch_size: int,
+    fmt: str,
+    database_url: str,
+) -> None:
+    """Remove the history of predictions that finished before --older-than.
+
+    A prediction has finished when it is no longer polled (done, lost or
+    forgotten); it finished at its upstream completed_at, or at its last poll
+    when upstream never said. Active predictions are never touched.
+
+    By default this deletes their prediction_logs rows, sets their raw bodies
+    to NULL and deletes the attempts of their delivered and dead deliveries;
+    every other column stays. The work goes in short transactions of
+    --batch-size predictions, so a running daemon is never held up for long.
+    """
+    if keep_logs and delete_predictions:
+        raise click.UsageError("--keep-logs cannot be combined with --all")
+    now = utcnow()
+    cutoff = parse_moment(older_than, now=now)
+    if cutoff is None:
+        raise InvalidInput(
+            f"cannot read --older-than {older_than!r}: use a duration such as 30d or 12h,"
+            " a date such as 2026-11-01, or an RFC 3339 time"
+        )
+    if cutoff > now:
+        raise InvalidInput(f"--older-than {older_than!r} is in the future")
+    store = open_store(database_url)
+    try:
+        result = store.prune(
+            cutoff=cutoff,
+            keep_logs=keep_logs,
+            delete_predictions=delete_predictions,
+            dry_run=dry_run,
+            batch_size=batch_size,
+        )
+    finally:
+        store.close()
+    if fmt == "json":
+        document = {"cutoff": cutoff.isoformat(), "dry_run": dry_run, **result.counts()}
+        click.echo(json.dumps(document, indent=2))
+    else:
+        _print_text(result, dry_run=dry_run, delete_predictions=delete_predictions)
+
+
+def _print_text(result: PruneResult, *, dry_run: bool, delete_predictions: bool) -> None:
+    counts = result.counts()
+    only_with_all = {
+        "predictions_deleted",
+        "kept_pending",
+        "transitions_deleted",
+        "callbacks_deleted",
+        "deliveries_deleted",
+    }
+    width = max(len(label) for label in LABELS.values())
+    for name, label in LABELS.items():
+        if name in only_with_all and not delete_predictions:
+            continue
+        click.echo(f"{label:<{width}}  {counts[name]}")
+    if dry_run:
+        click.echo("dry run: nothing was changed")
