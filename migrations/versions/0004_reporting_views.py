@@ -26,7 +26,14 @@ TERMINAL = "('succeeded', 'failed', 'canceled', 'aborted')"
 def _seconds(later: str, earlier: str, dialect: str) -> str:
     if dialect == "postgresql":
         return f"round(extract(epoch from ({later} - {earlier}))::numeric, 3)::double precision"
-    return f"round((julianday({later}) - julianday({earlier})) * 86400.0, 3)"
+    # julianday() keeps only milliseconds; the stored text has microseconds
+    # (YYYY-MM-DD HH:MM:SS.ffffff), so whole seconds and microseconds are
+    # subtracted separately and the result is exact, as on PostgreSQL.
+    whole = f"(strftime('%s', {later}) - strftime('%s', {earlier}))"
+    micros = (
+        f"(CAST(substr({later}, 21, 6) AS INTEGER) - CAST(substr({earlier}, 21, 6) AS INTEGER))"
+    )
+    return f"round({whole} + {micros} / 1000000.0, 3)"
 
 
 def _day(column: str, dialect: str) -> str:
@@ -137,12 +144,13 @@ WITH counts AS (
     SELECT
         model,
         count(*) AS predictions,
-        sum(status = 'succeeded') AS succeeded,
-        sum(status = 'failed') AS failed,
-        sum(status = 'canceled') AS canceled,
-        sum(status = 'aborted') AS aborted,
-        round(CAST(sum(status = 'succeeded') AS REAL)
-              / nullif(sum(status IN {TERMINAL}), 0), 4) AS success_rate
+        sum(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END) AS succeeded,
+        sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed,
+        sum(CASE WHEN status = 'canceled' THEN 1 ELSE 0 END) AS canceled,
+        sum(CASE WHEN status = 'aborted' THEN 1 ELSE 0 END) AS aborted,
+        round(CAST(sum(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END) AS REAL)
+              / nullif(sum(CASE WHEN status IN {TERMINAL} THEN 1 ELSE 0 END), 0), 4)
+            AS success_rate
     FROM prediction_timings GROUP BY model
 ),{",".join(parts)}
 SELECT counts.model, counts.predictions, counts.succeeded, counts.failed, counts.canceled,
@@ -232,9 +240,9 @@ p95 AS (
 )
 SELECT base.kind, base.target,
        count(*) AS deliveries,
-       sum(base.state = 'delivered') AS delivered,
-       sum(base.state = 'dead') AS dead,
-       sum(base.state = 'pending') AS pending,
+       sum(CASE WHEN base.state = 'delivered' THEN 1 ELSE 0 END) AS delivered,
+       sum(CASE WHEN base.state = 'dead' THEN 1 ELSE 0 END) AS dead,
+       sum(CASE WHEN base.state = 'pending' THEN 1 ELSE 0 END) AS pending,
        round(avg(base.attempts), 3) AS mean_attempts,
        p95.p95_delivery_seconds
 FROM base

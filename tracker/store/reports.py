@@ -3,9 +3,11 @@ percentile_cont (linear interpolation) on both engines, as in the views."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -56,7 +58,21 @@ class ReportFilter:
 
 
 def _r(value: Any, digits: int = 3) -> float | None:
-    return None if value is None else round(float(value), digits)
+    """Rounded half away from zero, as SQL's round() does in the views."""
+    if value is None:
+        return None
+    exact = Decimal(repr(float(value)))
+    return float(exact.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+
+
+def _compact_json_text(text: str | None) -> str | None:
+    """The same JSON value reads the same on both engines (jsonb adds spaces)."""
+    if text is None or text[:1] not in ("{", "["):
+        return text
+    try:
+        return json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
+    except ValueError:
+        return text
 
 
 class ReportOps(StoreBase):
@@ -67,7 +83,7 @@ class ReportOps(StoreBase):
             select(pt.c.status, pt.c.tracking, func.count().label("predictions"))
             .where(*flt.conditions(pt))
             .group_by(pt.c.status, pt.c.tracking)
-            .order_by(func.count().desc(), pt.c.status, pt.c.tracking)
+            .order_by(func.count().desc(), pt.c.status.nulls_last(), pt.c.tracking)
         )
         with self._transaction() as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]
@@ -90,7 +106,7 @@ class ReportOps(StoreBase):
             )
             .where(*where)
             .group_by(pt.c.model)
-            .order_by(func.count().desc(), pt.c.model)
+            .order_by(func.count().desc(), pt.c.model.nulls_last())
         )
         metrics = ("predict_time", "queue_seconds", "run_seconds")
         with self._transaction() as conn:
@@ -157,7 +173,10 @@ class ReportOps(StoreBase):
         if limit:
             stmt = stmt.limit(limit)
         with self._transaction() as conn:
-            return [dict(r) for r in conn.execute(stmt).mappings()]
+            rows = [dict(r) for r in conn.execute(stmt).mappings()]
+        for row in rows:
+            row["error"] = _compact_json_text(row["error"])
+        return rows
 
     def report_deliveries(self, flt: ReportFilter) -> list[Row]:
         """Per callback target; the filter applies to the predictions delivered about."""
@@ -285,9 +304,17 @@ class ReportOps(StoreBase):
         )
 
     def _seconds(self, later: Any, earlier: Any) -> Any:
+        """Exact seconds between two timestamps (as the views compute them)."""
         if self.dialect == "postgresql":
             return func.extract("epoch", later - earlier)
-        return (func.julianday(later) - func.julianday(earlier)) * 86400.0
+        # julianday() keeps only milliseconds: subtract seconds and microseconds apart.
+        whole = cast(func.strftime("%s", later), Integer) - cast(
+            func.strftime("%s", earlier), Integer
+        )
+        micros = cast(func.substr(later, 21, 6), Integer) - cast(
+            func.substr(earlier, 21, 6), Integer
+        )
+        return whole + micros / 1_000_000.0
 
     def _day(self, column: Any) -> Any:
         if self.dialect == "postgresql":
@@ -295,7 +322,10 @@ class ReportOps(StoreBase):
         return func.date(column)
 
     def _json_text(self, column: Any) -> Any:
-        """A JSON value as text: strings without quotes, anything else as JSON."""
+        """A JSON value as text: strings without quotes, anything else as JSON text."""
         if self.dialect == "postgresql":
             return column.op("#>>")(literal_column("'{}'"))
-        return func.json_extract(column, "$")
+        return case(
+            (func.json_type(column) == "text", func.json_extract(column, "$")),
+            else_=func.json(column),
+        )
