@@ -25,6 +25,8 @@ from typing import Any
 
 import pytest
 
+from tests import docblocks
+from tests.docblocks import ENGINES_FOR_TAG, Block
 from tests.integration.test_reports import (
     HOOK_A,
     HOOK_B,
@@ -43,59 +45,11 @@ from tracker.store.store import Store
 from tracker.timeparse import utcnow
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reporting.md"
-ENGINES_FOR_TAG = {
-    "sql": ("sqlite", "postgresql"),
-    "sql sqlite": ("sqlite",),
-    "sql postgresql": ("postgresql",),
-}
 OTHER_TAGS = {"sh"}
-#: a PostgreSQL session zone far from UTC, so a query that forgets about zones shows it
-PG_SESSION_ZONE = "Asia/Kolkata"
 EXAMPLES = "Example queries"
 
 
 # -- the page ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Block:
-    section: str  #: the nearest level-2 heading above the block
-    heading: str  #: the nearest heading above the block
-    tag: str  #: the fence's info string, white space normalised
-    body: str
-    line: int
-
-
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*(.*?)\s*$")
-_HEADING = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
-
-
-def parse(markdown: str) -> tuple[list[Block], list[tuple[int, str, str]]]:
-    """Every fenced block with its tag and headings, and every heading (level, text, section)."""
-    blocks: list[Block] = []
-    headings: list[tuple[int, str, str]] = []
-    section = heading = ""
-    open_fence: tuple[str, str, int, list[str]] | None = None
-    for number, line in enumerate(markdown.splitlines(), start=1):
-        if open_fence is None:
-            if fence := _FENCE.match(line):
-                open_fence = (fence[1], " ".join(fence[2].split()), number, [])
-            elif title := _HEADING.match(line):
-                heading = title[2]
-                if len(title[1]) == 2:
-                    section = heading
-                headings.append((len(title[1]), heading, section))
-            continue
-        marker, tag, start, lines = open_fence
-        closing = line.strip()
-        if closing.startswith(marker) and set(closing) == {marker[0]}:
-            blocks.append(Block(section, heading, tag, "\n".join(lines), start))
-            open_fence = None
-        else:
-            lines.append(line)
-    if open_fence is not None:
-        raise ValueError(f"{DOC.name}:{open_fence[2]}: code block is never closed")
-    return blocks, headings
 
 
 def column_table(markdown: str, heading: str) -> list[str]:
@@ -104,7 +58,7 @@ def column_table(markdown: str, heading: str) -> list[str]:
     names: list[str] = []
     in_section = in_table = False
     for line in markdown.splitlines():
-        if title := _HEADING.match(line):
+        if title := docblocks.HEADING.match(line):
             in_section, in_table = title[2] == heading, False
             continue
         if not in_section or not line.startswith("|"):
@@ -119,23 +73,8 @@ def column_table(markdown: str, heading: str) -> list[str]:
 
 
 DOC_TEXT = DOC.read_text(encoding="utf-8")
-BLOCKS, HEADINGS = parse(DOC_TEXT)
+BLOCKS, HEADINGS = docblocks.parse(DOC_TEXT, DOC.name)
 SQL_BLOCKS = [b for b in BLOCKS if b.tag in ENGINES_FOR_TAG]
-
-
-def _slug(text_: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text_.lower()).strip("-")[:40]
-
-
-def _cases() -> list[Any]:
-    cases, seen = [], Counter[str]()
-    for block in SQL_BLOCKS:
-        for engine in ENGINES_FOR_TAG[block.tag]:
-            name = f"{_slug(block.heading)}-{engine}"
-            seen[name] += 1
-            suffix = f"-{seen[name]}" if seen[name] > 1 else ""
-            cases.append(pytest.param(block, engine, id=name + suffix))
-    return cases
 
 
 # -- the known history, relative to now -----------------------------------------
@@ -401,49 +340,19 @@ EXPECTED: dict[str, Expected] = {
 }
 
 
-def run_verbatim(store: Store, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Send the text unchanged through the driver (no bind-parameter processing)."""
-    raw = store.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        if store.dialect == "postgresql":
-            cursor.execute(f"SET TIME ZONE '{PG_SESSION_ZONE}'")
-        cursor.execute(sql)
-        assert cursor.description is not None, "the query returns no result set"
-        columns = [str(d[0]) for d in cursor.description]
-        rows = [tuple(normal(c, v) for c, v in zip(columns, row, strict=True)) for row in cursor]
-        cursor.close()
-    finally:
-        raw.close()
-    return columns, rows
-
-
 # -- tests ---------------------------------------------------------------------------
 
 
 def test_every_code_block_is_tagged() -> None:
-    untagged = [
-        f"line {b.line}: {b.tag or '(no tag)'}"
-        for b in BLOCKS
-        if b.tag not in ENGINES_FOR_TAG and b.tag not in OTHER_TAGS
-    ]
+    untagged = docblocks.untagged(BLOCKS, OTHER_TAGS)
     assert not untagged, (
         "every fenced block in docs/reporting.md must be tagged `sql` (both engines),"
         f" `sql sqlite`, `sql postgresql` or `sh`: {untagged}"
     )
     for i, block in enumerate(BLOCKS):
-        if block.tag == "sql sqlite":
-            after = BLOCKS[i + 1] if i + 1 < len(BLOCKS) else None
-            assert after is not None and after.tag == "sql postgresql", (
-                f"line {block.line}: a `sql sqlite` block needs its `sql postgresql` twin next"
-            )
-            assert after.heading == block.heading
-        if block.tag == "sql postgresql":
-            assert i > 0 and BLOCKS[i - 1].tag == "sql sqlite", (
-                f"line {block.line}: a `sql postgresql` block follows its `sql sqlite` twin"
-            )
+        docblocks.check_twins(BLOCKS, i)
         if block.tag in ENGINES_FOR_TAG:
-            statement = block.body.strip().removesuffix(";")
+            statement = docblocks.statement(block)
             assert statement and ";" not in statement, f"line {block.line}: one statement"
             assert not re.search(r"(?<![:\w]):\w|%\(|\?", statement), (
                 f"line {block.line}: literal values only, no bind parameters"
@@ -460,10 +369,10 @@ def test_at_least_ten_examples_each_with_a_query_for_both_engines_and_an_answer(
     assert all(b.section == EXAMPLES for b in SQL_BLOCKS)
 
 
-@pytest.mark.parametrize(("block", "db_url"), _cases(), indirect=["db_url"])
+@pytest.mark.parametrize(("block", "db_url"), docblocks.cases(SQL_BLOCKS), indirect=["db_url"])
 def test_documented_query(block: Block, store: Store) -> None:
     history = write_history(store)
-    columns, rows = run_verbatim(store, block.body)
+    columns, rows = docblocks.run_verbatim(store, block.body, normal)
     assert rows, f"line {block.line}: the query shows nothing for the known history"
     expected = EXPECTED[block.heading]
     missing = [c for c in expected.columns if c not in columns]
@@ -472,9 +381,9 @@ def test_documented_query(block: Block, store: Store) -> None:
     assert picked == expected.rows(history), f"line {block.line}"
 
 
-@pytest.mark.parametrize(("block", "db_url"), _cases(), indirect=["db_url"])
+@pytest.mark.parametrize(("block", "db_url"), docblocks.cases(SQL_BLOCKS), indirect=["db_url"])
 def test_documented_query_on_empty_tables(block: Block, store: Store) -> None:
-    columns, rows = run_verbatim(store, block.body)
+    columns, rows = docblocks.run_verbatim(store, block.body, normal)
     assert columns and rows == []
 
 

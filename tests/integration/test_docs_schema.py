@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect, text
 
+from tests import docblocks
+from tests.docblocks import ENGINES_FOR_TAG, Block
 from tracker.callbacks.base import SendResult
 from tracker.domain import CallbackSpec, DeliveryState, NextPoll, PredictionState
 from tracker.observe import parse_prediction, plan_observation
@@ -28,52 +30,9 @@ from tracker.store.store import Store
 from tracker.timeparse import utcnow
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "schema.md"
-ENGINES_FOR_TAG = {
-    "sql": ("sqlite", "postgresql"),
-    "sql sqlite": ("sqlite",),
-    "sql postgresql": ("postgresql",),
-}
-#: a PostgreSQL session zone far from UTC, so a query that forgets about zones shows it
-PG_SESSION_ZONE = "Asia/Kolkata"
 
 
 # -- the page ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Block:
-    heading: str  #: the nearest heading above the block
-    tag: str  #: the fence's info string, white space normalised
-    sql: str
-    line: int
-
-
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*(.*?)\s*$")
-_HEADING = re.compile(r"^ {0,3}#{1,6}\s+(.*?)\s*#*\s*$")
-
-
-def parse_blocks(markdown: str) -> list[Block]:
-    """Every fenced code block, with its tag and the heading it belongs to."""
-    blocks: list[Block] = []
-    heading = ""
-    open_fence: tuple[str, str, int, list[str]] | None = None
-    for number, line in enumerate(markdown.splitlines(), start=1):
-        if open_fence is None:
-            if fence := _FENCE.match(line):
-                open_fence = (fence[1], " ".join(fence[2].split()), number, [])
-            elif title := _HEADING.match(line):
-                heading = title[1]
-            continue
-        marker, tag, start, lines = open_fence
-        closing = line.strip()
-        if closing.startswith(marker) and set(closing) == {marker[0]}:
-            blocks.append(Block(heading, tag, "\n".join(lines), start))
-            open_fence = None
-        else:
-            lines.append(line)
-    if open_fence is not None:
-        raise ValueError(f"{DOC.name}:{open_fence[2]}: code block is never closed")
-    return blocks
 
 
 def documented_columns(markdown: str, table: str) -> dict[str, str]:
@@ -82,8 +41,8 @@ def documented_columns(markdown: str, table: str) -> dict[str, str]:
     columns: dict[str, str] = {}
     in_section = in_column_table = False
     for line in markdown.splitlines():
-        if title := _HEADING.match(line):
-            in_section, in_column_table = title[1] == f"`{table}`", False
+        if title := docblocks.HEADING.match(line):
+            in_section, in_column_table = title[2] == f"`{table}`", False
             continue
         if not in_section or not line.startswith("|"):
             in_column_table = False
@@ -97,26 +56,8 @@ def documented_columns(markdown: str, table: str) -> dict[str, str]:
 
 
 DOC_TEXT = DOC.read_text(encoding="utf-8")
-BLOCKS = parse_blocks(DOC_TEXT)
-
-
-def _slug(text_: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text_.lower()).strip("-")[:40]
-
-
-def _cases() -> list[Any]:
-    """One case per block and engine, named after the block's heading."""
-    cases, seen = [], Counter[str]()
-    for block in BLOCKS:
-        for engine in ENGINES_FOR_TAG.get(block.tag, ()):
-            name = f"{_slug(block.heading)}-{engine}"
-            seen[name] += 1
-            suffix = f"-{seen[name]}" if seen[name] > 1 else ""
-            cases.append(pytest.param(block, engine, id=name + suffix))
-    return cases
-
-
-CASES = _cases()
+BLOCKS, _ = docblocks.parse(DOC_TEXT, DOC.name)
+CASES = docblocks.cases(BLOCKS)  #: one case per block and engine, named after the block's heading
 
 
 # -- the known history -------------------------------------------------------
@@ -531,7 +472,7 @@ EXPECTED: dict[str, Expected] = {
 # -- running SQL as an analyst would -----------------------------------------
 
 
-def normal(value: Any) -> Any:
+def normal(_column: str, value: Any) -> Any:
     """One representation for both engines: UTC timestamps as SQLite's text, plain numbers."""
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -544,46 +485,18 @@ def normal(value: Any) -> Any:
     return value
 
 
-def run_verbatim(store: Store, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Send the text unchanged through the driver (no bind-parameter processing)."""
-    raw = store.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        if store.dialect == "postgresql":
-            cursor.execute(f"SET TIME ZONE '{PG_SESSION_ZONE}'")
-        cursor.execute(sql)
-        assert cursor.description is not None, "the query returns no result set"
-        columns = [str(d[0]) for d in cursor.description]
-        rows = [tuple(normal(v) for v in row) for row in cursor.fetchall()]
-        cursor.close()
-    finally:
-        raw.close()
-    return columns, rows
-
-
 # -- tests ---------------------------------------------------------------------
 
 
 def test_every_code_block_is_tagged_sql_for_its_engines() -> None:
-    untagged = [
-        f"line {b.line}: {b.tag or '(no tag)'}" for b in BLOCKS if b.tag not in ENGINES_FOR_TAG
-    ]
+    untagged = docblocks.untagged(BLOCKS)
     assert not untagged, (
         "every fenced block in docs/schema.md must be tagged `sql` (both engines),"
         f" `sql sqlite` or `sql postgresql`, so that it is tested: {untagged}"
     )
     for i, block in enumerate(BLOCKS):
-        if block.tag == "sql sqlite":
-            after = BLOCKS[i + 1] if i + 1 < len(BLOCKS) else None
-            assert after is not None and after.tag == "sql postgresql", (
-                f"line {block.line}: a `sql sqlite` block needs its `sql postgresql` twin next"
-            )
-            assert after.heading == block.heading
-        if block.tag == "sql postgresql":
-            assert i > 0 and BLOCKS[i - 1].tag == "sql sqlite", (
-                f"line {block.line}: a `sql postgresql` block follows its `sql sqlite` twin"
-            )
-        statement = block.sql.strip().removesuffix(";")
+        docblocks.check_twins(BLOCKS, i)
+        statement = docblocks.statement(block)
         assert statement and ";" not in statement, f"line {block.line}: one statement per block"
 
 
@@ -597,7 +510,7 @@ def test_expected_results_belong_to_queries_on_both_engines() -> None:
 @pytest.mark.parametrize(("block", "db_url"), CASES, indirect=["db_url"])
 def test_documented_query(block: Block, store: Store) -> None:
     history = write_history(store)
-    columns, rows = run_verbatim(store, block.sql)
+    columns, rows = docblocks.run_verbatim(store, block.body, normal)
     assert rows, f"line {block.line}: the query shows nothing for the known history"
     expected = EXPECTED.get(block.heading)
     if expected is None:

@@ -108,22 +108,60 @@ def queue_completed_for_finished(
         deliveries.c.event == Event.COMPLETED.value,
     )
     rows = conn.execute(
-        select(callbacks.c.id, callbacks.c.prediction_id, callbacks.c.events, predictions.c.raw)
+        select(
+            callbacks.c.id.label("callback_id"),
+            callbacks.c.events,
+            predictions.c.raw,
+            *(predictions.c[name] for name in _OBJECT_FIELDS),
+        )
         .join(predictions, predictions.c.id == callbacks.c.prediction_id)
         .where(
             callbacks.c.id.in_(callback_ids),
             predictions.c.status.in_([s.value for s in TERMINAL_STATUSES]),
             ~already.exists(),
         )
-    ).all()
+    ).mappings()
     queued = [
-        _delivery_row(cid, pid, Event.COMPLETED.value, payload_text(raw), now)
-        for cid, pid, events, raw in rows
-        if Event.COMPLETED.value in events.split(",")
+        _delivery_row(
+            row["callback_id"],
+            row["id"],
+            Event.COMPLETED.value,
+            payload_text(row["raw"] if row["raw"] is not None else _prediction_object(row)),
+            now,
+        )
+        for row in rows
+        if Event.COMPLETED.value in row["events"].split(",")
     ]
     if queued:
         conn.execute(insert(deliveries), queued)
     return len(queued)
+
+
+#: the prediction object rebuilt from its columns when `raw` was pruned
+_OBJECT_FIELDS = (
+    "id",
+    "status",
+    "model",
+    "version",
+    "input",
+    "output",
+    "error",
+    "logs",
+    "metrics",
+    "urls",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "data_removed",
+)
+
+
+def _prediction_object(row: Any) -> dict[str, Any]:
+    obj = {name: row[name] for name in _OBJECT_FIELDS}
+    for name in ("created_at", "started_at", "completed_at"):
+        if obj[name] is not None:
+            obj[name] = obj[name].isoformat().replace("+00:00", "Z")
+    return obj
 
 
 def _delivery_row(
