@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -123,7 +123,7 @@ class Daemon:
         self.run_times = RunTimes()
         self._adaptive = settings.scheduler == "adaptive"
         self._in_flight: dict[str, asyncio.Task[None]] = {}
-        self._follow_ups: dict[str, PredictionState] = {}
+        self._follow_ups: set[str] = set()
         self._stopping = asyncio.Event()
         self._auth_error: str | None = None
         self._next_auth_probe = 0.0
@@ -367,23 +367,38 @@ class Daemon:
         probe = self._auth_error is not None
         for state in states:
             if state.id in self._in_flight:
-                # Its previous poll is written but its task has not ended yet (the loop
-                # is busy): poll again once it has, never twice at the same time.
-                self._follow_ups[state.id] = state
+                # Claimed again while its poll runs: either that poll is written and
+                # its task has not ended yet (a busy loop), or its lease ran out. Never
+                # poll twice at once; decide when it ends (see _follow_up).
+                self._follow_ups.add(state.id)
                 continue
-            self._start_poll(state, probe=probe)
+            self._start_poll(self._poll(state, probe=probe), state.id)
         return len(states)
 
-    def _start_poll(self, state: PredictionState, *, probe: bool = False) -> None:
-        task = asyncio.create_task(self._poll(state, probe=probe), name=f"poll {state.id}")
-        self._in_flight[state.id] = task
-        task.add_done_callback(functools.partial(self._finished, state.id))
+    def _start_poll(self, work: Coroutine[Any, Any, None], prediction_id: str) -> None:
+        task = asyncio.create_task(work, name=f"poll {prediction_id}")
+        self._in_flight[prediction_id] = task
+        task.add_done_callback(functools.partial(self._finished, prediction_id))
 
     def _finished(self, prediction_id: str, _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(prediction_id, None)
-        follow_up = self._follow_ups.pop(prediction_id, None)
-        if follow_up is not None and not self._stopping.is_set():
-            self._start_poll(follow_up)
+        if prediction_id in self._follow_ups and not self._stopping.is_set():
+            self._follow_ups.discard(prediction_id)
+            self._start_poll(self._follow_up(prediction_id), prediction_id)
+
+    async def _follow_up(self, prediction_id: str) -> None:
+        """Poll a prediction claimed while its previous poll ran, from its state now.
+
+        If that poll's write ended the claim, the claim read before it is void and
+        the schedule the write set stands; otherwise the claim is still ours.
+        """
+        try:
+            state = await self._db(self.store.claimed_state, prediction_id, self.owner)
+        except StoreError as exc:
+            self._note_store_trouble(exc)
+            return
+        if state is not None:
+            await self._poll(state)
 
     async def _poll(self, state: PredictionState, *, probe: bool = False) -> None:
         try:

@@ -227,9 +227,16 @@ class DeliveryOps(StoreBase):
             )
             wanted = select(ranked.c.id).where(ranked.c.place <= per_target)
         # Window functions cannot lock rows: pick first, then lock what is still free.
+        # The due conditions are repeated here because PostgreSQL re-checks a locked
+        # row's WHERE on its newest version: a row another daemon claimed meanwhile
+        # is no longer due and drops out instead of being claimed twice.
         candidates = (
             select(deliveries.c.id)
-            .where(deliveries.c.id.in_(wanted.scalar_subquery()))
+            .where(
+                deliveries.c.id.in_(wanted.scalar_subquery()),
+                deliveries.c.state == DeliveryState.PENDING.value,
+                deliveries.c.next_attempt_at <= now,
+            )
             .order_by(*order)
             .limit(limit)
             .with_for_update(skip_locked=True)

@@ -368,6 +368,17 @@ class Store(DeliveryOps, DaemonOps, ReportOps, RetentionOps):
         with self._transaction() as conn:
             return [_state(row) for row in conn.execute(stmt).mappings()]
 
+    def claimed_state(self, prediction_id: str, owner: str) -> PredictionState | None:
+        """The current state of a prediction this owner still holds, else None."""
+        stmt = select(*_STATE_COLUMNS).where(
+            predictions.c.id == prediction_id,
+            predictions.c.claimed_by == owner,
+            predictions.c.tracking == Tracking.ACTIVE.value,
+        )
+        with self._transaction() as conn:
+            row = conn.execute(stmt).mappings().first()
+        return None if row is None else _state(row)
+
     def release_claims(self, owner: str | None, *, now: datetime) -> int:
         """Make claimed rows due now again (all claims when ``owner`` is None)."""
         condition = (
