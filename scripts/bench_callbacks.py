@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from bench_poll import free_port, tracker
 
 PG_ADMIN = os.environ.get("TRACKER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TERMINAL = ("succeeded", "failed", "canceled", "aborted")
@@ -94,23 +95,6 @@ def serve_receiver(port: int) -> None:
 
 
 # -- helpers --------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tracker(*args: str, env: dict[str, str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tracker", *args],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-        **kwargs,  # type: ignore[call-overload]
-    )
 
 
 def start_listening(cmd: list[str], what: str) -> tuple[subprocess.Popen[str], str]:

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,38 +28,10 @@ from pathlib import Path
 
 import httpx
 import psycopg
+from bench_poll import start_simulator, tracker
 
 PG_ADMIN = os.environ.get("TRACKER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tracker(*args: str, env: dict[str, str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tracker", *args],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-        **kwargs,  # type: ignore[call-overload]
-    )
-
-
-def start_simulator() -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tracker", "simulate", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    proc.stdout.readline()  # "simulator listening on ..."
-    return proc, f"http://127.0.0.1:{port}/v1"
 
 
 def sim_requests(base: str) -> int:
