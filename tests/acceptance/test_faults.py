@@ -387,18 +387,6 @@ class SlowClaim(AssertionError):
     """A delivery claim ran into the statement timeout."""
 
 
-#: Bug since 02e8512 (tracker/store/deliveries.py, claim_deliveries): with the due
-#: conditions repeated next to `id IN (ranked subquery)`, a planner that expects few
-#: due rows (statistics from a quiet time) picks a nested-loop semi join that runs the
-#: window-function subquery once per due row: claims cost O(due²). Measured: 5.2-5.7 s
-#: per claim of 64 once 5,040 deliveries are due (10-50 ms before that commit).
-QUADRATIC_CLAIM = (
-    "claim_deliveries runs its ranking subquery once per due row when statistics"
-    " expect few due deliveries: a backlog of 5,000 makes every claim take seconds"
-)
-
-
-@pytest.mark.xfail(strict=True, raises=SlowClaim, reason=QUADRATIC_CLAIM)
 def test_a_backlog_of_deliveries_is_claimed_cheaply_and_once(pg_url: str) -> None:
     """25,000 deliveries, all sent but 50 when statistics are taken; then a receiver
     comes back and 5,000 are due at once. Three claimers drain the backlog; every

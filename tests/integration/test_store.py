@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from tracker.domain import NextPoll, PredictionState
 from tracker.observe import parse_prediction, plan_observation
+from tracker.store.deliveries import enqueue_deliveries
 from tracker.store.store import CallbackSpec, StaleObservation, Store
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -307,3 +308,37 @@ def test_due_query_uses_the_partial_index(store: Store) -> None:
                 )
             )
     assert "ix_predictions_due" in plan
+
+
+def test_delivery_claims_cap_each_receiver_and_pass_over_busy_ones(store: Store) -> None:
+    """A receiver with a backlog gets at most ``per_target`` per claim, the others still
+    get theirs, busy receivers and other kinds are left out, nothing is taken twice."""
+    owners = {"a": 10, "b": 3}
+    for receiver, count in owners.items():
+        hook = [CallbackSpec("webhook", f"http://{receiver}/", ("completed",))]
+        for i in range(count):
+            add(store, f"{receiver}{i}", callbacks_to_add=hook)
+    add(store, "m0", callbacks_to_add=[CallbackSpec("email", "ops@example.com", ("completed",))])
+    with store.engine.begin() as conn:
+        for i, pid in enumerate([*(f"a{i}" for i in range(10)), "b0", "b1", "b2", "m0"]):
+            enqueue_deliveries(conn, pid, ["completed"], {"id": pid}, T0 + timedelta(seconds=i))
+
+    def claim_hooks(limit: int, skip: tuple[str, ...] = ()) -> list[str]:
+        now = T0 + timedelta(minutes=1)
+        jobs = store.claim_deliveries(
+            now=now,
+            limit=limit,
+            owner="me",
+            lease_until=now + timedelta(minutes=5),
+            kinds=("webhook",),
+            skip_targets=skip,
+            per_target=2,
+        )
+        return [job.prediction_id for job in jobs]
+
+    assert claim_hooks(5) == ["a0", "a1", "b0", "b1"]
+    assert claim_hooks(5, skip=("http://a/",)) == ["b2"]
+    assert claim_hooks(1) == ["a2"]
+    assert claim_hooks(100) == ["a3", "a4"]
+    assert claim_hooks(100) == ["a5", "a6"]
+    assert scalar(store, "select count(*) from deliveries where claimed_by = 'me'") == 10

@@ -41,6 +41,11 @@ _DELIVERY_COLUMNS = (
 )
 
 
+#: A claim with a per-receiver cap looks at up to this many times ``limit`` due rows,
+#: so a backlog for one receiver does not hide the others' deliveries.
+_SCAN_FACTOR = 8
+
+
 def new_message_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
 
@@ -208,50 +213,28 @@ class DeliveryOps(StoreBase):
         ]
         if skip_targets:
             due.append(callbacks.c.target.not_in(skip_targets))
-        order = (deliveries.c.next_attempt_at, deliveries.c.id)
-        joined = deliveries.join(callbacks, callbacks.c.id == deliveries.c.callback_id)
-        if per_target is None:
-            wanted = select(deliveries.c.id).select_from(joined).where(*due)
-        else:
-            ranked = (
-                select(
-                    deliveries.c.id,
-                    deliveries.c.next_attempt_at,
-                    func.row_number()
-                    .over(partition_by=callbacks.c.target, order_by=order)
-                    .label("place"),
-                )
-                .select_from(joined)
-                .where(*due)
-                .subquery()
-            )
-            wanted = select(ranked.c.id).where(ranked.c.place <= per_target)
-        # Window functions cannot lock rows: pick first, then lock what is still free.
-        # The due conditions are repeated here because PostgreSQL re-checks a locked
-        # row's WHERE on its newest version: a row another daemon claimed meanwhile
-        # is no longer due and drops out instead of being claimed twice.
-        candidates = (
-            select(deliveries.c.id)
-            .where(
-                deliveries.c.id.in_(wanted.scalar_subquery()),
-                deliveries.c.state == DeliveryState.PENDING.value,
-                deliveries.c.next_attempt_at <= now,
-            )
-            .order_by(*order)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+        # Lock a bounded window of due rows (SKIP LOCKED: rows another daemon is
+        # claiming are passed over), cap each receiver's share in Python, and lease
+        # what is kept; the other locked rows are released at commit. A window function
+        # in SQL would have to run before the lock and be re-checked per row after it.
+        scan = limit if per_target is None else limit * _SCAN_FACTOR
+        locking = (
+            select(deliveries.c.id, callbacks.c.target)
+            .select_from(deliveries.join(callbacks, callbacks.c.id == deliveries.c.callback_id))
+            .where(*due)
+            .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+            .limit(scan)
+            .with_for_update(skip_locked=True, of=deliveries)
         )
         with self._transaction() as conn:
-            ids = list(
-                conn.execute(
-                    update(deliveries)
-                    .where(deliveries.c.id.in_(candidates.scalar_subquery()))
-                    .values(next_attempt_at=lease_until, claimed_by=owner)
-                    .returning(deliveries.c.id)
-                ).scalars()
-            )
+            ids = _cap_per_target(conn.execute(locking).all(), limit, per_target)
             if not ids:
                 return []
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(ids))
+                .values(next_attempt_at=lease_until, claimed_by=owner)
+            )
             rows = conn.execute(
                 select(
                     deliveries.c.id,
@@ -415,6 +398,21 @@ class DeliveryOps(StoreBase):
                     select(deliveries.c.state, func.count()).group_by(deliveries.c.state)
                 )
             }
+
+
+def _cap_per_target(rows: Sequence[Any], limit: int, per_target: int | None) -> list[int]:
+    """IDs of ``rows`` (id, target; in due order), at most ``per_target`` per target
+    and ``limit`` in all."""
+    taken: dict[str, int] = {}
+    ids: list[int] = []
+    for delivery_id, target in rows:
+        if per_target is not None and taken.get(target, 0) >= per_target:
+            continue
+        taken[target] = taken.get(target, 0) + 1
+        ids.append(delivery_id)
+        if len(ids) == limit:
+            break
+    return ids
 
 
 def _delivery(row: RowMapping, history: list[DeliveryAttempt]) -> Delivery:
