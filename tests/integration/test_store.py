@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from tracker.domain import NextPoll, PredictionState
 from tracker.observe import parse_prediction, plan_observation
+from tracker.runtimes import RunTimes
 from tracker.store.deliveries import enqueue_deliveries
 from tracker.store.store import CallbackSpec, StaleObservation, Store
 
@@ -342,3 +343,29 @@ def test_delivery_claims_cap_each_receiver_and_pass_over_busy_ones(store: Store)
     assert claim_hooks(100) == ["a3", "a4"]
     assert claim_hooks(100) == ["a5", "a6"]
     assert scalar(store, "select count(*) from deliveries where claimed_by = 'me'") == 10
+
+
+def test_learned_run_times_keep_the_newest_when_the_window_is_full(store: Store) -> None:
+    """Run times come back oldest first, so a bounded window fed in order ends up
+    holding the most recent completions, not the first ones ever stored."""
+    ids = [f"r{i}" for i in range(60)]
+    add(store, *ids)
+    with store.engine.begin() as conn:
+        for i, pid in enumerate(ids):
+            seconds = 10 if i < 30 else 100  # the model got slower
+            conn.execute(
+                text(
+                    "update predictions set status = 'succeeded', model = 'm',"
+                    " created_at = :created, completed_at = :completed where id = :id"
+                ),
+                {
+                    "id": pid,
+                    "created": T0 + timedelta(minutes=i),
+                    "completed": T0 + timedelta(minutes=i, seconds=seconds),
+                },
+            )
+    samples = store.recent_run_times()
+    assert samples["m"] == [10.0] * 30 + [100.0] * 30
+    times = RunTimes(window=25, min_samples=20)
+    times.load(samples)
+    assert times.likely_window("m") == (100.0, 100.0)

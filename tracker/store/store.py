@@ -297,7 +297,8 @@ class Store(DeliveryOps, DaemonOps, ReportOps, RetentionOps):
 
     def recent_run_times(self, *, limit: int = 20_000) -> dict[str, list[float]]:
         """Seconds from creation to completion of the latest finished predictions,
-        per model (succeeded and failed ones: cancellations say nothing of the model)."""
+        per model, oldest first (so a bounded window fed in order keeps the newest);
+        succeeded and failed ones only: cancellations say nothing of the model."""
         c = predictions.c
         stmt = (
             select(c.model, c.created_at, c.completed_at)
@@ -314,6 +315,8 @@ class Store(DeliveryOps, DaemonOps, ReportOps, RetentionOps):
         with self._transaction() as conn:
             for model, created, completed in conn.execute(stmt):
                 samples.setdefault(model, []).append((completed - created).total_seconds())
+        for values in samples.values():
+            values.reverse()
         return samples
 
     def next_due_at(self) -> datetime | None:
