@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from tracker.exceptions import SchemaMissing
 from tracker.store import migrate
@@ -73,3 +74,49 @@ def test_commands_on_unmigrated_database_say_what_to_do(empty_url: str) -> None:
             store.list_predictions()
     finally:
         store.close()
+
+
+def test_0006_indexes_dead_deliveries_already_stored(empty_url: str) -> None:
+    """Upgrading a database at 0005 that holds deliveries keeps them and indexes the
+    dead ones; `tracker status` counts from that index; a downgrade drops it again."""
+    store = Store.from_url(empty_url)
+    try:
+        migrate.upgrade(store, "0005")
+        with store.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "insert into predictions (id, tracking, labels, registered_at)"
+                    " values ('p', 'done', '{}', '2026-01-01 00:00:00')"
+                )
+            )
+            conn.execute(
+                text(
+                    "insert into callbacks (prediction_id, kind, target, events, created_at)"
+                    " values ('p', 'webhook', 'http://h/', 'completed', '2026-01-01 00:00:00')"
+                )
+            )
+            for n, state in enumerate(["dead", "delivered", "dead", "pending"]):
+                conn.execute(
+                    text(
+                        "insert into deliveries (callback_id, prediction_id, event, state,"
+                        " attempts, created_at, payload, message_id)"
+                        " select id, 'p', 'completed', :state, 1, '2026-01-01 00:00:00',"
+                        " '{}', :msg from callbacks"
+                    ),
+                    {"state": state, "msg": f"msg_{n}"},
+                )
+        migrate.upgrade(store, "0006")
+        assert "ix_deliveries_dead" in index_names(store, "deliveries")
+        health = store.health(now=datetime.now(UTC), live_within=timedelta(seconds=30))
+        assert (health.dead_deliveries, health.pending_deliveries) == (2, 1)
+        migrate.downgrade(store, "0005")
+        assert "ix_deliveries_dead" not in index_names(store, "deliveries")
+        with store.engine.connect() as conn:
+            assert conn.execute(text("select count(*) from deliveries")).scalar() == 4
+    finally:
+        store.close()
+
+
+def index_names(store: Store, table: str) -> set[str]:
+    with store.engine.connect() as conn:
+        return {index["name"] for index in inspect(conn).get_indexes(table)}

@@ -141,13 +141,13 @@ class DaemonOps(StoreBase):
                 .order_by(predictions.c.next_poll_at)
                 .limit(1)
             ).scalar()
-            counts = dict(
-                conn.execute(
-                    select(deliveries.c.state, func.count())
-                    .where(deliveries.c.state.in_([DeliveryState.PENDING, DeliveryState.DEAD]))
-                    .group_by(deliveries.c.state)
-                ).all()
-            )
+            # One count per state, each over its own partial index (due, dead).
+            counts = {
+                state: conn.execute(
+                    select(func.count()).select_from(deliveries).where(deliveries.c.state == state)
+                ).scalar_one()
+                for state in (DeliveryState.PENDING.value, DeliveryState.DEAD.value)
+            }
             late_delivery = conn.execute(
                 select(deliveries.c.next_attempt_at)
                 .where(pending, deliveries.c.next_attempt_at <= now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 
 from alembic import command
@@ -27,10 +28,19 @@ def head_revision() -> str:
 
 def upgrade(store: Store, revision: str = "head") -> None:
     """Migrate the database to ``revision``; a no-op when it is already there."""
+    _run(store, command.upgrade, revision)
+
+
+def downgrade(store: Store, revision: str) -> None:
+    """Migrate the database back to ``revision``."""
+    _run(store, command.downgrade, revision)
+
+
+def _run(store: Store, step: Callable[[Config, str], None], revision: str) -> None:
     config = alembic_config()
     try:
         with store.engine.begin() as conn:
             config.attributes["connection"] = conn
-            command.upgrade(config, revision)
+            step(config, revision)
     except SQLAlchemyError as exc:
         raise StoreUnavailable(f"migration failed: {exc}") from exc

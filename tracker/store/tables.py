@@ -188,6 +188,12 @@ Index(
     sqlite_where=deliveries.c.state == "pending",
 )
 Index("ix_deliveries_prediction", deliveries.c.prediction_id)
+Index(
+    "ix_deliveries_dead",
+    deliveries.c.id,
+    postgresql_where=deliveries.c.state == "dead",
+    sqlite_where=deliveries.c.state == "dead",
+)
 Index("ix_deliveries_callback", deliveries.c.callback_id)
 
 delivery_attempts = Table(
