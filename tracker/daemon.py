@@ -80,6 +80,17 @@ PRUNE_SECONDS = 3600.0
 PRUNE_FIRST_DELAY = 60.0
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this ID runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
 @dataclass
 class PollStats:
     started: float = field(default_factory=time.monotonic)
@@ -123,6 +134,7 @@ class Daemon:
         self.run_times = RunTimes()
         self._adaptive = settings.scheduler == "adaptive"
         self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._jobs: set[asyncio.Future[None]] = set()
         self._follow_ups: set[str] = set()
         self._stopping = asyncio.Event()
         self._auth_error: str | None = None
@@ -165,14 +177,16 @@ class Daemon:
                 version=__version__,
                 now=utcnow(),
                 live_within=timedelta(seconds=LIVE_WITHIN_SECONDS),
+                pid_alive=pid_alive,
             )
             registered = True
             if self._adaptive:
                 self.run_times.load(await self._db(self.store.recent_run_times))
-            if lock is not None:
-                # The only daemon on this file: claims left by a killed predecessor are ours.
-                await self._db(self.store.release_claims, None, now=utcnow())
-                await self._db(self.store.release_deliveries, None, now=utcnow())
+            # Claims left by a killed predecessor: on SQLite every one (this is the
+            # only daemon on the file), elsewhere those made under this daemon's name.
+            previous = None if lock is not None else self.owner
+            await self._db(self.store.release_claims, previous, now=utcnow())
+            await self._db(self.store.release_deliveries, previous, now=utcnow())
             log.info(
                 "daemon %s started: %s, poll %g-%g s, concurrency %d, max %g requests/s",
                 self.owner,
@@ -214,6 +228,12 @@ class Daemon:
             return 1
         return 0
 
+    @property
+    def heartbeat_seconds(self) -> float:
+        """How often leases are renewed: every 5 s, or thrice per lease when it is
+        shorter, so a live daemon's polls in flight never lose their claim."""
+        return min(HEARTBEAT_SECONDS, self.settings.lease_seconds / 3)
+
     def stop(self) -> None:
         if not self._stopping.is_set():
             log.info("stopping: finishing polls in flight")
@@ -222,22 +242,56 @@ class Daemon:
     async def _run_scheduled(self, exit_when_done: bool) -> None:
         scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
         common: dict[str, Any] = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 5}
-        scheduler.add_job(self._tick, "interval", seconds=TICK_SECONDS, **common)
-        scheduler.add_job(self._report, "interval", seconds=REPORT_SECONDS, **common)
-        scheduler.add_job(self._outbox_tick, "interval", seconds=OUTBOX_SECONDS, **common)
-        scheduler.add_job(self._heartbeat, "interval", seconds=HEARTBEAT_SECONDS, **common)
+        every = self._every
+        scheduler.add_job(every(self._tick), "interval", seconds=TICK_SECONDS, **common)
+        scheduler.add_job(every(self._report), "interval", seconds=REPORT_SECONDS, **common)
+        scheduler.add_job(every(self._outbox_tick), "interval", seconds=OUTBOX_SECONDS, **common)
+        scheduler.add_job(
+            every(self._heartbeat), "interval", seconds=self.heartbeat_seconds, **common
+        )
         if self.settings.prune_older_than is not None:
             first = utcnow() + timedelta(seconds=PRUNE_FIRST_DELAY)
             scheduler.add_job(
-                self._prune, "interval", seconds=PRUNE_SECONDS, next_run_time=first, **common
+                every(self._prune), "interval", seconds=PRUNE_SECONDS, next_run_time=first, **common
             )
         if exit_when_done:
-            scheduler.add_job(self._stop_when_done, "interval", seconds=1.0, **common)
+            scheduler.add_job(every(self._stop_when_done), "interval", seconds=1.0, **common)
         scheduler.start()
         try:
             await self._stopping.wait()
         finally:
             scheduler.shutdown(wait=False)
+            await self._finish_jobs()
+
+    def _every(self, job: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], Any]:
+        """``job`` as a scheduled job that shutdown lets finish instead of cancelling.
+
+        APScheduler cancels the jobs still running when it shuts down; a claim
+        cancelled while it waits for the database would still commit in its thread,
+        unseen, and the cancellation would be logged as a crash. The job runs in its
+        own task, which `_finish_jobs` waits for.
+        """
+
+        @functools.wraps(job)
+        async def run() -> None:
+            task = asyncio.ensure_future(job())
+            self._jobs.add(task)
+            task.add_done_callback(self._jobs.discard)
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not self._stopping.is_set():
+                    raise
+
+        return run
+
+    async def _finish_jobs(self) -> None:
+        if not self._jobs:
+            return
+        done, _ = await asyncio.wait(set(self._jobs))
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("a scheduled job failed at shutdown", exc_info=task.exception())
 
     async def _sweep_once(self) -> None:
         """Poll every prediction due when the sweep starts, each at most once."""
@@ -364,6 +418,8 @@ class Daemon:
             self._note_store_trouble(exc)
             return 0
         self._note_store_ok()
+        if self._stopping.is_set():
+            return 0  # stopped while claiming: the claims are released on the way out
         probe = self._auth_error is not None
         for state in states:
             if state.id in self._in_flight:

@@ -458,6 +458,36 @@ def test_a_backlog_of_deliveries_is_claimed_cheaply_and_once(pg_url: str) -> Non
     assert not twice, f"{len(twice)} deliveries claimed twice: {twice[:10]}"
 
 
+def test_a_killed_daemon_restarts_under_its_name_and_takes_its_claims_back(
+    pg_url: str, sim: SimulatorThread, spawn: Callable[..., DaemonProcess]
+) -> None:
+    """SIGKILL leaves the name's heartbeat fresh and its claims leased for 10 minutes.
+    The same name restarted on the same host at once is not refused (the old process
+    is gone), and the claims it left are released, not waited out."""
+    tracker = Tracker(database_url=pg_url, api_base=sim.base_url)
+    ids = [f"forever-k{i}" for i in range(20)]
+    tracker.ok("add", *ids)
+    flags = ("--name", "k", "--lease", "600", "--max-rps", "10")
+    first = spawn(tracker, *flags)
+    first.wait_started()
+    held = wait_until(
+        lambda: pg(pg_url, "select count(*) from predictions where claimed_by = 'k'")[0][0],
+        PATIENCE,
+        first.output,
+    )
+    assert held > 0
+    first.send(signal.SIGKILL)
+    first.wait()
+    killed_at = pg(pg_url, "select now()")[0][0]
+
+    second = spawn(tracker, *flags)
+    second.wait_started()
+    stale = "select count(*) from predictions where last_polled_at is null or last_polled_at < %s"
+    wait_until(lambda: pg(pg_url, stale, killed_at)[0][0] == 0, PATIENCE, second.output)
+    second.stop_ok()
+    assert "already running" not in second.output()
+
+
 # -- 3. lease expiry ----------------------------------------------------------
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,6 +13,7 @@ from tracker.domain import NextPoll, PredictionState
 from tracker.observe import parse_prediction, plan_observation
 from tracker.runtimes import RunTimes
 from tracker.store.deliveries import enqueue_deliveries
+from tracker.store.reports import ReportFilter
 from tracker.store.store import CallbackSpec, StaleObservation, Store
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -369,3 +372,44 @@ def test_learned_run_times_keep_the_newest_when_the_window_is_full(store: Store)
     times = RunTimes(window=25, min_samples=20)
     times.load(samples)
     assert times.likely_window("m") == (100.0, 100.0)
+
+
+def test_sqlite_reads_do_not_wait_for_a_writer(sqlite_url: str) -> None:
+    """While a daemon holds SQLite's write lock, listings, status and reports still
+    answer at once (WAL readers need no lock); writers queue behind it."""
+    store = Store.from_url(sqlite_url)
+    add(store, "a", "b")
+    writer = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    answers: list[object] = []
+
+    def read() -> None:
+        answers.append(len(store.list_predictions()))
+        answers.append(store.health(now=T0, live_within=timedelta(seconds=30)).active_predictions)
+        answers.append(store.report_status(ReportFilter()))
+        answers.append(store.get_detail("a") is not None)
+
+    reader = threading.Thread(target=read)
+    try:
+        reader.start()
+        reader.join(5)
+        assert not reader.is_alive(), "a read waited for the write lock"
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        reader.join()
+        store.close()
+    assert answers[:2] == [2, 2]
+    assert answers[3] is True
+
+
+def test_postgresql_sessions_cannot_sit_in_a_transaction_forever(pg_url: str) -> None:
+    """A frozen process must not hold row locks past its leases: the server ends a
+    tracker session idle inside a transaction after 30 s."""
+    store = Store.from_url(pg_url)
+    try:
+        with store.engine.connect() as conn:
+            setting = conn.execute(text("show idle_in_transaction_session_timeout")).scalar()
+    finally:
+        store.close()
+    assert setting == "30s"

@@ -112,7 +112,8 @@ _positive = click.FloatRange(min=0, min_open=True)
     show_default=True,
     envvar="TRACKER_LEASE",
     show_envvar=True,
-    help="Seconds a claimed prediction stays with this daemon if it dies.",
+    help="Seconds a claimed prediction stays with this daemon if it dies"
+    " (renewed every 5 s, or every third of the lease if shorter).",
 )
 @click.option(
     "--webhook-timeout",

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from tracker.exceptions import SchemaMissing, StoreError, StoreUnavailable
-from tracker.store.engine import make_engine
+from tracker.store.engine import READ_ONLY, make_engine
 
 SCHEMA_HINT = "the database has no tracker tables yet: run `tracker db upgrade`"
 
@@ -31,9 +31,27 @@ class StoreBase:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Connection]:
         """One transaction; driver errors become the project's own."""
+        with self._mapped_errors(), self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A transaction that only reads. On SQLite it does not take the write lock,
+        so reports and listings never wait behind a running daemon (WAL lets readers
+        and a writer work side by side)."""
+        with (
+            self._mapped_errors(),
+            self.engine.connect() as conn,
+            conn.execution_options(**{READ_ONLY: True}).begin(),
+        ):
+            yield conn
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _mapped_errors() -> Iterator[None]:
+        """Driver errors become the project's own."""
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            yield
         except StoreError:
             raise
         except OperationalError as exc:

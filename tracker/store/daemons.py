@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -61,13 +61,27 @@ class DaemonOps(StoreBase):
         version: str,
         now: datetime,
         live_within: timedelta,
+        pid_alive: Callable[[int], bool] = lambda _pid: True,
     ) -> None:
-        """Record a starting daemon; refuse a name a live daemon already uses."""
+        """Record a starting daemon; refuse a name a live daemon already uses.
+
+        A daemon counts as live while its heartbeat is recent, unless it ran on this
+        host and ``pid_alive`` says its process is gone (killed, so it never said
+        it stopped): then a restart under the same name need not wait.
+        """
         with self._transaction() as conn:
             row = conn.execute(
-                select(daemons.c.heartbeat_at, daemons.c.stopped_at).where(daemons.c.name == name)
+                select(
+                    daemons.c.heartbeat_at, daemons.c.stopped_at, daemons.c.host, daemons.c.pid
+                ).where(daemons.c.name == name)
             ).first()
-            if row is not None and row.stopped_at is None and row.heartbeat_at > now - live_within:
+            live = (
+                row is not None
+                and row.stopped_at is None
+                and row.heartbeat_at > now - live_within
+                and not (row.host == host and not pid_alive(row.pid))
+            )
+            if live:
                 raise ConfigError(
                     f"a daemon named {name!r} is already running (last heartbeat"
                     f" {row.heartbeat_at:%H:%M:%S} UTC); give this one another --name"
@@ -129,7 +143,7 @@ class DaemonOps(StoreBase):
     def health(self, *, now: datetime, live_within: timedelta) -> Health:
         active = predictions.c.tracking == Tracking.ACTIVE.value
         pending = deliveries.c.state == DeliveryState.PENDING.value
-        with self._transaction() as conn:
+        with self._reading() as conn:
             rows = conn.execute(select(daemons).order_by(daemons.c.started_at)).all()
             active_count = conn.execute(
                 select(func.count()).select_from(predictions).where(active)

@@ -307,7 +307,7 @@ class DeliveryOps(StoreBase):
 
     def next_delivery_due(self, kinds: Sequence[str] = ("webhook", "email")) -> datetime | None:
         """When the earliest pending delivery of these kinds is due."""
-        with self._transaction() as conn:
+        with self._reading() as conn:
             return conn.execute(
                 select(deliveries.c.next_attempt_at)
                 .join(callbacks, callbacks.c.id == deliveries.c.callback_id)
@@ -338,7 +338,7 @@ class DeliveryOps(StoreBase):
             stmt = stmt.where(deliveries.c.prediction_id == prediction_id)
         if limit is not None:
             stmt = stmt.limit(limit)
-        with self._transaction() as conn:
+        with self._reading() as conn:
             rows = conn.execute(stmt).mappings().all()
             history = self._history(conn, [r["id"] for r in rows]) if with_history else {}
         return [_delivery(r, history.get(r["id"], [])) for r in rows]
@@ -391,7 +391,7 @@ class DeliveryOps(StoreBase):
             ).rowcount
 
     def count_deliveries(self) -> dict[str, int]:
-        with self._transaction() as conn:
+        with self._reading() as conn:
             return {
                 state: count
                 for state, count in conn.execute(

@@ -11,6 +11,14 @@ from sqlalchemy.pool import StaticPool
 
 from tracker.exceptions import ConfigError
 
+#: execution option marking a transaction that only reads (SQLite: plain BEGIN)
+READ_ONLY = "tracker_read_only"
+
+#: PostgreSQL ends a session left idle inside a transaction this long (milliseconds):
+#: a frozen process (SIGSTOP, a debugger, a stalled VM) must not keep its row locks
+#: for longer than a lease would. Every tracker transaction takes milliseconds.
+PG_IDLE_IN_TRANSACTION_MS = 30_000
+
 #: how long SQLite waits for another writer before giving up (milliseconds)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -39,7 +47,11 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
-        connect_args={"connect_timeout": 10, "application_name": "tracker"},
+        connect_args={
+            "connect_timeout": 10,
+            "application_name": "tracker",
+            "options": f"-c idle_in_transaction_session_timeout={PG_IDLE_IN_TRANSACTION_MS}",
+        },
     )
 
 
@@ -67,6 +79,8 @@ def _sqlite_engine(url: str) -> Engine:
     def _on_begin(conn: Any) -> None:
         # Writers take the lock at BEGIN, so they queue on busy_timeout instead
         # of failing later with "database is locked" when upgrading a read lock.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only transactions (READ_ONLY execution option) need no lock at all.
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine

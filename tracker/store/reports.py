@@ -85,7 +85,7 @@ class ReportOps(StoreBase):
             .group_by(pt.c.status, pt.c.tracking)
             .order_by(func.count().desc(), pt.c.status.nulls_last(), pt.c.tracking)
         )
-        with self._transaction() as conn:
+        with self._reading() as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]
 
     def report_models(self, flt: ReportFilter) -> list[Row]:
@@ -109,7 +109,7 @@ class ReportOps(StoreBase):
             .order_by(func.count().desc(), pt.c.model.nulls_last())
         )
         metrics = ("predict_time", "queue_seconds", "run_seconds")
-        with self._transaction() as conn:
+        with self._reading() as conn:
             rows = [dict(r) for r in conn.execute(counts).mappings()]
             stats = {m: self._stats(conn, pt.c[m], [pt.c.model], where) for m in metrics}
         for row in rows:
@@ -126,7 +126,7 @@ class ReportOps(StoreBase):
         registered_day = self._day(pt.c.registered_at)
         completed_day = self._day(pt.c.completed_at)
         finished = and_(pt.c.completed_at.is_not(None), pt.c.status.in_(TERMINAL))
-        with self._transaction() as conn:
+        with self._reading() as conn:
             registered = dict(
                 conn.execute(
                     select(registered_day, func.count()).where(*where).group_by(registered_day)
@@ -172,7 +172,7 @@ class ReportOps(StoreBase):
         )
         if limit:
             stmt = stmt.limit(limit)
-        with self._transaction() as conn:
+        with self._reading() as conn:
             rows = [dict(r) for r in conn.execute(stmt).mappings()]
         for row in rows:
             row["error"] = _compact_json_text(row["error"])
@@ -202,7 +202,7 @@ class ReportOps(StoreBase):
             .order_by(func.count().desc(), callbacks.c.target)
         )
         latency = self._seconds(deliveries.c.delivered_at, deliveries.c.created_at)
-        with self._transaction() as conn:
+        with self._reading() as conn:
             rows = [dict(r) for r in conn.execute(stmt).mappings()]
             p95 = self._stats(
                 conn,
@@ -236,7 +236,7 @@ class ReportOps(StoreBase):
             .order_by(since, predictions.c.id)
             .limit(limit)
         )
-        with self._transaction() as conn:
+        with self._reading() as conn:
             rows = [dict(r) for r in conn.execute(stmt).mappings()]
         for row in rows:
             row["running_seconds"] = _r(row["running_seconds"], 1)

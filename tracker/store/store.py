@@ -89,7 +89,7 @@ class Store(DeliveryOps, DaemonOps, ReportOps, RetentionOps):
 
     def schema_revision(self) -> str | None:
         """The alembic revision of the database, or None when it was never migrated."""
-        with self._transaction() as conn:
+        with self._reading() as conn:
             if not inspect(conn).has_table("alembic_version"):
                 return None
             return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
@@ -248,11 +248,11 @@ class Store(DeliveryOps, DaemonOps, ReportOps, RetentionOps):
             stmt = stmt.where(predictions.c.model == model)
         if limit is not None:
             stmt = stmt.limit(limit)
-        with self._transaction() as conn:
+        with self._reading() as conn:
             return [_prediction(row) for row in conn.execute(stmt).mappings()]
 
     def get_detail(self, prediction_id: str) -> PredictionDetail | None:
-        with self._transaction() as conn:
+        with self._reading() as conn:
             row = (
                 conn.execute(select(predictions).where(predictions.c.id == prediction_id))
                 .mappings()
@@ -288,7 +288,7 @@ class Store(DeliveryOps, DaemonOps, ReportOps, RetentionOps):
         return PredictionDetail(_prediction(row), transitions, logs, cbs, sent)
 
     def count_active(self) -> int:
-        with self._transaction() as conn:
+        with self._reading() as conn:
             return conn.execute(
                 select(func.count())
                 .select_from(predictions)
@@ -312,7 +312,7 @@ class Store(DeliveryOps, DaemonOps, ReportOps, RetentionOps):
             .limit(limit)
         )
         samples: dict[str, list[float]] = {}
-        with self._transaction() as conn:
+        with self._reading() as conn:
             for model, created, completed in conn.execute(stmt):
                 samples.setdefault(model, []).append((completed - created).total_seconds())
         for values in samples.values():
@@ -321,7 +321,7 @@ class Store(DeliveryOps, DaemonOps, ReportOps, RetentionOps):
 
     def next_due_at(self) -> datetime | None:
         """The earliest next_poll_at of an active prediction (uses the due index)."""
-        with self._transaction() as conn:
+        with self._reading() as conn:
             return conn.execute(
                 select(predictions.c.next_poll_at)
                 .where(
@@ -378,7 +378,7 @@ class Store(DeliveryOps, DaemonOps, ReportOps, RetentionOps):
             predictions.c.claimed_by == owner,
             predictions.c.tracking == Tracking.ACTIVE.value,
         )
-        with self._transaction() as conn:
+        with self._reading() as conn:
             row = conn.execute(stmt).mappings().first()
         return None if row is None else _state(row)
 
