@@ -12,7 +12,7 @@ from sqlalchemy import text
 from tracker.domain import NextPoll, PredictionState
 from tracker.observe import parse_prediction, plan_observation
 from tracker.runtimes import RunTimes
-from tracker.store.deliveries import enqueue_deliveries
+from tracker.store.deliveries import EventBatch, enqueue_deliveries
 from tracker.store.reports import ReportFilter
 from tracker.store.store import CallbackSpec, StaleObservation, Store
 
@@ -325,7 +325,8 @@ def test_delivery_claims_cap_each_receiver_and_pass_over_busy_ones(store: Store)
     add(store, "m0", callbacks_to_add=[CallbackSpec("email", "ops@example.com", ("completed",))])
     with store.engine.begin() as conn:
         for i, pid in enumerate([*(f"a{i}" for i in range(10)), "b0", "b1", "b2", "m0"]):
-            enqueue_deliveries(conn, pid, ["completed"], {"id": pid}, T0 + timedelta(seconds=i))
+            batch = [EventBatch(pid, ["completed"], {"id": pid}, T0 + timedelta(seconds=i))]
+            enqueue_deliveries(conn, batch)
 
     def claim_hooks(limit: int, skip: tuple[str, ...] = ()) -> list[str]:
         now = T0 + timedelta(minutes=1)
@@ -413,3 +414,66 @@ def test_postgresql_sessions_cannot_sit_in_a_transaction_forever(pg_url: str) ->
     finally:
         store.close()
     assert setting == "30s"
+
+
+def plan(st: PredictionState, body: dict, at: datetime = T0) -> tuple:  # type: ignore[type-arg]
+    update = plan_observation(st, parse_prediction(body, st.id), at)
+    return (update, NextPoll(at + timedelta(seconds=1), 1.0), "me")
+
+
+def test_a_batch_of_observations_is_written_together(store: Store) -> None:
+    """Different changed columns, transitions, log chunks and callbacks in one batch:
+    each observation lands whole and queues its own deliveries."""
+    hook = [CallbackSpec("webhook", "http://h/", ("start", "completed"))]
+    add(store, "a", "b", callbacks_to_add=hook)
+    add(store, "c")
+    states = {st.id: st for st in claim(store)}
+    results = store.apply_observations(
+        [
+            plan(states["a"], {"status": "processing", "logs": "x\n"}),
+            plan(states["b"], {"status": "succeeded", "output": "o", "logs": "y\n"}),
+            plan(states["c"], {"status": "starting"}),
+        ]
+    )
+    assert results == [1, 2, 0]  # a: start; b: start and completed; c: no callbacks
+    transitions = "select prediction_id, to_status from status_transitions order by 1"
+    with store.engine.connect() as conn:
+        assert [tuple(r) for r in conn.execute(text(transitions))] == [
+            ("a", "processing"),
+            ("b", "succeeded"),
+            ("c", "starting"),
+        ]
+        logs = conn.execute(text("select prediction_id, text from prediction_logs order by 1"))
+        assert [tuple(r) for r in logs] == [("a", "x\n"), ("b", "y\n")]
+        events = conn.execute(text("select prediction_id, event from deliveries order by 1, 2"))
+        assert [tuple(r) for r in events] == [("a", "start"), ("b", "completed"), ("b", "start")]
+    assert store.get_detail("b").prediction.tracking == "done"  # type: ignore[union-attr]
+
+
+def test_a_stale_observation_in_a_batch_is_dropped_alone(store: Store) -> None:
+    """One row of a batch changed since it was read: that answer is dropped, the
+    others are written once, and nothing of the stale one leaks in."""
+    add(store, "a", "b", "c")
+    states = {st.id: st for st in claim(store)}
+    observe(store, states["b"], {"status": "processing"}, T0)  # b moved on meanwhile
+    (fresh_b,) = claim(store, T0 + timedelta(seconds=5))
+    results = store.apply_observations(
+        [
+            plan(states["a"], {"status": "starting"}),
+            plan(states["b"], {"status": "starting", "logs": "old\n"}),
+            plan(states["c"], {"status": "starting"}),
+        ]
+    )
+    assert results[0] == 0 and results[2] == 0
+    assert isinstance(results[1], StaleObservation)
+    assert fresh_b.status == "processing"
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            text("select prediction_id, to_status from status_transitions order by 1, id")
+        )
+        assert [tuple(r) for r in rows] == [
+            ("a", "starting"),
+            ("b", "processing"),
+            ("c", "starting"),
+        ]
+        assert conn.execute(text("select count(*) from prediction_logs")).scalar() == 0

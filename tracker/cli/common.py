@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -121,4 +122,4 @@ def console() -> Console:
 
 
 def _isatty() -> bool:
-    return click.get_text_stream("stdout").isatty()
+    return sys.stdout.isatty()

@@ -81,7 +81,7 @@ class DaemonOps(StoreBase):
                 and row.heartbeat_at > now - live_within
                 and not (row.host == host and not pid_alive(row.pid))
             )
-            if live:
+            if live and row is not None:
                 raise ConfigError(
                     f"a daemon named {name!r} is already running (last heartbeat"
                     f" {row.heartbeat_at:%H:%M:%S} UTC); give this one another --name"

@@ -7,7 +7,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, RowMapping, and_, func, insert, select, update
 
@@ -55,38 +55,63 @@ def payload_text(body: Any) -> str:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
+class EventBatch(NamedTuple):
+    """Callback events one observation causes, and the prediction object they carry."""
+
+    prediction_id: str
+    events: Sequence[str]
+    body: Any
+    now: datetime
+
+
 def enqueue_deliveries(
     conn: Connection,
-    prediction_id: str,
-    events: Sequence[str],
-    body: Any,
-    now: datetime,
+    batch: Sequence[EventBatch],
     default_callbacks: Sequence[CallbackSpec] = (),
-) -> int:
-    """Queue one delivery per (callback, event) that wants it, in the caller's transaction."""
-    if not events:
-        return 0
+) -> dict[str, int]:
+    """Queue one delivery per (callback, event) that wants it, in the caller's
+    transaction, with one query for the callbacks of the whole batch. Returns the
+    deliveries queued per prediction."""
+    wanted = [item for item in batch if item.events]
+    if not wanted:
+        return {}
+    ids = sorted({item.prediction_id for item in wanted})
     if default_callbacks:
-        ensure_callbacks(conn, prediction_id, default_callbacks, now)
-    rows = conn.execute(
-        select(callbacks.c.id, callbacks.c.events).where(callbacks.c.prediction_id == prediction_id)
-    ).all()
-    payload = payload_text(body)
-    queued = [
-        _delivery_row(callback_id, prediction_id, event, payload, now)
-        for event in events
-        for callback_id, wanted in rows
-        if event in wanted.split(",")
-    ]
+        ensure_callbacks(
+            conn, [(item.prediction_id, item.now) for item in wanted], default_callbacks
+        )
+    hooks: dict[str, list[tuple[int, list[str]]]] = {}
+    for callback_id, prediction_id, events in conn.execute(
+        select(callbacks.c.id, callbacks.c.prediction_id, callbacks.c.events).where(
+            callbacks.c.prediction_id.in_(ids)
+        )
+    ):
+        hooks.setdefault(prediction_id, []).append((callback_id, events.split(",")))
+    queued: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    for item in wanted:
+        if item.prediction_id not in hooks:
+            continue
+        payload = payload_text(item.body)
+        rows = [
+            _delivery_row(callback_id, item.prediction_id, event, payload, item.now)
+            for event in item.events
+            for callback_id, events in hooks[item.prediction_id]
+            if event in events
+        ]
+        counts[item.prediction_id] = len(rows)
+        queued.extend(rows)
     if queued:
         conn.execute(insert(deliveries), queued)
-    return len(queued)
+    return counts
 
 
 def ensure_callbacks(
-    conn: Connection, prediction_id: str, specs: Sequence[CallbackSpec], now: datetime
+    conn: Connection,
+    predictions_at: Sequence[tuple[str, datetime]],
+    specs: Sequence[CallbackSpec],
 ) -> None:
-    """Attach the global default callbacks to a prediction the first time it needs them."""
+    """Attach the global default callbacks to predictions the first time they need them."""
     conn.execute(
         insert_ignore(conn.dialect.name, callbacks),
         [
@@ -97,6 +122,7 @@ def ensure_callbacks(
                 "events": ",".join(spec.events),
                 "created_at": now,
             }
+            for prediction_id, now in predictions_at
             for spec in specs
         ],
     )

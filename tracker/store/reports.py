@@ -127,7 +127,7 @@ class ReportOps(StoreBase):
         completed_day = self._day(pt.c.completed_at)
         finished = and_(pt.c.completed_at.is_not(None), pt.c.status.in_(TERMINAL))
         with self._reading() as conn:
-            registered = dict(
+            registered: dict[Any, int] = dict(
                 conn.execute(
                     select(registered_day, func.count()).where(*where).group_by(registered_day)
                 ).all()

@@ -41,6 +41,7 @@ from tracker.store.base import SCHEMA_HINT, batches
 from tracker.store.daemons import DaemonOps
 from tracker.store.deliveries import (
     DeliveryOps,
+    EventBatch,
     enqueue_deliveries,
     queue_completed_for_finished,
 )
@@ -428,80 +429,22 @@ class Store(DeliveryOps, DaemonOps, ReportOps, RetentionOps):
 
         Each result is the number of deliveries queued, or the error that kept
         that observation out: ``StaleObservation`` when its row changed since it
-        was read. Should one observation break the transaction, every observation
-        is retried on its own, so one bad row never loses the others.
+        was read. Should one observation break the batch (or turn out stale), every
+        observation is retried on its own, so one bad row never loses the others.
         """
         try:
             with self._transaction() as conn:
-                return [
-                    self._apply_one(conn, update_, next_poll, owner, default_callbacks)
-                    for update_, next_poll, owner in items
-                ]
+                return _apply_batch(conn, items, default_callbacks)
         except StoreUnavailable:
             raise
-        except StoreError as exc:
+        except (StoreError, _StaleInBatch) as exc:
             if len(items) == 1:
+                assert isinstance(exc, StoreError)
                 return [exc]
         return [
             self.apply_observations([item], default_callbacks=default_callbacks)[0]
             for item in items
         ]
-
-    @staticmethod
-    def _apply_one(
-        conn: Connection,
-        update_: ObservationUpdate,
-        next_poll: NextPoll,
-        owner: str | None,
-        default_callbacks: Sequence[CallbackSpec],
-    ) -> int | StoreError:
-        params: dict[str, Any] = {f"v_{name}": value for name, value in update_.fields.items()}
-        params.update(
-            v_last_polled_at=update_.observed_at,
-            v_next_poll_at=None if update_.terminal else next_poll.at,
-            v_poll_interval=next_poll.interval,
-            g_id=update_.prediction_id,
-            g_status=update_.expected_status,
-            g_log_seq=update_.expected_log_seq,
-            g_owner=owner,
-        )
-        statement = _observation_update(tuple(sorted(update_.fields)), owner is not None)
-        if conn.execute(statement, params).rowcount != 1:
-            return StaleObservation(
-                f"prediction {update_.prediction_id} changed since it was read; answer dropped"
-            )
-        if update_.transition is not None:
-            t = update_.transition
-            conn.execute(
-                insert(status_transitions),
-                {
-                    "prediction_id": update_.prediction_id,
-                    "from_status": t.from_status,
-                    "to_status": t.to_status,
-                    "observed_at": t.observed_at,
-                    "upstream_at": t.upstream_at,
-                },
-            )
-        if update_.log_chunk is not None:
-            c = update_.log_chunk
-            conn.execute(
-                insert(prediction_logs),
-                {
-                    "prediction_id": update_.prediction_id,
-                    "seq": c.seq,
-                    "observed_at": c.observed_at,
-                    "text": c.text,
-                    "restarted": c.restarted,
-                },
-            )
-        return enqueue_deliveries(
-            conn,
-            update_.prediction_id,
-            update_.events,
-            update_.fields.get("raw"),
-            update_.observed_at,
-            default_callbacks,
-        )
 
     def record_poll_error(
         self,
@@ -593,6 +536,91 @@ class Store(DeliveryOps, DaemonOps, ReportOps, RetentionOps):
         stmt = update(predictions).where(*guard).values(values).returning(predictions.c.tracking)
         with self._transaction() as conn:
             return conn.execute(stmt).scalar()
+
+
+class _StaleInBatch(Exception):
+    """A row of a batch changed since it was read: which one only a rerun can tell."""
+
+
+def _apply_batch(
+    conn: Connection,
+    items: Sequence[tuple[ObservationUpdate, NextPoll, str | None]],
+    default_callbacks: Sequence[CallbackSpec],
+) -> list[int | StoreError]:
+    """Apply observations with a few statements per batch, not per observation:
+    one UPDATE executemany per set of changed columns, then one INSERT each for
+    transitions, log chunks and deliveries."""
+    groups: dict[tuple[tuple[str, ...], bool], list[int]] = {}
+    for index, (update_, _, owner) in enumerate(items):
+        key = (tuple(sorted(update_.fields)), owner is not None)
+        groups.setdefault(key, []).append(index)
+    for key, members in groups.items():
+        params = [_update_params(*items[i]) for i in members]
+        if conn.execute(_observation_update(*key), params).rowcount != len(members):
+            if len(items) > 1:
+                raise _StaleInBatch
+            return [
+                StaleObservation(
+                    f"prediction {items[0][0].prediction_id} changed since it was read;"
+                    " answer dropped"
+                )
+            ]
+    updates = [update_ for update_, _, _ in items]
+    transitions = [_transition_row(u) for u in updates if u.transition is not None]
+    if transitions:
+        conn.execute(insert(status_transitions), transitions)
+    chunks = [_log_row(u) for u in updates if u.log_chunk is not None]
+    if chunks:
+        conn.execute(insert(prediction_logs), chunks)
+    queued = enqueue_deliveries(
+        conn,
+        [
+            EventBatch(u.prediction_id, u.events, u.fields.get("raw"), u.observed_at)
+            for u in updates
+        ],
+        default_callbacks,
+    )
+    return [queued.get(u.prediction_id, 0) for u in updates]
+
+
+def _update_params(
+    update_: ObservationUpdate, next_poll: NextPoll, owner: str | None
+) -> dict[str, Any]:
+    params: dict[str, Any] = {f"v_{name}": value for name, value in update_.fields.items()}
+    params.update(
+        v_last_polled_at=update_.observed_at,
+        v_next_poll_at=None if update_.terminal else next_poll.at,
+        v_poll_interval=next_poll.interval,
+        g_id=update_.prediction_id,
+        g_status=update_.expected_status,
+        g_log_seq=update_.expected_log_seq,
+        g_owner=owner,
+    )
+    return params
+
+
+def _transition_row(update_: ObservationUpdate) -> dict[str, Any]:
+    t = update_.transition
+    assert t is not None
+    return {
+        "prediction_id": update_.prediction_id,
+        "from_status": t.from_status,
+        "to_status": t.to_status,
+        "observed_at": t.observed_at,
+        "upstream_at": t.upstream_at,
+    }
+
+
+def _log_row(update_: ObservationUpdate) -> dict[str, Any]:
+    c = update_.log_chunk
+    assert c is not None
+    return {
+        "prediction_id": update_.prediction_id,
+        "seq": c.seq,
+        "observed_at": c.observed_at,
+        "text": c.text,
+        "restarted": c.restarted,
+    }
 
 
 @functools.lru_cache(maxsize=256)
