@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -27,7 +27,7 @@ from tracker import __version__
 from tracker.callbacks.outbox import Outbox, Sender
 from tracker.callbacks.retry import RetryPolicy
 from tracker.config import Settings
-from tracker.domain import NextPoll, PredictionState, Tracking
+from tracker.domain import NextPoll, ObservationUpdate, PredictionState, Status, Tracking
 from tracker.exceptions import (
     StoreError,
     StoreUnavailable,
@@ -38,6 +38,7 @@ from tracker.exceptions import (
     UpstreamRateLimited,
 )
 from tracker.observe import parse_prediction, plan_observation
+from tracker.progress import remaining_seconds
 from tracker.ratelimit import RateLimiter
 from tracker.runtimes import RunTimes
 from tracker.schedule import PollPolicy
@@ -141,12 +142,6 @@ class Daemon:
         self._next_auth_probe = 0.0
         self._store_down = False
         self._once = False
-        self._writer = ObservationWriter(
-            store.apply_observations,
-            self._write,
-            owner=self.owner,
-            default_callbacks=settings.default_callbacks,
-        )
         self.outbox = Outbox(
             store,
             senders or {},
@@ -154,6 +149,14 @@ class Daemon:
             db=self._db,
             policy=RetryPolicy(settings.retry_schedule),
             lease_seconds=settings.lease_seconds,
+        )
+        self._writer = ObservationWriter(
+            store.apply_observations,
+            self._write,
+            owner=self.owner,
+            default_callbacks=settings.default_callbacks,
+            handoff=self.outbox.handoff,
+            on_handoff=self.outbox.accept,
         )
 
     # -- life --------------------------------------------------------------
@@ -515,6 +518,7 @@ class Daemon:
             now=now,
             elapsed=elapsed,
             likely=self.run_times.likely_window(model) if self._adaptive else None,
+            remaining=self._remaining(state, update, now) if self._adaptive else None,
         )
         queued = await self._writer.apply(update, next_poll)
         if queued:
@@ -527,6 +531,17 @@ class Daemon:
             log.info("%s: %s -> %s", state.id, t.from_status or "(new)", t.to_status)
         if update.terminal and state.tracking == Tracking.ACTIVE:
             self.stats.finished += 1
+
+    @staticmethod
+    def _remaining(
+        state: PredictionState, update: ObservationUpdate, now: datetime
+    ) -> float | None:
+        """Seconds a processing run still needs, by its progress bar and pace."""
+        started = update.fields.get("started_at")
+        if update.fields.get("status", state.status) != Status.PROCESSING or started is None:
+            return None
+        logs = update.fields.get("logs", state.logs)
+        return remaining_seconds(logs, (now - started).total_seconds())
 
     async def _on_auth_error(self, state: PredictionState, exc: UpstreamAuthError) -> None:
         if self._auth_error is None:

@@ -14,6 +14,9 @@ GROWTH = 1.5
 ERROR_BACKOFF_CAP = 300.0
 #: interval jitter: each wait is multiplied by a factor in [1 - JITTER, 1]
 JITTER = 0.1
+#: with a progress bar, wait this share of the time the run still needs: a run that
+#: speeds up is caught by the next poll, which measures its pace again
+PROGRESS_LEAD = 0.75
 
 
 @dataclass(frozen=True)
@@ -39,16 +42,24 @@ class PollPolicy:
         now: datetime,
         elapsed: float | None = None,
         likely: tuple[float, float] | None = None,
+        remaining: float | None = None,
     ) -> NextPoll:
         """The next poll after an answer.
 
-        With ``likely`` (the 5th and 95th percentile of the model's run times)
-        and ``elapsed`` (seconds since the prediction was created), polls go where
-        completions happen: one poll when the likely window opens, every
-        ``poll_min`` inside it, and backing off once it has passed.
+        With ``remaining`` (the seconds the run still needs, from its progress
+        bar), the next poll comes a little before the run should end; each poll
+        measures again, so the polls close in on the end.
+
+        Otherwise, with ``likely`` (the 5th and 95th percentile of the model's
+        run times) and ``elapsed`` (seconds since the prediction was created),
+        polls go where completions happen: one poll when the likely window opens,
+        every ``poll_min`` inside it, and backing off once it has passed.
         """
         if terminal:
             return NextPoll(at=None, interval=None)
+        if remaining is not None:
+            wait = min(self.poll_max, max(self.poll_min, remaining * PROGRESS_LEAD))
+            return NextPoll(at=now + timedelta(seconds=wait), interval=self.poll_min)
         if likely is not None and elapsed is not None:
             opens, closes = likely
             if elapsed < opens:

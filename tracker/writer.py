@@ -7,8 +7,11 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from tracker.callbacks.base import DeliveryJob
 from tracker.domain import CallbackSpec, NextPoll, ObservationUpdate
 from tracker.exceptions import StoreError
+from tracker.store.deliveries import Handoff
+from tracker.store.store import Applied
 
 #: the most observations written in one transaction
 MAX_BATCH = 200
@@ -28,17 +31,22 @@ class ObservationWriter:
         *,
         owner: str,
         default_callbacks: Sequence[CallbackSpec] = (),
+        handoff: Callable[[], Handoff | None] = lambda: None,
+        on_handoff: Callable[[list[DeliveryJob]], None] = lambda _jobs: None,
     ) -> None:
         self._apply_many = apply_many
         self._run = run
         self._owner = owner
         self._defaults = tuple(default_callbacks)
+        self._handoff = handoff
+        self._on_handoff = on_handoff
         self._queue: list[Item] = []
         self._flusher: asyncio.Task[None] | None = None
         self.transactions = 0
 
     async def apply(self, update: ObservationUpdate, next_poll: NextPoll) -> int:
-        """Write one observation; returns the deliveries it queued, raises its error."""
+        """Write one observation; returns the deliveries it left pending (deliveries
+        handed off go to ``on_handoff``), raises its error."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.append((update, next_poll, future))
         if self._flusher is None or self._flusher.done():
@@ -52,14 +60,21 @@ class ObservationWriter:
             batch.sort(key=lambda item: item[0].prediction_id)
             items = [(update, next_poll, self._owner) for update, next_poll, _ in batch]
             try:
-                results = await self._run(self._apply_many, items, default_callbacks=self._defaults)
+                applied: Applied = await self._run(
+                    self._apply_many,
+                    items,
+                    default_callbacks=self._defaults,
+                    handoff=self._handoff(),
+                )
             except Exception as exc:  # handed to every waiting caller, never lost
                 for _, _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
             self.transactions += 1
-            for (_, _, future), result in zip(batch, results, strict=True):
+            if applied.handed_off:
+                self._on_handoff(applied.handed_off)
+            for (_, _, future), result in zip(batch, applied.results, strict=True):
                 if future.done():
                     continue
                 if isinstance(result, StoreError):

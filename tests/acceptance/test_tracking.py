@@ -252,3 +252,24 @@ def test_list_and_show_formats(tracker: Tracker, sim: SimulatorThread, db_url: s
     assert shown["prediction"]["error"]
     text_out = tracker.ok("show", "fail-f2").stdout
     assert "timeline" in text_out and "failed" in text_out
+
+
+def test_a_progress_bar_lets_the_adaptive_scheduler_poll_far_less(
+    sim: SimulatorThread, sqlite_url: str
+) -> None:
+    """The same 8 s run, its logs a progress bar, tracked once per scheduler: the
+    adaptive one reads the bar and polls shortly before the end, the backoff one
+    polls every --poll-min because every answer brings new log lines. Both record
+    the whole run."""
+    tracker = Tracker(database_url=sqlite_url, api_base=sim.base_url)
+    requests = {}
+    for scheduler in ("backoff", "adaptive"):
+        pid = f"bar-{scheduler}"
+        sim.define(pid, PredictionPlan(queue_seconds=0.2, run_seconds=8.0))
+        tracker.ok("add", pid)
+        flags = ("--scheduler", scheduler, "--poll-min", "0.5", "--poll-max", "30")
+        tracker.ok("daemon", "--exit-when-done", *flags, timeout=60)
+        assert prediction(sqlite_url, pid)["status"] == "succeeded"
+        assert "step 39/39" in stored_logs(sqlite_url, pid)
+        requests[scheduler] = sim.request_count(pid)
+    assert requests["adaptive"] * 2 <= requests["backoff"], requests

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,7 @@ from sqlalchemy import text
 from tracker.domain import NextPoll, PredictionState
 from tracker.observe import parse_prediction, plan_observation
 from tracker.runtimes import RunTimes
-from tracker.store.deliveries import EventBatch, enqueue_deliveries
+from tracker.store.deliveries import EventBatch, Handoff, enqueue_deliveries
 from tracker.store.reports import ReportFilter
 from tracker.store.store import CallbackSpec, StaleObservation, Store
 
@@ -434,7 +435,7 @@ def test_a_batch_of_observations_is_written_together(store: Store) -> None:
             plan(states["b"], {"status": "succeeded", "output": "o", "logs": "y\n"}),
             plan(states["c"], {"status": "starting"}),
         ]
-    )
+    ).results
     assert results == [1, 2, 0]  # a: start; b: start and completed; c: no callbacks
     transitions = "select prediction_id, to_status from status_transitions order by 1"
     with store.engine.connect() as conn:
@@ -463,7 +464,7 @@ def test_a_stale_observation_in_a_batch_is_dropped_alone(store: Store) -> None:
             plan(states["b"], {"status": "starting", "logs": "old\n"}),
             plan(states["c"], {"status": "starting"}),
         ]
-    )
+    ).results
     assert results[0] == 0 and results[2] == 0
     assert isinstance(results[1], StaleObservation)
     assert fresh_b.status == "processing"
@@ -477,3 +478,49 @@ def test_a_stale_observation_in_a_batch_is_dropped_alone(store: Store) -> None:
             ("c", "starting"),
         ]
         assert conn.execute(text("select count(*) from prediction_logs")).scalar() == 0
+
+
+def test_deliveries_can_be_handed_to_the_writer_as_they_are_queued(store: Store) -> None:
+    """With a hand-off, the write claims the deliveries the outbox has room for (per
+    receiver and in all, its kinds only) and returns them ready to send; the rest
+    stay pending for the usual claim."""
+    hooks = [
+        CallbackSpec("webhook", "http://a/", ("completed",)),
+        CallbackSpec("webhook", "http://b/", ("completed",)),
+        CallbackSpec("email", "ops@example.com", ("completed",)),
+    ]
+    add(store, "p1", "p2", "p3", callbacks_to_add=hooks)
+    handoff = Handoff(
+        owner="me",
+        lease_until=T0 + timedelta(minutes=1),
+        kinds=frozenset({"webhook"}),
+        total=3,
+        default_room=2,
+        room={"http://b/": 1},
+    )
+    states = {st.id: st for st in claim(store)}
+    applied = store.apply_observations(
+        [plan(states[pid], {"status": "succeeded", "output": pid}) for pid in ("p1", "p2", "p3")],
+        handoff=handoff,
+    )
+    handed = sorted((job.prediction_id, job.target) for job in applied.handed_off)
+    assert handed == [("p1", "http://a/"), ("p1", "http://b/"), ("p2", "http://a/")]
+    assert applied.results == [1, 2, 3]  # left pending: the email, and what had no room
+    with store.engine.connect() as conn:
+        claimed = conn.execute(
+            text("select id, message_id from deliveries where claimed_by = 'me' order by id")
+        ).all()
+        pending = conn.execute(
+            text("select count(*) from deliveries where claimed_by is null and state = 'pending'")
+        ).scalar()
+    assert sorted((j.id, j.message_id) for j in applied.handed_off) == [tuple(r) for r in claimed]
+    assert pending == 6
+    job = applied.handed_off[0]
+    assert (job.kind, job.event, job.attempts) == ("webhook", "completed", 0)
+    assert json.loads(job.payload)["status"] == "succeeded"
+    # The pending ones are claimed as usual; the handed-off ones are not due again.
+    later = T0 + timedelta(seconds=30)
+    rest = store.claim_deliveries(
+        now=later, limit=100, owner="other", lease_until=later + timedelta(minutes=1)
+    )
+    assert len(rest) == 6

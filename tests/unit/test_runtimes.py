@@ -112,3 +112,25 @@ def test_terminal_needs_no_poll_whatever_the_window() -> None:
         likely=(20.0, 60.0),
     )
     assert nxt.at is None
+
+
+@pytest.mark.parametrize(
+    ("remaining", "expected"),
+    [(40.0, 30.0), (20.0, 15.0), (2.0, 1.5), (0.4, 1.0), (0.0, 1.0)],
+)
+def test_with_a_progress_bar_the_next_poll_comes_before_the_run_should_end(
+    remaining: float, expected: float
+) -> None:
+    """A share of the remaining time (never below poll_min nor above poll_max),
+    whatever the run-time window says."""
+    nxt = policy().after_answer(
+        previous_interval=1.0,
+        changed=True,
+        terminal=False,
+        now=NOW,
+        elapsed=5.0,
+        likely=(10.0, 30.0),
+        remaining=remaining,
+    )
+    assert wait(nxt) == pytest.approx(expected)
+    assert nxt.interval == 1.0

@@ -20,6 +20,7 @@ from tracker.callbacks.base import DeliveryJob, SendResult
 from tracker.callbacks.retry import RetryPolicy
 from tracker.domain import DeliveryState
 from tracker.exceptions import StoreError
+from tracker.store.deliveries import Handoff
 from tracker.store.store import Store
 from tracker.timeparse import utcnow
 
@@ -90,6 +91,29 @@ class Outbox:
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._claim_while_wanted(), name="outbox")
 
+    def handoff(self) -> Handoff | None:
+        """How many new deliveries this outbox can take straight from a write (see
+        ``Handoff``): the same limits a claim has."""
+        if self._stopping or not self.senders:
+            return None
+        total = 2 * self._concurrency - len(self._in_flight)
+        if total <= 0:
+            return None
+        return Handoff(
+            owner=self.owner,
+            lease_until=utcnow() + self._lease,
+            kinds=frozenset(self.senders),
+            total=total,
+            default_room=self._claim_cap,
+            room={target: self._claim_cap - users for target, users in self._users.items()},
+        )
+
+    def accept(self, jobs: list[DeliveryJob]) -> None:
+        """Send deliveries claimed for this outbox outside ``_claim`` (handed off by a
+        write). Should the outbox be stopping, they are released with the rest."""
+        for job in jobs:
+            self._start(job)
+
     async def _claim_while_wanted(self) -> None:
         while self._wanted and not self._stopping:
             self._wanted = False
@@ -145,10 +169,13 @@ class Outbox:
             log.error("could not claim deliveries: %s", exc)
             return 0
         for job in jobs:
-            task = asyncio.create_task(self._deliver(job), name=f"deliver {job.id}")
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            self._start(job)
         return len(jobs)
+
+    def _start(self, job: DeliveryJob) -> None:
+        task = asyncio.create_task(self._deliver(job), name=f"deliver {job.id}")
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
 
     def _busy_targets(self) -> list[str]:
         """Receivers with as many deliveries in hand as a claim may give them."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -64,46 +66,116 @@ class EventBatch(NamedTuple):
     now: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """Deliveries the writing daemon will send itself, claimed as they are queued,
+    so no claim query stands between an observation's commit and its callback.
+
+    The limits are the outbox's free room when the write started: per receiver
+    (``room``, else ``default_room``) and in all (``total``); the rest stay pending
+    for the usual claim.
+    """
+
+    owner: str
+    lease_until: datetime
+    kinds: frozenset[str]
+    total: int
+    default_room: int
+    room: Mapping[str, int] = field(default_factory=dict)
+
+    def chooser(self) -> Callable[[str, str], bool]:
+        """A function saying, row by row, whether a delivery (kind, target) is taken."""
+        taken: Counter[str] = Counter()
+
+        def take(kind: str, target: str) -> bool:
+            if kind not in self.kinds or taken.total() >= self.total:
+                return False
+            if taken[target] >= self.room.get(target, self.default_room):
+                return False
+            taken[target] += 1
+            return True
+
+        return take
+
+
+@dataclass
+class Queued:
+    """What ``enqueue_deliveries`` did: deliveries left pending per prediction (the
+    outbox claims them), and the ones handed to the writing daemon."""
+
+    pending: dict[str, int] = field(default_factory=dict)
+    handed_off: list[DeliveryJob] = field(default_factory=list)
+
+
 def enqueue_deliveries(
     conn: Connection,
     batch: Sequence[EventBatch],
     default_callbacks: Sequence[CallbackSpec] = (),
-) -> dict[str, int]:
+    handoff: Handoff | None = None,
+) -> Queued:
     """Queue one delivery per (callback, event) that wants it, in the caller's
-    transaction, with one query for the callbacks of the whole batch. Returns the
-    deliveries queued per prediction."""
+    transaction, with one query for the callbacks of the whole batch."""
     wanted = [item for item in batch if item.events]
+    queued = Queued()
     if not wanted:
-        return {}
-    ids = sorted({item.prediction_id for item in wanted})
+        return queued
     if default_callbacks:
         ensure_callbacks(
             conn, [(item.prediction_id, item.now) for item in wanted], default_callbacks
         )
-    hooks: dict[str, list[tuple[int, list[str]]]] = {}
-    for callback_id, prediction_id, events in conn.execute(
-        select(callbacks.c.id, callbacks.c.prediction_id, callbacks.c.events).where(
-            callbacks.c.prediction_id.in_(ids)
-        )
-    ):
-        hooks.setdefault(prediction_id, []).append((callback_id, events.split(",")))
-    queued: list[dict[str, Any]] = []
-    counts: dict[str, int] = {}
+    hooks = _hooks(conn, sorted({item.prediction_id for item in wanted}))
+    take = handoff.chooser() if handoff is not None else None
+    rows: list[dict[str, Any]] = []
+    jobs: dict[str, DeliveryJob] = {}  # by message_id, for rows handed off
     for item in wanted:
-        if item.prediction_id not in hooks:
-            continue
         payload = payload_text(item.body)
-        rows = [
-            _delivery_row(callback_id, item.prediction_id, event, payload, item.now)
-            for event in item.events
-            for callback_id, events in hooks[item.prediction_id]
-            if event in events
-        ]
-        counts[item.prediction_id] = len(rows)
-        queued.extend(rows)
-    if queued:
-        conn.execute(insert(deliveries), queued)
-    return counts
+        for event in item.events:
+            for callback_id, events, kind, target in hooks.get(item.prediction_id, ()):
+                if event not in events:
+                    continue
+                row = _delivery_row(callback_id, item.prediction_id, event, payload, item.now)
+                rows.append(row)
+                if take is not None and handoff is not None and take(kind, target):
+                    row.update(claimed_by=handoff.owner, next_attempt_at=handoff.lease_until)
+                    jobs[row["message_id"]] = DeliveryJob(
+                        0,
+                        row["message_id"],
+                        item.prediction_id,
+                        kind,
+                        target,
+                        event,
+                        payload,
+                        0,
+                        item.now,
+                    )
+                else:
+                    queued.pending[item.prediction_id] = (
+                        queued.pending.get(item.prediction_id, 0) + 1
+                    )
+    if not rows:
+        return queued
+    if not jobs:
+        conn.execute(insert(deliveries), rows)
+        return queued
+    stmt = insert(deliveries).returning(deliveries.c.id, deliveries.c.message_id)
+    for delivery_id, message_id in conn.execute(stmt, rows):
+        if message_id in jobs:
+            queued.handed_off.append(replace(jobs[message_id], id=delivery_id))
+    return queued
+
+
+def _hooks(
+    conn: Connection, prediction_ids: list[str]
+) -> dict[str, list[tuple[int, list[str], str, str]]]:
+    """(callback id, events, kind, target) of each prediction's callbacks."""
+    hooks: dict[str, list[tuple[int, list[str], str, str]]] = {}
+    c = callbacks.c
+    query = select(c.id, c.prediction_id, c.events, c.kind, c.target).where(
+        c.prediction_id.in_(prediction_ids)
+    )
+    for callback_id, prediction_id, events, kind, target in conn.execute(query):
+        hooks.setdefault(prediction_id, []).append((callback_id, events.split(","), kind, target))
+    return hooks
 
 
 def ensure_callbacks(
@@ -208,6 +280,7 @@ def _delivery_row(
         "created_at": now,
         "payload": payload,
         "message_id": new_message_id(),
+        "claimed_by": None,  # every row of one INSERT needs the same keys
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +23,7 @@ from sqlalchemy import (
     update,
 )
 
+from tracker.callbacks.base import DeliveryJob
 from tracker.domain import (
     Callback,
     CallbackSpec,
@@ -42,6 +43,7 @@ from tracker.store.daemons import DaemonOps
 from tracker.store.deliveries import (
     DeliveryOps,
     EventBatch,
+    Handoff,
     enqueue_deliveries,
     queue_completed_for_finished,
 )
@@ -414,7 +416,7 @@ class Store(DeliveryOps, DaemonOps, ReportOps, RetentionOps):
         """
         (result,) = self.apply_observations(
             [(update_, next_poll, owner)], default_callbacks=default_callbacks
-        )
+        ).results
         if isinstance(result, StoreError):
             raise result
         return result
@@ -424,27 +426,32 @@ class Store(DeliveryOps, DaemonOps, ReportOps, RetentionOps):
         items: Sequence[tuple[ObservationUpdate, NextPoll, str | None]],
         *,
         default_callbacks: Sequence[CallbackSpec] = (),
-    ) -> list[int | StoreError]:
+        handoff: Handoff | None = None,
+    ) -> Applied:
         """Write many observations in one transaction (one commit for all of them).
 
-        Each result is the number of deliveries queued, or the error that kept
-        that observation out: ``StaleObservation`` when its row changed since it
-        was read. Should one observation break the batch (or turn out stale), every
-        observation is retried on its own, so one bad row never loses the others.
+        Each result is the number of deliveries queued and left pending, or the
+        error that kept that observation out: ``StaleObservation`` when its row
+        changed since it was read. Should one observation break the batch (or turn
+        out stale), every observation is retried on its own, so one bad row never
+        loses the others. Deliveries ``handoff`` allows are claimed for the writer.
         """
         try:
             with self._transaction() as conn:
-                return _apply_batch(conn, items, default_callbacks)
+                return _apply_batch(conn, items, default_callbacks, handoff)
         except StoreUnavailable:
             raise
         except (StoreError, _StaleInBatch) as exc:
             if len(items) == 1:
                 assert isinstance(exc, StoreError)
-                return [exc]
-        return [
-            self.apply_observations([item], default_callbacks=default_callbacks)[0]
-            for item in items
-        ]
+                return Applied([exc])
+        applied = Applied([])
+        for item in items:
+            # No hand-off here: its limits hold for one call, not for one per item.
+            alone = self.apply_observations([item], default_callbacks=default_callbacks)
+            applied.results.extend(alone.results)
+            applied.handed_off.extend(alone.handed_off)
+        return applied
 
     def record_poll_error(
         self,
@@ -538,6 +545,15 @@ class Store(DeliveryOps, DaemonOps, ReportOps, RetentionOps):
             return conn.execute(stmt).scalar()
 
 
+@dataclass
+class Applied:
+    """What ``apply_observations`` did: per observation, the deliveries it left
+    pending or the error that kept it out; and the deliveries handed off."""
+
+    results: list[int | StoreError]
+    handed_off: list[DeliveryJob] = field(default_factory=list)
+
+
 class _StaleInBatch(Exception):
     """A row of a batch changed since it was read: which one only a rerun can tell."""
 
@@ -546,7 +562,8 @@ def _apply_batch(
     conn: Connection,
     items: Sequence[tuple[ObservationUpdate, NextPoll, str | None]],
     default_callbacks: Sequence[CallbackSpec],
-) -> list[int | StoreError]:
+    handoff: Handoff | None,
+) -> Applied:
     """Apply observations with a few statements per batch, not per observation:
     one UPDATE executemany per set of changed columns, then one INSERT each for
     transitions, log chunks and deliveries."""
@@ -559,12 +576,14 @@ def _apply_batch(
         if conn.execute(_observation_update(*key), params).rowcount != len(members):
             if len(items) > 1:
                 raise _StaleInBatch
-            return [
-                StaleObservation(
-                    f"prediction {items[0][0].prediction_id} changed since it was read;"
-                    " answer dropped"
-                )
-            ]
+            return Applied(
+                [
+                    StaleObservation(
+                        f"prediction {items[0][0].prediction_id} changed since it was read;"
+                        " answer dropped"
+                    )
+                ]
+            )
     updates = [update_ for update_, _, _ in items]
     transitions = [_transition_row(u) for u in updates if u.transition is not None]
     if transitions:
@@ -579,8 +598,9 @@ def _apply_batch(
             for u in updates
         ],
         default_callbacks,
+        handoff,
     )
-    return [queued.get(u.prediction_id, 0) for u in updates]
+    return Applied([queued.pending.get(u.prediction_id, 0) for u in updates], queued.handed_off)
 
 
 def _update_params(
