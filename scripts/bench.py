@@ -24,6 +24,9 @@ tight       The same, with about five times more predictions running at once and
             budget (``--max-rps``) that cannot poll each of them every second. The
             adaptive daemons start with the run times they learned in ``ample`` (seeded
             with SQL when that section did not run).
+            In both, a run logs a progress bar line every half second (``step k/n |
+            pct% | rate it/s``), which the adaptive scheduler reads; ``--logs plain``
+            logs lines that say nothing of progress, leaving it only the run times.
 scale       100,000 registered predictions (90 % finished, written in bulk with SQL,
             each shaped like what the daemon writes for a 20 s image prediction with a
             webhook) and 10,000 active never-ending ones (``tracker add``) at
@@ -629,13 +632,21 @@ def make_workload(profile: Profile, running: float, seed: int) -> list[dict[str,
     return items
 
 
+#: ``--logs plain``: runs log a line every half second but show no progress bar
+PROGRESS_BARS = True
+
+
 def plan_json(item: dict[str, Any]) -> dict[str, Any]:
-    return {
+    plan = {
         "outcome": "succeeded",
         "queue_seconds": item["queue_seconds"],
         "run_seconds": item["run_seconds"],
         "model": item["model"],
     }
+    if not PROGRESS_BARS:
+        lines = max(1, math.ceil(item["run_seconds"] / 0.5))
+        plan["log_lines"] = [f"chunk {k} rendered" for k in range(1, lines + 1)]
+    return plan
 
 
 def peak_running(items: Sequence[dict[str, Any]]) -> int:
@@ -2064,6 +2075,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="the baseline's HTTP client: the tracker's (httpx over aiohttp's pool, the"
         " default: only the polling strategy differs) or plain httpx, as replicate-python",
     )
+    parser.add_argument(
+        "--logs",
+        choices=("progress", "plain"),
+        default="progress",
+        help="what a simulated run logs every half second: a progress bar (`step k/n |"
+        " pct% | rate it/s`, the default) or plain lines that say nothing of progress",
+    )
     parser.add_argument("--serve-baseline", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
@@ -2083,6 +2101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve_baseline(args.serve_baseline)
         return 0
     signal.signal(signal.SIGTERM, _terminate)
+    global PROGRESS_BARS
+    PROGRESS_BARS = args.logs == "progress"
     profile = FAST if args.fast else FULL
     started = time.monotonic()
     report: dict[str, Any] = {
@@ -2092,6 +2112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "sections": args.sections,
             "seed": args.seed,
             "baseline_http": args.baseline_http,
+            "logs": args.logs,
             "profile": {
                 k: ([vars(m) for m in v] if k == "models" else v) for k, v in vars(profile).items()
             },
