@@ -71,8 +71,9 @@ EXIT_RETRY_HORIZON_SECONDS = 60.0
 HEARTBEAT_SECONDS = 5.0
 #: a daemon whose last heartbeat is older than this is silent (seconds)
 LIVE_WITHIN_SECONDS = 30.0
-#: waits between retries of a write that met a database outage (seconds)
-WRITE_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+#: waits before retrying a write the database refused (seconds): at once first, since
+#: a cut connection is replaced by a fresh one from the pool, then backing off
+WRITE_RETRY_DELAYS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 #: how often a summary line is logged (seconds)
 REPORT_SECONDS = 60.0
 #: with --prune-older-than, how often old history is pruned (seconds) ...

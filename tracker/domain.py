@@ -68,6 +68,8 @@ class PredictionState:
     not_found_since: datetime | None
     registered_at: datetime
     log_seq: int  #: seq of the last prediction_logs row (0 when none)
+    #: when upstream said the run started; set once it has been seen running
+    started_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

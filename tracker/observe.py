@@ -94,7 +94,8 @@ def plan_observation(
     terminal = is_terminal(status)
     if terminal and state.tracking == Tracking.ACTIVE:
         fields["tracking"] = Tracking.DONE.value
-    events = _events(state.status, status, output_changed, log_chunk is not None)
+    started_before = state.started_at is not None or _running_or_later(state.status)
+    events = _events(state.status, started_before, status, output_changed, log_chunk is not None)
 
     return ObservationUpdate(
         prediction_id=state.id,
@@ -111,16 +112,17 @@ def plan_observation(
 
 
 def _events(
-    previous: str | None, status: str, output_changed: bool, new_logs: bool
+    previous: str | None, started_before: bool, status: str, output_changed: bool, new_logs: bool
 ) -> tuple[str, ...]:
     """Callback events, as Replicate's ``webhook_events_filter`` means them.
 
     ``start`` fires once, when the prediction is first seen running or past
-    it (a prediction first seen already finished still gets its ``start``);
+    it (a prediction first seen already finished still gets its ``start``; one
+    that goes back to ``starting`` and runs again does not get a second);
     ``completed`` fires once, on the first terminal status.
     """
     events = []
-    if _running_or_later(status) and not _running_or_later(previous):
+    if _running_or_later(status) and not started_before:
         events.append(Event.START.value)
     if output_changed:
         events.append(Event.OUTPUT.value)

@@ -524,3 +524,14 @@ def test_deliveries_can_be_handed_to_the_writer_as_they_are_queued(store: Store)
         now=later, limit=100, owner="other", lease_until=later + timedelta(minutes=1)
     )
     assert len(rest) == 6
+
+
+def test_start_fires_once_even_when_upstream_goes_back_to_starting(store: Store) -> None:
+    add(store, "p1", callbacks_to_add=[CallbackSpec("webhook", "http://h/", ("start",))])
+    running = {"status": "processing", "started_at": "2026-03-01T12:00:01Z"}
+    for step, body in enumerate([running, {"status": "starting"}, running]):
+        at = T0 + timedelta(seconds=2 * step)
+        (st,) = claim(store, at + timedelta(seconds=1))
+        observe(store, st, body, at + timedelta(seconds=1))
+    assert scalar(store, "select count(*) from status_transitions") == 3
+    assert scalar(store, "select count(*) from deliveries where event = 'start'") == 1

@@ -234,6 +234,8 @@ def test_answer_for_another_id_is_rejected() -> None:
         (state(status="queued_elsewhere"), answer(status="processing"), ("start",)),
         # a terminal answer seen again fires nothing
         (state(status="succeeded", output="u"), answer(status="succeeded", output="u"), ()),
+        # back to starting after it ran (upstream retried it): no second start
+        (state(status="starting", started_at=NOW), answer(status="processing"), ()),
     ],
 )
 def test_callback_events(previous: PredictionState, body: dict, events: tuple) -> None:

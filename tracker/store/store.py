@@ -73,6 +73,7 @@ _STATE_COLUMNS = (
     predictions.c.not_found_since,
     predictions.c.registered_at,
     predictions.c.log_seq,
+    predictions.c.started_at,
 )
 
 
@@ -692,6 +693,7 @@ def _state(row: RowMapping) -> PredictionState:
         not_found_since=row["not_found_since"],
         registered_at=row["registered_at"],
         log_seq=row["log_seq"],
+        started_at=row["started_at"],
     )
 
 
