@@ -1877,7 +1877,9 @@ def print_report(report: dict[str, Any]) -> None:
         print(
             f"\n{run}: {work['predictions']} predictions per client, peak {work['peak_running']}"
             f" running at once, --max-rps {w['max_rps']:g} for every client,"
-            f" --poll-min {w['poll_min']:g}; load {w['loadavg_start']} -> {w['loadavg_end']}"
+            f" --poll-min {w['poll_min']:g}, runs log"
+            f" {'plain lines' if report['settings'].get('logs') == 'plain' else 'progress bars'};"
+            f" load {w['loadavg_start']} -> {w['loadavg_end']}"
         )
         print(
             f"{'client':<22}{'engine':<11}{'req/pred':>9}{'det p50':>9}{'p95':>7}{'p99':>7}"

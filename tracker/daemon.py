@@ -211,9 +211,11 @@ class Daemon:
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+            # Each on its own: a failed release must not also leave the daemon "live".
             with contextlib.suppress(StoreError):
                 await self._db(self.store.release_claims, self.owner, now=utcnow())
-                if registered:
+            if registered:
+                with contextlib.suppress(StoreError):
                     await self._db(
                         self.store.mark_stopped, self.owner, now=utcnow(), polls=self.stats.requests
                     )

@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from tracker.config import Settings
 from tracker.daemon import Daemon
+from tracker.exceptions import StoreUnavailable
 from tracker.store.store import Store
 from tracker.timeparse import utcnow
 
@@ -64,3 +65,26 @@ def test_leases_are_renewed_well_before_they_run_out(
         assert daemon.heartbeat_seconds == heartbeat
     finally:
         daemon._executor.shutdown()
+
+
+async def test_a_daemon_says_it_stopped_even_when_releasing_its_claims_fails(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"release": 0}
+    real_release = store.release_claims
+
+    def failing_release(owner: str | None, *, now: Any) -> int:
+        calls["release"] += 1
+        if calls["release"] == 2:  # the release on the way out (the first is at start)
+            raise StoreUnavailable("database unavailable: connection reset")
+        return real_release(owner, now=now)
+
+    monkeypatch.setattr(store, "release_claims", failing_release)
+    daemon = Daemon(store, None, Settings(name="quitter"))  # type: ignore[arg-type]
+    assert await daemon.run(once=True) == 0
+    assert calls["release"] == 2
+    with store.engine.connect() as conn:
+        stopped = conn.execute(
+            text("select stopped_at from daemons where name = 'quitter'")
+        ).scalar()
+    assert stopped is not None
