@@ -103,7 +103,7 @@ class Queued:
     """What ``enqueue_deliveries`` did: deliveries left pending per prediction (the
     outbox claims them), and the ones handed to the writing daemon."""
 
-    pending: dict[str, int] = field(default_factory=dict)
+    pending: Counter[str] = field(default_factory=Counter)
     handed_off: list[DeliveryJob] = field(default_factory=list)
 
 
@@ -124,7 +124,7 @@ def enqueue_deliveries(
             conn, [(item.prediction_id, item.now) for item in wanted], default_callbacks
         )
     hooks = _hooks(conn, sorted({item.prediction_id for item in wanted}))
-    take = handoff.chooser() if handoff is not None else None
+    take = handoff.chooser() if handoff is not None else lambda _kind, _target: False
     rows: list[dict[str, Any]] = []
     jobs: dict[str, DeliveryJob] = {}  # by message_id, for rows handed off
     for item in wanted:
@@ -135,23 +135,11 @@ def enqueue_deliveries(
                     continue
                 row = _delivery_row(callback_id, item.prediction_id, event, payload, item.now)
                 rows.append(row)
-                if take is not None and handoff is not None and take(kind, target):
+                if handoff is not None and take(kind, target):
                     row.update(claimed_by=handoff.owner, next_attempt_at=handoff.lease_until)
-                    jobs[row["message_id"]] = DeliveryJob(
-                        0,
-                        row["message_id"],
-                        item.prediction_id,
-                        kind,
-                        target,
-                        event,
-                        payload,
-                        0,
-                        item.now,
-                    )
+                    jobs[row["message_id"]] = _job(row, kind, target)
                 else:
-                    queued.pending[item.prediction_id] = (
-                        queued.pending.get(item.prediction_id, 0) + 1
-                    )
+                    queued.pending[item.prediction_id] += 1
     if not rows:
         return queued
     if not jobs:
@@ -162,6 +150,21 @@ def enqueue_deliveries(
         if message_id in jobs:
             queued.handed_off.append(replace(jobs[message_id], id=delivery_id))
     return queued
+
+
+def _job(row: dict[str, Any], kind: str, target: str) -> DeliveryJob:
+    """A delivery about to be inserted, as its sender will get it (id filled in later)."""
+    return DeliveryJob(
+        id=0,
+        message_id=row["message_id"],
+        prediction_id=row["prediction_id"],
+        kind=kind,
+        target=target,
+        event=row["event"],
+        payload=row["payload"],
+        attempts=0,
+        created_at=row["created_at"],
+    )
 
 
 def _hooks(
