@@ -83,7 +83,10 @@ PRUNE_FIRST_DELAY = 60.0
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this ID runs on this host."""
+    """Whether a process with this ID, other than this one, runs on this host (a
+    restarted container can get its predecessor's PID)."""
+    if pid == os.getpid():
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -182,6 +185,7 @@ class Daemon:
                 now=utcnow(),
                 live_within=timedelta(seconds=LIVE_WITHIN_SECONDS),
                 pid_alive=pid_alive,
+                quiet_for=timedelta(seconds=2 * HEARTBEAT_SECONDS),
             )
             registered = True
             if self._adaptive:
@@ -207,6 +211,8 @@ class Daemon:
             else:
                 await self._run_scheduled(exit_when_done)
                 await self._drain()
+            # Writes still running may hand deliveries to the outbox: let them land first.
+            await self._writer.wait_idle(DRAIN_SECONDS)
             await self.outbox.stop(timeout=DRAIN_SECONDS)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -151,6 +151,10 @@ def _descriptive_fields(observation: Observation) -> dict[str, Any]:
         parsed = parse_timestamp(observation.get(name))
         if parsed is not None:
             fields[name] = parsed
+    if not _running_or_later(observation.status):
+        # Kept only once the run is seen running: a stored started_at then means the
+        # start event has fired (the answer itself stays whole in `raw`).
+        fields.pop("started_at", None)
     data_removed = observation.get("data_removed")
     if isinstance(data_removed, bool):
         fields["data_removed"] = data_removed

@@ -53,10 +53,15 @@ class ObservationWriter:
             self._flusher = asyncio.create_task(self._flush(), name="observation writer")
         return await future
 
+    async def wait_idle(self, timeout: float) -> None:
+        """Wait (up to ``timeout``) until nothing is left to write."""
+        if self._flusher is not None and not self._flusher.done():
+            await asyncio.wait([self._flusher], timeout=timeout)
+
     async def _flush(self) -> None:
         while self._queue:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-            # One lock order for every transaction: rows in ID order.
+            # One lock order for every transaction: rows in ID order (see _apply_batch).
             batch.sort(key=lambda item: item[0].prediction_id)
             items = [(update, next_poll, self._owner) for update, next_poll, _ in batch]
             try:

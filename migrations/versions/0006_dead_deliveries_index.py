@@ -8,6 +8,10 @@ Create Date: 2026-11-26
 are dead. Delivered rows pile up for as long as they are kept, so counting
 dead ones by scanning `deliveries` grows with the table's history. This partial
 index holds only dead rows: few, and never touched by the hot path.
+
+Building it reads the whole `deliveries` table, and on PostgreSQL a plain
+CREATE INDEX blocks writes to that table meanwhile: run `tracker db upgrade`
+with the daemons stopped (as for every migration).
 """
 
 from collections.abc import Sequence

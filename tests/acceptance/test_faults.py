@@ -462,8 +462,9 @@ def test_a_killed_daemon_restarts_under_its_name_and_takes_its_claims_back(
     pg_url: str, sim: SimulatorThread, spawn: Callable[..., DaemonProcess]
 ) -> None:
     """SIGKILL leaves the name's heartbeat fresh and its claims leased for 10 minutes.
-    The same name restarted on the same host at once is not refused (the old process
-    is gone), and the claims it left are released, not waited out."""
+    The same name restarted on the same host once the dead one has missed two
+    heartbeats (10 s) is not refused, although 30 s have not passed (its process is
+    gone), and the claims it left are released, not waited out."""
     tracker = Tracker(database_url=pg_url, api_base=sim.base_url)
     ids = [f"forever-k{i}" for i in range(20)]
     tracker.ok("add", *ids)
@@ -479,6 +480,10 @@ def test_a_killed_daemon_restarts_under_its_name_and_takes_its_claims_back(
     first.send(signal.SIGKILL)
     first.wait()
     killed_at = pg(pg_url, "select now()")[0][0]
+    quiet = "select now() - heartbeat_at > interval '10.5 seconds' from daemons where name = 'k'"
+    wait_until(lambda: pg(pg_url, quiet)[0][0], PATIENCE, "the dead daemon's heartbeat")
+    fresh = "select now() - heartbeat_at < interval '25 seconds' from daemons where name = 'k'"
+    assert pg(pg_url, fresh)[0][0], "too late to show a restart before 30 s of silence"
 
     second = spawn(tracker, *flags)
     second.wait_started()

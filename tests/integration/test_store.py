@@ -16,6 +16,7 @@ from tracker.runtimes import RunTimes
 from tracker.store.deliveries import EventBatch, Handoff, enqueue_deliveries
 from tracker.store.reports import ReportFilter
 from tracker.store.store import CallbackSpec, StaleObservation, Store
+from tracker.timeparse import utcnow
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -492,7 +493,7 @@ def test_deliveries_can_be_handed_to_the_writer_as_they_are_queued(store: Store)
     add(store, "p1", "p2", "p3", callbacks_to_add=hooks)
     handoff = Handoff(
         owner="me",
-        lease_until=T0 + timedelta(minutes=1),
+        lease=timedelta(minutes=1),
         kinds=frozenset({"webhook"}),
         total=3,
         default_room=2,
@@ -518,8 +519,9 @@ def test_deliveries_can_be_handed_to_the_writer_as_they_are_queued(store: Store)
     job = applied.handed_off[0]
     assert (job.kind, job.event, job.attempts) == ("webhook", "completed", 0)
     assert json.loads(job.payload)["status"] == "succeeded"
-    # The pending ones are claimed as usual; the handed-off ones are not due again.
-    later = T0 + timedelta(seconds=30)
+    # The pending ones are claimed as usual; the handed-off ones are leased from the
+    # moment they were written, so they are not due again for a minute.
+    later = utcnow() + timedelta(seconds=30)
     rest = store.claim_deliveries(
         now=later, limit=100, owner="other", lease_until=later + timedelta(minutes=1)
     )

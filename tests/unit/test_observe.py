@@ -236,7 +236,24 @@ def test_answer_for_another_id_is_rejected() -> None:
         (state(status="succeeded", output="u"), answer(status="succeeded", output="u"), ()),
         # back to starting after it ran (upstream retried it): no second start
         (state(status="starting", started_at=NOW), answer(status="processing"), ()),
+        # a started_at shown while still starting does not count as having run
+        (
+            state(),
+            answer(status="starting", started_at="2026-01-02T03:04:00Z"),
+            (),
+        ),
     ],
 )
 def test_callback_events(previous: PredictionState, body: dict, events: tuple) -> None:
     assert plan(previous, body).events == events
+
+
+def test_started_at_is_kept_only_once_the_run_is_seen_running() -> None:
+    early = plan(state(), answer(status="starting", started_at="2026-01-02T03:04:00Z"))
+    assert "started_at" not in early.fields
+    assert early.fields["raw"]["started_at"] == "2026-01-02T03:04:00Z"
+    running = plan(
+        state(status="starting"), answer(status="processing", started_at="2026-01-02T03:04:00Z")
+    )
+    assert running.fields["started_at"] == datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
+    assert running.events == ("start",)

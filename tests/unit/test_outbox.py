@@ -581,3 +581,28 @@ async def test_a_lost_claim_is_not_counted_as_delivered() -> None:
     assert len(store.attempts_for(1)) == 1
     assert outbox.sent == 0
     assert outbox.failed == 0
+
+
+async def test_deliveries_handed_over_count_against_the_next_hand_off_at_once() -> None:
+    """Room is taken when the jobs are accepted, not when their tasks first run: a
+    hand-off decided right after (the writer's next batch) must see it."""
+    store = FakeStore()
+    outbox = make_outbox(store, {"webhook": HangingSender({"http://a/"})}, per_target=2)
+    first = outbox.handoff()
+    assert first is not None and first.room == {} and first.default_room == 4
+    outbox.accept([replace(job_to("http://a/"), id=n) for n in range(3)])
+    second = outbox.handoff()  # no await in between: the tasks have not run yet
+    assert second is not None
+    assert second.room == {"http://a/": 1}
+    assert second.total == 2 * 32 - 3
+    await outbox.stop(timeout=0.1)
+
+
+async def test_deliveries_handed_over_while_stopping_are_left_to_their_lease() -> None:
+    store = FakeStore()
+    sender = ScriptedSender()
+    outbox = make_outbox(store, {"webhook": sender})
+    await outbox.stop(timeout=0.1)
+    assert outbox.handoff() is None
+    outbox.accept([job_to("http://a/")])
+    assert not outbox.busy

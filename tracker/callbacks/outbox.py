@@ -101,7 +101,7 @@ class Outbox:
             return None
         return Handoff(
             owner=self.owner,
-            lease_until=utcnow() + self._lease,
+            lease=self._lease,
             kinds=frozenset(self.senders),
             total=total,
             default_room=self._claim_cap,
@@ -110,7 +110,11 @@ class Outbox:
 
     def accept(self, jobs: list[DeliveryJob]) -> None:
         """Send deliveries claimed for this outbox outside ``_claim`` (handed off by a
-        write). Should the outbox be stopping, they are released with the rest."""
+        write). The daemon lets its writer finish before the outbox stops; should
+        some still arrive later, they are left claimed: the lease hands them on."""
+        if self._stopping:
+            log.warning("%d deliveries handed over while stopping: left to their lease", len(jobs))
+            return
         for job in jobs:
             self._start(job)
 
@@ -173,6 +177,9 @@ class Outbox:
         return len(jobs)
 
     def _start(self, job: DeliveryJob) -> None:
+        # Counted at once, not when the task first runs: the next claim or hand-off,
+        # decided before then, must see this receiver's share already taken.
+        self._users[job.target] += 1
         task = asyncio.create_task(self._deliver(job), name=f"deliver {job.id}")
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
@@ -188,7 +195,6 @@ class Outbox:
         keep their place in line.
         """
         slots = self._targets[job.target]
-        self._users[job.target] += 1
         try:
             async with slots, self._slots:
                 result = await self._send(job)

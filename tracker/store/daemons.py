@@ -62,12 +62,16 @@ class DaemonOps(StoreBase):
         now: datetime,
         live_within: timedelta,
         pid_alive: Callable[[int], bool] = lambda _pid: True,
+        quiet_for: timedelta | None = None,
     ) -> None:
         """Record a starting daemon; refuse a name a live daemon already uses.
 
-        A daemon counts as live while its heartbeat is recent, unless it ran on this
-        host and ``pid_alive`` says its process is gone (killed, so it never said
-        it stopped): then a restart under the same name need not wait.
+        A daemon counts as live while its heartbeat is recent (``live_within``),
+        unless it ran on this host, ``pid_alive`` says its process is gone (killed,
+        so it never said it stopped) and it has been silent for ``quiet_for``: then
+        a restart under the same name waits that long, not ``live_within``. The
+        silence guards against a live daemon in another PID namespace (a container)
+        that shares this host name: it heartbeats more often than that.
         """
         with self._transaction() as conn:
             row = conn.execute(
@@ -79,7 +83,12 @@ class DaemonOps(StoreBase):
                 row is not None
                 and row.stopped_at is None
                 and row.heartbeat_at > now - live_within
-                and not (row.host == host and not pid_alive(row.pid))
+                and not (
+                    quiet_for is not None
+                    and row.heartbeat_at <= now - quiet_for
+                    and row.host == host
+                    and not pid_alive(row.pid)
+                )
             )
             if live and row is not None:
                 raise ConfigError(

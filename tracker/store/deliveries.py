@@ -8,7 +8,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, RowMapping, and_, func, insert, select, update
@@ -24,6 +24,7 @@ from tracker.domain import (
 from tracker.events import Event
 from tracker.store.base import StoreBase, insert_ignore
 from tracker.store.tables import callbacks, deliveries, delivery_attempts, predictions
+from tracker.timeparse import utcnow
 
 _DELIVERY_COLUMNS = (
     deliveries.c.id,
@@ -77,7 +78,7 @@ class Handoff:
     """
 
     owner: str
-    lease_until: datetime
+    lease: timedelta  #: from the moment the deliveries are written
     kinds: frozenset[str]
     total: int
     default_room: int
@@ -125,6 +126,7 @@ def enqueue_deliveries(
         )
     hooks = _hooks(conn, sorted({item.prediction_id for item in wanted}))
     take = handoff.chooser() if handoff is not None else lambda _kind, _target: False
+    lease_until = utcnow() + handoff.lease if handoff is not None else None
     rows: list[dict[str, Any]] = []
     jobs: dict[str, DeliveryJob] = {}  # by message_id, for rows handed off
     for item in wanted:
@@ -136,7 +138,7 @@ def enqueue_deliveries(
                 row = _delivery_row(callback_id, item.prediction_id, event, payload, item.now)
                 rows.append(row)
                 if handoff is not None and take(kind, target):
-                    row.update(claimed_by=handoff.owner, next_attempt_at=handoff.lease_until)
+                    row.update(claimed_by=handoff.owner, next_attempt_at=lease_until)
                     jobs[row["message_id"]] = _job(row, kind, target)
                 else:
                     queued.pending[item.prediction_id] += 1

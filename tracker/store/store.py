@@ -572,6 +572,16 @@ def _apply_batch(
     for index, (update_, _, owner) in enumerate(items):
         key = (tuple(sorted(update_.fields)), owner is not None)
         groups.setdefault(key, []).append(index)
+    if len(groups) > 1 and conn.dialect.name == "postgresql":
+        # Updated group by group, the rows would be locked out of ID order; lock
+        # them all in ID order first, as every other transaction does.
+        ids = sorted({update_.prediction_id for update_, _, _ in items})
+        conn.execute(
+            select(predictions.c.id)
+            .where(predictions.c.id.in_(ids))
+            .order_by(predictions.c.id)
+            .with_for_update(key_share=True)
+        )
     for key, members in groups.items():
         params = [_update_params(*items[i]) for i in members]
         if conn.execute(_observation_update(*key), params).rowcount != len(members):
