@@ -537,3 +537,17 @@ def test_start_fires_once_even_when_upstream_goes_back_to_starting(store: Store)
         observe(store, st, body, at + timedelta(seconds=1))
     assert scalar(store, "select count(*) from status_transitions") == 3
     assert scalar(store, "select count(*) from deliveries where event = 'start'") == 1
+
+
+def test_counting_dead_deliveries_uses_their_partial_index(store: Store) -> None:
+    """`tracker status` counts dead deliveries without reading the whole table."""
+    query = "select count(*) from deliveries where state = :state"
+    with store.engine.connect() as conn:
+        if store.dialect == "postgresql":
+            conn.execute(text("set enable_seqscan = off"))
+            rows = conn.execute(text("explain " + query), {"state": "dead"})
+            plan = "\n".join(r[0] for r in rows)
+        else:
+            rows = conn.execute(text("explain query plan " + query), {"state": "dead"})
+            plan = "\n".join(str(r[-1]) for r in rows)
+    assert "ix_deliveries_dead" in plan
