@@ -49,6 +49,25 @@ class Answer:
     status_code: int
 
 
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that keeps nothing: the prediction API sets no cookies, and
+    httpx reads every answer's headers for them (a few % of the poll loop's CPU)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class _CookielessClient(httpx.AsyncClient):
+    """An AsyncClient whose cookie jar stays empty (see ``_NoCookies``)."""
+
+    @property  # type: ignore[override, misc]  # read-only on purpose
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+
+_NO_COOKIES = _NoCookies()
+
+
 def make_http_client(*, max_connections: int) -> httpx.AsyncClient:
     """An httpx client sized for the poll loop (no redirects, explicit timeouts).
 
@@ -59,7 +78,7 @@ def make_http_client(*, max_connections: int) -> httpx.AsyncClient:
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections
     )
-    return httpx.AsyncClient(
+    return _CookielessClient(
         transport=AiohttpTransport(limits=limits),
         timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT),
         follow_redirects=False,

@@ -26,6 +26,7 @@ from tracker.upstream import (
     MAX_RETRY_AFTER,
     Answer,
     UpstreamClient,
+    _CookielessClient,
     parse_retry_after,
 )
 
@@ -407,3 +408,16 @@ def test_parse_retry_after_far_future_date_is_capped() -> None:
 def test_parse_retry_after_exactly_the_cap_is_kept() -> None:
     assert parse_retry_after(str(int(MAX_RETRY_AFTER)), now=NOW) == MAX_RETRY_AFTER
     assert parse_retry_after(str(MAX_RETRY_AFTER - 1), now=NOW) == MAX_RETRY_AFTER - 1
+
+
+async def test_the_poll_client_keeps_no_cookies() -> None:
+    """Answers that set cookies change nothing about the next request."""
+    requests: list[httpx.Request] = []
+    cookie = {"Set-Cookie": "session=abc; Path=/"}
+    handler = recording(requests, respond(200, body=PREDICTION, headers=cookie))
+    async with _CookielessClient(transport=httpx.MockTransport(handler)) as http:
+        client = UpstreamClient(http, BASE, KEY)
+        await client.get_prediction("abc123")
+        await client.get_prediction("abc123")
+        assert len(http.cookies) == 0
+    assert [r.headers.get("cookie") for r in requests] == [None, None]
