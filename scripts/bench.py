@@ -1166,31 +1166,26 @@ def _ratios(clients: list[dict[str, Any]]) -> dict[str, Any]:
         if adaptive is None:
             continue
         for name, other in (("baseline", base), ("backoff", mine.get("backoff"))):
-            if other is None:
-                continue
-            entry = {
-                "requests_per_prediction": ratio(
-                    other["requests_per_prediction"], adaptive["requests_per_prediction"]
-                )
-            }
-            for q in ("p50", "p95", "p99"):
-                entry[f"detection_{q}"] = ratio(
-                    other["detection_seconds"][q], adaptive["detection_seconds"][q]
-                )
-            out[f"{engine}: {name} / adaptive"] = entry
+            if other is not None:
+                out[f"{engine}: {name} / adaptive"] = _ratio_entry(other, adaptive)
         backoff = mine.get("backoff")
         if backoff is not None:
-            entry = {
-                "requests_per_prediction": ratio(
-                    base["requests_per_prediction"], backoff["requests_per_prediction"]
-                )
-            }
-            for q in ("p50", "p95", "p99"):
-                entry[f"detection_{q}"] = ratio(
-                    base["detection_seconds"][q], backoff["detection_seconds"][q]
-                )
-            out[f"{engine}: baseline / backoff"] = entry
+            out[f"{engine}: baseline / backoff"] = _ratio_entry(base, backoff)
     return out
+
+
+def _ratio_entry(other: dict[str, Any], client: dict[str, Any]) -> dict[str, Any]:
+    """``other``'s requests per prediction and detection quantiles over ``client``'s."""
+    entry = {
+        "requests_per_prediction": ratio(
+            other["requests_per_prediction"], client["requests_per_prediction"]
+        )
+    }
+    for q in ("p50", "p95", "p99"):
+        entry[f"detection_{q}"] = ratio(
+            other["detection_seconds"][q], client["detection_seconds"][q]
+        )
+    return entry
 
 
 def seed_history(url: str, profile: Profile, seed: int) -> int:

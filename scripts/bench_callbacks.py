@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
-from bench_poll import free_port, tracker
+from bench_poll import drop_database, free_port, new_database, tracker, tracker_env
 
 PG_ADMIN = os.environ.get("TRACKER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TERMINAL = ("succeeded", "failed", "canceled", "aborted")
@@ -300,16 +299,8 @@ def run_engine(
     engine: str, args: argparse.Namespace, base: str, receiver: str, workdir: Path
 ) -> dict[str, Any]:
     tag = f"{engine}-{uuid.uuid4().hex[:6]}"
-    if engine == "sqlite":
-        url = f"sqlite:///{workdir / f'callbacks-{tag}.db'}"
-        dbname = None
-    else:
-        dbname = f"tracker_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{dbname}"')
-        url = PG_ADMIN.rpartition("/")[0] + f"/{dbname}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
-    env.update(TRACKER_DATABASE_URL=url, TRACKER_API_BASE=base, TRACKER_API_KEY="bench")
+    url, dbname = new_database(engine, workdir / f"callbacks-{tag}.db")
+    env = tracker_env(url, base)
     daemon: subprocess.Popen[bytes] | None = None
     log_path = workdir / f"callbacks-daemon-{engine}.log"
     try:
@@ -332,9 +323,7 @@ def run_engine(
         if dbname is None and not args.keep_db:
             for leftover in workdir.glob(f"callbacks-{tag}.db*"):
                 leftover.unlink(missing_ok=True)
-        if dbname:
-            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        drop_database(dbname)
 
     terminal = db["terminal"]
     arrivals: dict[str, float] = {}

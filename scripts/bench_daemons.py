@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from bench_poll import start_simulator, tracker
+from bench_poll import drop_database, new_database, start_simulator, tracker, tracker_env
 
 PG_ADMIN = os.environ.get("TRACKER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -91,12 +91,8 @@ def wait_for_started(logs: list[Path], procs: list[subprocess.Popen[bytes]]) -> 
 def run_daemons(
     count: int, args: argparse.Namespace, base: str, workdir: Path, sim_pid: int
 ) -> dict[str, object]:
-    dbname = f"tracker_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-    url = PG_ADMIN.rpartition("/")[0] + f"/{dbname}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
-    env.update(TRACKER_DATABASE_URL=url, TRACKER_API_BASE=base, TRACKER_API_KEY="bench")
+    url, dbname = new_database("postgresql", workdir / "unused.db")
+    env = tracker_env(url, base)
     procs: list[subprocess.Popen[bytes]] = []
     try:
         tracker("db", "upgrade", env=env)
@@ -173,8 +169,7 @@ def run_daemons(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        drop_database(dbname)
 
 
 def main() -> None:

@@ -57,19 +57,35 @@ def start_simulator() -> tuple[subprocess.Popen[str], str]:
     return proc, f"http://127.0.0.1:{port}/v1"
 
 
+def new_database(engine: str, sqlite_path: Path) -> tuple[str, str | None]:
+    """A database URL for one run, and the PostgreSQL database to drop after it
+    (None for SQLite, whose file is ``sqlite_path``)."""
+    if engine == "sqlite":
+        return f"sqlite:///{sqlite_path}", None
+    dbname = f"tracker_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    return PG_ADMIN.rpartition("/")[0] + f"/{dbname}", dbname
+
+
+def drop_database(dbname: str | None) -> None:
+    if dbname:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+def tracker_env(url: str, base: str) -> dict[str, str]:
+    """This process's environment without TRACKER_ settings, plus the run's own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
+    env.update(TRACKER_DATABASE_URL=url, TRACKER_API_BASE=base, TRACKER_API_KEY="bench")
+    return env
+
+
 def run_engine(
     engine: str, args: argparse.Namespace, base: str, workdir: Path
 ) -> dict[str, object]:
-    if engine == "sqlite":
-        url = f"sqlite:///{workdir / f'bench-{uuid.uuid4().hex[:6]}.db'}"
-        dbname = None
-    else:
-        dbname = f"tracker_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{dbname}"')
-        url = PG_ADMIN.rpartition("/")[0] + f"/{dbname}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
-    env.update(TRACKER_DATABASE_URL=url, TRACKER_API_BASE=base, TRACKER_API_KEY="bench")
+    url, dbname = new_database(engine, workdir / f"bench-{uuid.uuid4().hex[:6]}.db")
+    env = tracker_env(url, base)
     try:
         tracker("db", "upgrade", env=env)
         prefix = f"forever-{engine}-{uuid.uuid4().hex[:4]}"
@@ -113,9 +129,7 @@ def run_engine(
             "exit_code": daemon.returncode,
         }
     finally:
-        if dbname:
-            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        drop_database(dbname)
 
 
 def main() -> None:

@@ -547,7 +547,7 @@ class Daemon:
     ) -> float | None:
         """Seconds a processing run still needs, by its progress bar and pace."""
         started = update.fields.get("started_at")
-        if update.fields.get("status", state.status) != Status.PROCESSING or started is None:
+        if update.fields["status"] != Status.PROCESSING or started is None:
             return None
         logs = update.fields.get("logs", state.logs)
         return remaining_seconds(logs, (now - started).total_seconds())

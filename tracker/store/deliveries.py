@@ -84,19 +84,29 @@ class Handoff:
     default_room: int
     room: Mapping[str, int] = field(default_factory=dict)
 
-    def chooser(self) -> Callable[[str, str], bool]:
-        """A function saying, row by row, whether a delivery (kind, target) is taken."""
+    def chooser(self) -> Chooser:
+        """Called when the deliveries are written (the lease starts then): a function
+        giving, row by row, the claim for a delivery (kind, target) it takes."""
+        claim = {"claimed_by": self.owner, "next_attempt_at": utcnow() + self.lease}
         taken: Counter[str] = Counter()
 
-        def take(kind: str, target: str) -> bool:
+        def take(kind: str, target: str) -> dict[str, Any] | None:
             if kind not in self.kinds or taken.total() >= self.total:
-                return False
+                return None
             if taken[target] >= self.room.get(target, self.default_room):
-                return False
+                return None
             taken[target] += 1
-            return True
+            return claim
 
         return take
+
+
+#: gives the claim values for a delivery (kind, target) handed off, or None
+Chooser = Callable[[str, str], "dict[str, Any] | None"]
+
+
+def _keep_pending(_kind: str, _target: str) -> dict[str, Any] | None:
+    return None
 
 
 @dataclass
@@ -125,8 +135,7 @@ def enqueue_deliveries(
             conn, [(item.prediction_id, item.now) for item in wanted], default_callbacks
         )
     hooks = _hooks(conn, sorted({item.prediction_id for item in wanted}))
-    take = handoff.chooser() if handoff is not None else lambda _kind, _target: False
-    lease_until = utcnow() + handoff.lease if handoff is not None else None
+    take = handoff.chooser() if handoff is not None else _keep_pending
     rows: list[dict[str, Any]] = []
     jobs: dict[str, DeliveryJob] = {}  # by message_id, for rows handed off
     for item in wanted:
@@ -137,8 +146,9 @@ def enqueue_deliveries(
                     continue
                 row = _delivery_row(callback_id, item.prediction_id, event, payload, item.now)
                 rows.append(row)
-                if handoff is not None and take(kind, target):
-                    row.update(claimed_by=handoff.owner, next_attempt_at=lease_until)
+                claim = take(kind, target)
+                if claim is not None:
+                    row.update(claim)
                     jobs[row["message_id"]] = _job(row, kind, target)
                 else:
                     queued.pending[item.prediction_id] += 1
