@@ -6,8 +6,7 @@ above it sees an httpx exception.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -27,7 +26,7 @@ from tracker.exceptions import (
     UpstreamRateLimited,
     UpstreamTransient,
 )
-from tracker.logsetup import MASK
+from tracker.sanitize import TooDeep, clean_text, decode_json
 
 #: seconds to wait for a TCP/TLS connection
 CONNECT_TIMEOUT = 5.0
@@ -94,7 +93,8 @@ class UpstreamClient:
             raise ConfigError("the API key contains spaces or non-ASCII characters")
         self._http = http
         self._base = base_url.rstrip("/")
-        self._key = api_key or None
+        #: masked wherever the upstream echoes them (answers are stored and logged)
+        self._secrets: tuple[str, ...] = (api_key,) if api_key else ()
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     def prediction_url(self, prediction_id: str) -> str:
@@ -116,21 +116,18 @@ class UpstreamClient:
         except httpx.HTTPError as exc:
             detail = self._redact(f"request failed: {type(exc).__name__}: {exc}")
             raise UpstreamError(detail) from exc
-        return _interpret(response, self._redact)
+        return _interpret(response, self._secrets)
 
     def _redact(self, text: str) -> str:
         """Error details are stored and logged: an upstream echoing the key must not leak it."""
-        return text.replace(self._key, MASK) if self._key else text
+        return clean_text(text, self._secrets)
 
 
-def _interpret(response: httpx.Response, redact: Callable[[str], str]) -> Answer:
+def _interpret(response: httpx.Response, secrets: Sequence[str]) -> Answer:
     code = response.status_code
     if 200 <= code < 300:
-        try:
-            return Answer(_json_body(response), code)
-        except UpstreamBadAnswer as exc:
-            raise UpstreamBadAnswer(redact(exc.detail)) from exc.__cause__
-    detail = redact(f"HTTP {code}: {_snippet(response.text)}")
+        return Answer(_json_body(response, secrets), code)
+    detail = clean_text(f"HTTP {code}: {_snippet(response.text)}", secrets)
     if code in (401, 403):
         raise UpstreamAuthError(detail, status_code=code)
     if code == 404:
@@ -146,14 +143,16 @@ def _interpret(response: httpx.Response, redact: Callable[[str], str]) -> Answer
     raise UpstreamError(detail, status_code=code)
 
 
-def _json_body(response: httpx.Response) -> object:
+def _json_body(response: httpx.Response, secrets: Sequence[str]) -> object:
+    """The body, parsed and made storable (see ``tracker.sanitize``)."""
     try:
-        return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return decode_json(response.content, secrets)
+    except TooDeep as exc:
+        raise UpstreamBadAnswer(str(exc)) from exc
+    except ValueError as exc:  # not JSON, or not UTF-8
         content_type = response.headers.get("Content-Type", "no content type")
-        raise UpstreamBadAnswer(
-            f"answer is not JSON ({content_type}): {_snippet(response.text)}"
-        ) from exc
+        detail = f"answer is not JSON ({content_type}): {_snippet(response.text)}"
+        raise UpstreamBadAnswer(clean_text(detail, secrets)) from exc
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
