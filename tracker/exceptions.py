@@ -28,6 +28,10 @@ class SchemaMissing(StoreError):
     """The database has not been migrated: run ``tracker db upgrade``."""
 
 
+class SchemaTooNew(StoreError):
+    """The database was migrated by a newer tracker: upgrade the tracker, not the database."""
+
+
 class StoreUnavailable(StoreError):
     """The database connection failed; the operation may be retried."""
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from tracker.cli.common import database_option, open_store
-from tracker.store import migrate
+from tracker.store import migrate, revisions
+from tracker.store.store import SCHEMA_HEAD
 
 
 @click.group("db")
@@ -40,3 +41,5 @@ def current_command(database_url: str) -> None:
     finally:
         store.close()
     click.echo(revision or "empty (run `tracker db upgrade`)")
+    if revision is not None and not revisions.is_known(revision):
+        click.echo(f"Warning: {revisions.too_new_message(revision, SCHEMA_HEAD)}", err=True)

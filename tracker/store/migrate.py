@@ -10,7 +10,8 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.exc import SQLAlchemyError
 
-from tracker.exceptions import StoreUnavailable
+from tracker.exceptions import SchemaTooNew, StoreUnavailable
+from tracker.store import revisions
 from tracker.store.store import Store
 
 
@@ -37,6 +38,7 @@ def downgrade(store: Store, revision: str) -> None:
 
 
 def _run(store: Store, step: Callable[[Config, str], None], revision: str) -> None:
+    refuse_newer(store)
     config = alembic_config()
     try:
         with store.engine.begin() as conn:
@@ -44,3 +46,11 @@ def _run(store: Store, step: Callable[[Config, str], None], revision: str) -> No
             step(config, revision)
     except SQLAlchemyError as exc:
         raise StoreUnavailable(f"migration failed: {exc}") from exc
+
+
+def refuse_newer(store: Store) -> None:
+    """Raise ``SchemaTooNew`` when a newer tracker migrated the database: alembic
+    cannot move from a revision it does not know ("Can't locate revision")."""
+    current = store.schema_revision()
+    if current is not None and not revisions.is_known(current):
+        raise SchemaTooNew(revisions.too_new_message(current, head_revision()))

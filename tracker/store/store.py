@@ -37,7 +37,8 @@ from tracker.domain import (
     Transition,
 )
 from tracker.events import canonical_events
-from tracker.exceptions import SchemaMissing, StoreError, StoreUnavailable
+from tracker.exceptions import SchemaMissing, SchemaTooNew, StoreError, StoreUnavailable
+from tracker.store import revisions
 from tracker.store.base import SCHEMA_HINT, batches
 from tracker.store.daemons import DaemonOps
 from tracker.store.deliveries import (
@@ -102,6 +103,8 @@ class Store(DeliveryOps, DaemonOps, ReportOps, RetentionOps):
         revision = self.schema_revision()
         if revision is None:
             raise SchemaMissing(SCHEMA_HINT)
+        if revision != SCHEMA_HEAD and not revisions.is_known(revision):
+            raise SchemaTooNew(revisions.too_new_message(revision, SCHEMA_HEAD))
         if revision != SCHEMA_HEAD:
             raise SchemaMissing(
                 f"the database schema is at revision {revision}, this tracker needs"
