@@ -16,7 +16,6 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -27,10 +26,10 @@ from tracker import __version__
 from tracker.callbacks.outbox import Outbox, Sender
 from tracker.callbacks.retry import RetryPolicy
 from tracker.config import Settings
+from tracker.dbrunner import DatabaseRunner
 from tracker.domain import NextPoll, ObservationUpdate, PredictionState, Status, Tracking
 from tracker.exceptions import (
     StoreError,
-    StoreUnavailable,
     UpstreamAuthError,
     UpstreamBadAnswer,
     UpstreamError,
@@ -42,9 +41,9 @@ from tracker.progress import remaining_seconds
 from tracker.ratelimit import RateLimiter
 from tracker.runtimes import RunTimes
 from tracker.schedule import PollPolicy
-from tracker.singleton import DaemonLock
+from tracker.singleton import DaemonLock, SqliteFileGuard, sqlite_path
 from tracker.store.retention import PruneResult
-from tracker.store.store import StaleObservation, Store
+from tracker.store.store import StaleObservation, Store, UnstorableObservation
 from tracker.timeparse import utcnow
 from tracker.upstream import Answer, UpstreamClient
 from tracker.writer import ObservationWriter
@@ -71,9 +70,6 @@ EXIT_RETRY_HORIZON_SECONDS = 60.0
 HEARTBEAT_SECONDS = 5.0
 #: a daemon whose last heartbeat is older than this is silent (seconds)
 LIVE_WITHIN_SECONDS = 30.0
-#: waits before retrying a write the database refused (seconds): at once first, since
-#: a cut connection is replaced by a fresh one from the pool, then backing off
-WRITE_RETRY_DELAYS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 #: how often a summary line is logged (seconds)
 REPORT_SECONDS = 60.0
 #: with --prune-older-than, how often old history is pruned (seconds) ...
@@ -133,7 +129,12 @@ class Daemon:
         self.stats = PollStats()
         # SQLite has one writer at a time; more threads would only queue on its lock.
         workers = 1 if store.dialect == "sqlite" else 4
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tracker-db")
+        self.db = DatabaseRunner(workers=workers, stopping=lambda: self._stopping.is_set())
+        self._file_guard = SqliteFileGuard.for_store(store)
+        if self._file_guard is not None:
+            self.db.add_check(self._check_database_file)
+        #: why the daemon had to stop, when it could not go on (the exit code is then 1)
+        self.fatal: str | None = None
         self._limiter = RateLimiter(settings.max_rps)
         self._slots = asyncio.Semaphore(settings.concurrency)
         self.run_times = RunTimes()
@@ -144,19 +145,19 @@ class Daemon:
         self._stopping = asyncio.Event()
         self._auth_error: str | None = None
         self._next_auth_probe = 0.0
-        self._store_down = False
         self._once = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.outbox = Outbox(
             store,
             senders or {},
             owner=self.owner,
-            db=self._db,
+            db=self.db,
             policy=RetryPolicy(settings.retry_schedule),
             lease_seconds=settings.lease_seconds,
         )
         self._writer = ObservationWriter(
             store.apply_observations,
-            self._write,
+            self.db.write,
             owner=self.owner,
             default_callbacks=settings.default_callbacks,
             handoff=self.outbox.handoff,
@@ -171,12 +172,14 @@ class Daemon:
         lock = self._sqlite_lock()
         if lock is not None:
             lock.acquire()
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
+        if self._file_guard is not None:
+            self._file_guard.remember()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop)
         registered = False
         try:
-            await self._db(
+            await self.db.read(
                 self.store.register_daemon,
                 name=self.owner,
                 host=socket.gethostname(),
@@ -189,12 +192,12 @@ class Daemon:
             )
             registered = True
             if self._adaptive:
-                self.run_times.load(await self._db(self.store.recent_run_times))
+                self.run_times.load(await self.db.read(self.store.recent_run_times))
             # Claims left by a killed predecessor: on SQLite every one (this is the
             # only daemon on the file), elsewhere those made under this daemon's name.
             previous = None if lock is not None else self.owner
-            await self._db(self.store.release_claims, previous, now=utcnow())
-            await self._db(self.store.release_deliveries, previous, now=utcnow())
+            await self.db.read(self.store.release_claims, previous, now=utcnow())
+            await self.db.read(self.store.release_deliveries, previous, now=utcnow())
             log.info(
                 "daemon %s started: %s, poll %g-%g s, concurrency %d, max %g requests/s",
                 self.owner,
@@ -219,13 +222,13 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             # Each on its own: a failed release must not also leave the daemon "live".
             with contextlib.suppress(StoreError):
-                await self._db(self.store.release_claims, self.owner, now=utcnow())
+                await self.db.read(self.store.release_claims, self.owner, now=utcnow())
             if registered:
                 with contextlib.suppress(StoreError):
-                    await self._db(
+                    await self.db.read(
                         self.store.mark_stopped, self.owner, now=utcnow(), polls=self.stats.requests
                     )
-            self._executor.shutdown(wait=True)
+            self.db.shutdown()
             if lock is not None:
                 lock.release()
             log.info(
@@ -235,6 +238,9 @@ class Daemon:
                 self.outbox.sent,
                 self.outbox.failed,
             )
+        if self.fatal is not None:
+            log.error("daemon stopped: %s", self.fatal)
+            return 1
         if once and self._auth_error:
             log.error("upstream rejected the API key: %s", self._auth_error)
             return 1
@@ -345,7 +351,7 @@ class Daemon:
     async def _heartbeat(self) -> None:
         now = utcnow()
         try:
-            await self._db(
+            await self.db.read(
                 self.store.heartbeat,
                 self.owner,
                 now=now,
@@ -354,13 +360,11 @@ class Daemon:
                 in_flight=list(self._in_flight),
             )
         except StoreError as exc:
-            self._note_store_trouble(exc)
+            self.db.note_trouble(exc)
 
     def _sqlite_lock(self) -> DaemonLock | None:
-        url = self.store.engine.url
-        if self.store.dialect != "sqlite" or url.database in (None, "", ":memory:"):
-            return None
-        return DaemonLock(url.database)
+        path = sqlite_path(self.store)
+        return None if path is None else DaemonLock(path)
 
     async def _outbox_tick(self) -> None:
         self.outbox.wake()
@@ -378,7 +382,7 @@ class Daemon:
         try:
             batches = self.store.prune_batches(cutoff=cutoff)
             while not self._stopping.is_set():
-                batch = await self._db(next, batches, None)
+                batch = await self.db.read(next, batches, None)
                 if batch is None:
                     break
                 total += batch
@@ -396,9 +400,9 @@ class Daemon:
         if self._in_flight or self.outbox.busy:
             return
         try:
-            active = await self._db(self.store.count_active)
+            active = await self.db.read(self.store.count_active)
             kinds = tuple(self.outbox.senders)
-            due = await self._db(self.store.next_delivery_due, kinds) if kinds else None
+            due = await self.db.read(self.store.next_delivery_due, kinds) if kinds else None
         except StoreError:
             return
         soon = utcnow() + timedelta(seconds=EXIT_RETRY_HORIZON_SECONDS)
@@ -418,7 +422,7 @@ class Daemon:
     async def _claim(self, *, now: Any, limit: int, include_unpolled: bool = False) -> int:
         lease_until = now + timedelta(seconds=self.settings.lease_seconds)
         try:
-            states = await self._db(
+            states = await self.db.read(
                 self.store.claim_due,
                 now=now,
                 limit=limit,
@@ -427,9 +431,9 @@ class Daemon:
                 include_unpolled=include_unpolled,
             )
         except StoreError as exc:
-            self._note_store_trouble(exc)
+            self.db.note_trouble(exc)
             return 0
-        self._note_store_ok()
+        self.db.note_ok()
         if self._stopping.is_set():
             return 0  # stopped while claiming: the claims are released on the way out
         probe = self._auth_error is not None
@@ -461,9 +465,9 @@ class Daemon:
         the schedule the write set stands; otherwise the claim is still ours.
         """
         try:
-            state = await self._db(self.store.claimed_state, prediction_id, self.owner)
+            state = await self.db.read(self.store.claimed_state, prediction_id, self.owner)
         except StoreError as exc:
-            self._note_store_trouble(exc)
+            self.db.note_trouble(exc)
             return
         if state is not None:
             await self._poll(state)
@@ -484,7 +488,7 @@ class Daemon:
         except StaleObservation as exc:
             log.warning("%s", exc)
         except StoreError as exc:
-            self._note_store_trouble(exc)
+            self.db.note_trouble(exc)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -492,7 +496,7 @@ class Daemon:
 
     async def _put_back(self, state: PredictionState) -> None:
         next_poll = NextPoll(at=utcnow(), interval=state.poll_interval)
-        await self._write(self.store.reschedule, state.id, next_poll=next_poll, owner=self.owner)
+        await self.db.write(self.store.reschedule, state.id, next_poll=next_poll, owner=self.owner)
 
     async def _handle(self, state: PredictionState, outcome: Answer | UpstreamError) -> None:
         if isinstance(outcome, Answer):
@@ -529,7 +533,11 @@ class Daemon:
             likely=self.run_times.likely_window(model) if self._adaptive else None,
             remaining=self._remaining(state, update, now) if self._adaptive else None,
         )
-        queued = await self._writer.apply(update, next_poll)
+        try:
+            queued = await self._writer.apply(update, next_poll)
+        except UnstorableObservation as exc:
+            await self._on_poll_error(state, UpstreamBadAnswer(str(exc)))
+            return
         if queued:
             self.outbox.wake()
         self.stats.answers += 1
@@ -565,7 +573,7 @@ class Daemon:
         if self._once:
             self.stop()
         next_poll = NextPoll(at=utcnow(), interval=state.poll_interval)
-        await self._write(
+        await self.db.write(
             self.store.reschedule,
             state.id,
             next_poll=next_poll,
@@ -590,7 +598,7 @@ class Daemon:
         self._limiter.pause_until(time.monotonic() + exc.retry_after)
         until = utcnow() + timedelta(seconds=exc.retry_after)
         next_poll = self.policy.after_pause(until=until, previous_interval=state.poll_interval)
-        await self._write(
+        await self.db.write(
             self.store.reschedule,
             state.id,
             next_poll=next_poll,
@@ -603,7 +611,7 @@ class Daemon:
         self.stats.errors += 1
         now = utcnow()
         next_poll = self.policy.after_error(consecutive_errors=state.not_found_count, now=now)
-        lost = await self._write(
+        lost = await self.db.write(
             self.store.record_not_found,
             state.id,
             now=now,
@@ -634,7 +642,7 @@ class Daemon:
                 exc.detail,
                 (next_poll.at - now).total_seconds() if next_poll.at else 0,
             )
-        await self._write(
+        await self.db.write(
             self.store.record_poll_error,
             state.id,
             now=now,
@@ -644,41 +652,18 @@ class Daemon:
             raw=raw,
         )
 
-    # -- the database, off the event loop ---------------------------------
+    # -- the database file ---------------------------------------------------
 
-    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
-
-    async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Write the result of a poll, riding out a database outage of a few seconds.
-
-        Retrying is safe: an observation is only applied to the state it was
-        planned from, so a write that did commit before the connection dropped
-        comes back as StaleObservation instead of a duplicate.
-        """
-        for delay in (*WRITE_RETRY_DELAYS, None):
-            try:
-                result = await self._db(fn, *args, **kwargs)
-            except StoreUnavailable as exc:
-                if delay is None or self._stopping.is_set():
-                    raise
-                self._note_store_trouble(exc)
-                await asyncio.sleep(delay)
-                continue
-            self._note_store_ok()
-            return result
-        raise AssertionError("unreachable")
-
-    def _note_store_trouble(self, exc: StoreError) -> None:
-        if isinstance(exc, StoreUnavailable):
-            if not self._store_down:
-                log.error("%s; retrying", exc)
-            self._store_down = True
-        else:
-            log.error("%s", exc)
-
-    def _note_store_ok(self) -> None:
-        if self._store_down:
-            log.warning("database reachable again")
-            self._store_down = False
+    def _check_database_file(self) -> None:
+        """Refuse every database call once the SQLite file was deleted or replaced
+        (writes would go to a file nobody can open again), and stop the daemon."""
+        assert self._file_guard is not None
+        problem = self._file_guard.problem()
+        if problem is None:
+            return
+        if self.fatal is None:
+            self.fatal = problem
+            log.error("%s: stopping", problem)
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self.stop)
+        raise StoreError(problem)

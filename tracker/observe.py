@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: longest upstream status string stored; anything longer is not a status
 MAX_STATUS_LENGTH = 64
+#: longest predict_time copied to its column (seconds, about 115 days)
+MAX_PREDICT_TIME = 1e7
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +61,7 @@ def parse_prediction(body: object, expected_id: str) -> Observation:
             f"answer is JSON {type(body).__name__}, not a prediction object", body=body
         )
     status = body.get("status")
-    if not isinstance(status, str) or not status or len(status) > MAX_STATUS_LENGTH:
+    if not _usable_status(status):
         keys = ", ".join(sorted(map(str, body))[:8]) or "none"
         raise UpstreamBadAnswer(
             f"answer is not a prediction: no usable 'status' (keys: {keys})", body=body
@@ -70,6 +72,17 @@ def parse_prediction(body: object, expected_id: str) -> Observation:
             f"answer is for prediction {str(answer_id)[:140]!r}, not {expected_id!r}", body=body
         )
     return Observation(body)
+
+
+def _usable_status(status: object) -> bool:
+    """A short printable word: control characters, or what the sanitizer put in
+    place of NUL, make a value no status should ever be compared with."""
+    return (
+        isinstance(status, str)
+        and 0 < len(status) <= MAX_STATUS_LENGTH
+        and status.isprintable()
+        and "\ufffd" not in status
+    )
 
 
 def plan_observation(
@@ -161,10 +174,18 @@ def _descriptive_fields(observation: Observation) -> dict[str, Any]:
     metrics = observation.get("metrics")
     if isinstance(metrics, dict) and metrics:
         fields["metrics"] = metrics
-        predict_time = metrics.get("predict_time")
-        if isinstance(predict_time, int | float) and not isinstance(predict_time, bool):
-            fields["predict_time"] = float(predict_time)
+        predict_time = _plausible_seconds(metrics.get("predict_time"))
+        if predict_time is not None:
+            fields["predict_time"] = predict_time
     return fields
+
+
+def _plausible_seconds(value: object) -> float | None:
+    """A run time the predict_time column can hold and sums stay finite over;
+    anything else stays only in ``metrics``, as received."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    return float(value) if 0 <= value <= MAX_PREDICT_TIME else None
 
 
 def _merge_output(state: PredictionState, observation: Observation, fields: dict[str, Any]) -> bool:

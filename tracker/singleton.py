@@ -9,9 +9,17 @@ from __future__ import annotations
 import fcntl
 import os
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from tracker.exceptions import ConfigError
+
+
+def sqlite_path(store: Any) -> str | None:
+    """The file of a SQLite store, None for PostgreSQL and in-memory databases."""
+    url = store.engine.url
+    if store.dialect != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return str(url.database)
 
 
 class DaemonLock:
@@ -42,3 +50,45 @@ class DaemonLock:
             fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
             self._file.close()
             self._file = None
+
+
+class SqliteFileGuard:
+    """Notices that the database file was deleted or replaced under a running daemon.
+
+    SQLite keeps writing to the file it opened: after ``rm`` (or a restore that
+    moves another file into place) every write lands in an inode nobody can open
+    again, and is lost. Comparing the path's device and inode with the ones seen
+    at start costs one ``stat`` per database call.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)
+        self._identity: tuple[int, int] | None = None
+
+    @classmethod
+    def for_store(cls, store: Any) -> SqliteFileGuard | None:
+        path = sqlite_path(store)
+        return None if path is None else cls(path)
+
+    def remember(self) -> None:
+        """Take the file as it is now as the one to keep using."""
+        self._identity = self._stat()
+
+    def problem(self) -> str | None:
+        """Why the file can no longer be used, or None while it is the same file."""
+        current = self._stat()
+        if self._identity is None:
+            self._identity = current
+            return None
+        if current is None:
+            return f"the SQLite database file {self.path} was deleted"
+        if current != self._identity:
+            return f"the SQLite database file {self.path} was replaced by another file"
+        return None
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (info.st_dev, info.st_ino)

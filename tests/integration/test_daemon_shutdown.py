@@ -64,7 +64,7 @@ def test_leases_are_renewed_well_before_they_run_out(
     try:
         assert daemon.heartbeat_seconds == heartbeat
     finally:
-        daemon._executor.shutdown()
+        daemon.db.shutdown()
 
 
 async def test_a_daemon_says_it_stopped_even_when_releasing_its_claims_fails(

@@ -641,7 +641,7 @@ async def test_a_failing_prune_is_logged_and_never_stops_the_daemon(
     try:
         await daemon._prune()  # returns: nothing raised
     finally:
-        daemon._executor.shutdown()
+        daemon.db.shutdown()
     assert "pruning stopped: database unavailable: connection refused" in caplog.text
     assert "1 of 2 finished predictions affected: 1 raw bodies cleared" in caplog.text
 

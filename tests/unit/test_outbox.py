@@ -155,8 +155,14 @@ class FakeStore:
         return [a for a in self.attempts if a.job_id == job_id]
 
 
-async def db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+async def run_inline(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return fn(*args, **kwargs)
+
+
+class InlineDb:
+    """The database runner's interface, calling the fake store directly."""
+
+    read = write = staticmethod(run_inline)
 
 
 class ScriptedSender:
@@ -219,7 +225,7 @@ def make_outbox(
         store,  # type: ignore[arg-type]
         senders,
         owner=OWNER,
-        db=db,
+        db=InlineDb(),  # type: ignore[arg-type]
         policy=RetryPolicy(schedule, rng=random.Random(3)),
         lease_seconds=60.0,
         concurrency=concurrency,

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from tracker.callbacks.base import DeliveryJob, SendResult
 from tracker.callbacks.retry import RetryPolicy
+from tracker.dbrunner import DatabaseRunner
 from tracker.domain import DeliveryState
 from tracker.exceptions import StoreError
 from tracker.store.deliveries import Handoff
@@ -36,9 +37,6 @@ class Sender(Protocol):
     async def send(self, job: DeliveryJob) -> SendResult: ...
 
 
-DbRunner = Callable[..., Awaitable[Any]]
-
-
 class Outbox:
     def __init__(
         self,
@@ -46,7 +44,7 @@ class Outbox:
         senders: Mapping[str, Sender],
         *,
         owner: str,
-        db: DbRunner,
+        db: DatabaseRunner,
         policy: RetryPolicy,
         lease_seconds: float,
         concurrency: int = DEFAULT_CONCURRENCY,
@@ -147,7 +145,7 @@ class Outbox:
             if pending:
                 await asyncio.wait(pending)
         try:
-            await self._db(self.store.release_deliveries, self.owner, now=utcnow())
+            await self._db.write(self.store.release_deliveries, self.owner, now=utcnow())
         except StoreError as exc:
             log.error("could not release delivery claims: %s", exc)
 
@@ -159,7 +157,7 @@ class Outbox:
             return 0
         busy = self._busy_targets() if skip_busy else []
         try:
-            jobs: list[DeliveryJob] = await self._db(
+            jobs: list[DeliveryJob] = await self._db.read(
                 self.store.claim_deliveries,
                 now=now,
                 limit=budget,
@@ -219,7 +217,7 @@ class Outbox:
         now = utcnow()
         state, next_at = self.policy.after(result, attempts_before=job.attempts, now=now)
         try:
-            kept = await self._db(
+            kept = await self._db.write(
                 self.store.record_attempt,
                 job,
                 result,

@@ -377,7 +377,11 @@ class DeliveryOps(StoreBase):
         next_attempt_at: datetime | None,
         owner: str,
     ) -> bool:
-        """Write one attempt and the delivery's new state; False if the claim was lost."""
+        """Write one attempt and the delivery's new state; False if the claim was lost.
+
+        Safe to repeat (the daemon retries writes through a database outage): when
+        this very attempt was already written, nothing is written again.
+        """
         values: dict[str, Any] = {
             "attempts": deliveries.c.attempts + 1,
             "state": state.value,
@@ -394,6 +398,8 @@ class DeliveryOps(StoreBase):
                 .where(deliveries.c.id == job.id, deliveries.c.claimed_by == owner)
                 .values(values)
             ).rowcount
+            if not updated and _attempt_recorded(conn, job.id, attempted_at):
+                return True
             conn.execute(
                 insert(delivery_attempts).values(
                     delivery_id=job.id,
@@ -531,3 +537,16 @@ def _cap_per_target(rows: Sequence[Any], limit: int, per_target: int | None) -> 
 
 def _delivery(row: RowMapping, history: list[DeliveryAttempt]) -> Delivery:
     return Delivery(**{k: row[k] for k in row.keys()}, history=history)  # noqa: SIM118
+
+
+def _attempt_recorded(conn: Connection, delivery_id: int, attempted_at: datetime) -> bool:
+    """Whether this attempt is already written (a retried write that had committed)."""
+    return (
+        conn.execute(
+            select(delivery_attempts.c.id).where(
+                delivery_attempts.c.delivery_id == delivery_id,
+                delivery_attempts.c.attempted_at == attempted_at,
+            )
+        ).first()
+        is not None
+    )

@@ -4,6 +4,7 @@ percentile_cont (linear interpolation) on both engines, as in the views."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,6 +62,8 @@ def _r(value: Any, digits: int = 3) -> float | None:
     """Rounded half away from zero, as SQL's round() does in the views."""
     if value is None:
         return None
+    if not math.isfinite(value) or abs(value) >= 1e15:
+        return float(value)  # no digits after the point to round at this size
     exact = Decimal(repr(float(value)))
     return float(exact.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
 

@@ -38,6 +38,7 @@ from tracker.domain import (
 )
 from tracker.events import canonical_events
 from tracker.exceptions import SchemaMissing, SchemaTooNew, StoreError, StoreUnavailable
+from tracker.sanitize import clean_text
 from tracker.store import revisions
 from tracker.store.base import SCHEMA_HINT, batches
 from tracker.store.daemons import DaemonOps
@@ -87,6 +88,10 @@ class AddResult:
 
 class StaleObservation(StoreError):
     """The row changed since it was read (another writer, or the same answer twice)."""
+
+
+class UnstorableObservation(StoreError):
+    """The database refused one observation (the rest of its batch is written)."""
 
 
 class Store(DeliveryOps, DaemonOps, ReportOps, RetentionOps):
@@ -445,10 +450,9 @@ class Store(DeliveryOps, DaemonOps, ReportOps, RetentionOps):
                 return _apply_batch(conn, items, default_callbacks, handoff)
         except StoreUnavailable:
             raise
-        except (StoreError, _StaleInBatch) as exc:
+        except Exception as exc:
             if len(items) == 1:
-                assert isinstance(exc, StoreError)
-                return Applied([exc])
+                return Applied([_as_row_error(items[0][0].prediction_id, exc)])
         applied = Applied([])
         for item in items:
             # No hand-off here: its limits hold for one call, not for one per item.
@@ -556,6 +560,20 @@ class Applied:
 
     results: list[int | StoreError]
     handed_off: list[DeliveryJob] = field(default_factory=list)
+
+
+def _as_row_error(prediction_id: str, exc: Exception) -> StoreError:
+    """The error of an observation written alone, naming its prediction."""
+    if isinstance(exc, StaleObservation):
+        return exc
+    if isinstance(exc, _StaleInBatch):
+        return StaleObservation(f"prediction {prediction_id} changed since it was read")
+    reason = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
+    reason = clean_text(reason)
+    log.error("prediction %s: the database refused its answer: %s", prediction_id, reason[:300])
+    return UnstorableObservation(
+        f"prediction {prediction_id}: the answer could not be stored ({reason[:200]})"
+    )
 
 
 class _StaleInBatch(Exception):
@@ -675,6 +693,7 @@ def _observation_update(fields: tuple[str, ...], guard_owner: bool) -> Any:
         not_found_count=0,
         not_found_since=None,
         claimed_by=None,
+        last_error=None,  # a good answer ends the error; error_count keeps the history
     )
     guard = [
         c.id == bindparam("g_id"),
