@@ -44,6 +44,8 @@ class Tracking(enum.StrEnum):
 def validate_id(prediction_id: str) -> str:
     if not ID_PATTERN.fullmatch(prediction_id):
         shown = prediction_id if prediction_id else "(empty)"
+        if len(shown) > 40:
+            shown = f"{shown[:40]}…({len(prediction_id)} characters)"
         raise InvalidInput(
             f"invalid prediction ID {shown!r}: expected 1-128 letters, digits, '_' or '-',"
             " starting with a letter or digit"

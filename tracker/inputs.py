@@ -2,30 +2,68 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Iterator
-from typing import TextIO
+from typing import IO
 from urllib.parse import urlsplit
 
 from tracker.domain import validate_id
 from tracker.exceptions import InvalidInput
+from tracker.netpolicy import HostPolicy
 
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
 _EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
 #: longest accepted webhook URL (characters)
 MAX_URL_LENGTH = 2048
+#: longest line read from an ID file (bytes; an ID has at most 128 characters)
+MAX_ID_LINE_BYTES = 1024
+#: most bytes read from one ID file: 1.2 million IDs of Replicate's 26 characters
+MAX_ID_FILE_BYTES = 32 * 2**20
 
 
-def read_ids(stream: TextIO, source: str) -> Iterator[str]:
-    """IDs from a file: one per line; blank lines and `#` comments skipped."""
-    for number, line in enumerate(stream, start=1):
-        text = line.strip()
+def read_ids(stream: IO[bytes] | IO[str], source: str) -> Iterator[str]:
+    """IDs from a file: one per line; blank lines and `#` comments skipped.
+
+    At most ``MAX_ID_FILE_BYTES`` are read, one line of at most ``MAX_ID_LINE_BYTES``
+    at a time, so neither ``/dev/zero`` nor a file without newlines eats the memory.
+    Bytes are decoded as UTF-8 (a leading BOM is skipped); errors name the line.
+    """
+    total = 0
+    for number in itertools.count(1):
+        line = stream.readline(MAX_ID_LINE_BYTES + 1)
+        if not line:
+            return
+        total += len(line)
+        if total > MAX_ID_FILE_BYTES:
+            raise InvalidInput(
+                f"{source}: more than {MAX_ID_FILE_BYTES // 2**20} MiB, split it into smaller files"
+            )
+        text = _line_text(line, number, source).strip()
         if not text or text.startswith("#"):
             continue
         try:
             yield validate_id(text)
         except InvalidInput as exc:
             raise InvalidInput(f"{source}, line {number}: {exc}") from None
+
+
+def _line_text(line: bytes | str, number: int, source: str) -> str:
+    """One line of an ID file as text, refused when too long or not UTF-8."""
+    if len(line) > MAX_ID_LINE_BYTES and line[-1:] not in (b"\n", "\n"):
+        raise InvalidInput(
+            f"{source}, line {number}: longer than {MAX_ID_LINE_BYTES} bytes"
+            " (a prediction ID has at most 128 characters)"
+        )
+    if isinstance(line, str):
+        return line.removeprefix("\ufeff") if number == 1 else line
+    try:
+        return line.decode("utf-8-sig" if number == 1 else "utf-8")
+    except UnicodeDecodeError as exc:
+        bad = line[exc.start : exc.start + 1].hex()
+        raise InvalidInput(
+            f"{source}, line {number}: not UTF-8 text (byte 0x{bad} at column {exc.start + 1})"
+        ) from None
 
 
 def validate_ids(ids: Iterable[str]) -> list[str]:
@@ -44,7 +82,9 @@ def parse_labels(items: Iterable[str]) -> dict[str, str]:
     return labels
 
 
-def validate_webhook_url(url: str) -> str:
+def validate_webhook_url(url: str, allowed: HostPolicy | None = None) -> str:
+    """An http(s) URL; with ``allowed``, a literal address must pass that policy
+    (host names are judged on the address they resolve to, at each delivery)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > MAX_URL_LENGTH:
         raise InvalidInput(f"invalid webhook URL {url!r}: expected an http:// or https:// URL")
@@ -54,6 +94,11 @@ def validate_webhook_url(url: str) -> str:
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
         raise InvalidInput(f"invalid webhook URL {url!r}: {exc}") from None
+    if allowed is not None:
+        try:
+            allowed.check_literal(parts.hostname or "")
+        except InvalidInput as exc:
+            raise InvalidInput(f"webhook URL refused: {exc}") from None
     return url
 
 

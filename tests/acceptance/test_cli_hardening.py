@@ -3,6 +3,8 @@ what is shown is escaped and masked, what is read is bounded, a newer database i
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
 
@@ -58,3 +60,55 @@ def test_an_older_database_still_asks_for_db_upgrade(cli: Tracker, db_url: str) 
     set_revision(db_url, "0005")
     line = one_error_line(cli.run("list"))
     assert "run `tracker db upgrade`" in line
+
+
+# -- item 12: ID files are read with bounds -----------------------------------
+
+
+@pytest.fixture
+def lite(sqlite_url: str) -> Tracker:
+    return Tracker(database_url=sqlite_url, api_base="http://127.0.0.1:9/v1")
+
+
+def test_add_file_dev_zero_ends_at_once_with_one_short_line(lite: Tracker) -> None:
+    result = lite.run("add", "--file", "/dev/zero", timeout=30)
+    assert result.returncode == 2
+    line = one_error_line(result)
+    assert "/dev/zero, line 1: longer than 1024 bytes" in line and len(line) < 200
+
+
+def test_add_file_with_a_huge_line_does_not_echo_it(lite: Tracker, tmp_path: Path) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_text("ok-1\n" + "x" * 1_000_000 + "\n", encoding="utf-8")
+    line = one_error_line(lite.run("add", "--file", str(ids)))
+    assert "line 2" in line and len(line) < 200
+    assert lite.ok("list", "--format", "csv").stdout.count("\n") == 1  # nothing written
+
+
+def test_add_file_a_bad_id_is_shown_short_and_escaped(lite: Tracker, tmp_path: Path) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_text("ok-1\n" + "\x1b[2J" + "y" * 1000 + "\n", encoding="utf-8")
+    line = one_error_line(lite.run("add", "--file", str(ids)))
+    assert "line 2" in line and "\\x1b[2J" in line and "\x1b" not in line and len(line) < 300
+
+
+def test_add_file_not_utf8_names_the_line(lite: Tracker, tmp_path: Path) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_bytes(b"\xef\xbb\xbfok-1\r\nok-2\nab\xffc\n")
+    line = one_error_line(lite.run("add", "--file", str(ids)))
+    assert "line 3" in line and "UTF-8" in line and "unexpected" not in line, line
+
+
+def test_add_file_bom_and_crlf_still_read(lite: Tracker, tmp_path: Path) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_bytes(b"\xef\xbb\xbfok-1\r\nok-2\n")
+    assert "registered 2 predictions" in lite.ok("add", "--file", str(ids)).stdout
+
+
+def test_add_file_larger_than_the_cap_is_refused(lite: Tracker, tmp_path: Path) -> None:
+    ids = tmp_path / "ids.txt"
+    comment = b"# " + b"c" * 1000 + b"\n"
+    with ids.open("wb") as f:
+        f.write(b"ok-1\n" + comment * (33 * 1024 * 1024 // len(comment) + 1))
+    line = one_error_line(lite.run("add", "--file", str(ids)))
+    assert "more than 32 MiB" in line

@@ -21,10 +21,12 @@ from tracker.cli.common import (
     print_table,
     to_jsonable,
 )
-from tracker.config import DEFAULT_POLL_MIN
+from tracker.config import DEFAULT_POLL_MIN, webhook_policy_from_env
 from tracker.domain import PredictionDetail, validate_id
 from tracker.events import parse_events
 from tracker.inputs import (
+    MAX_ID_FILE_BYTES,
+    MAX_ID_LINE_BYTES,
     parse_labels,
     read_ids,
     validate_email,
@@ -52,8 +54,11 @@ LIST_COLUMNS = (
 @click.option(
     "--file",
     "id_file",
-    type=click.File("r", encoding="utf-8-sig"),
-    help="Read IDs from a file, one per line ('-' for stdin).",
+    type=click.File("rb"),
+    metavar="PATH",
+    help="Read IDs from a file, one per line ('-' for stdin). UTF-8; lines of at most"
+    f" {MAX_ID_LINE_BYTES} bytes, files of at most {MAX_ID_FILE_BYTES // 2**20} MiB"
+    " (1.2 million IDs).",
 )
 @click.option(
     "--webhook",
@@ -95,7 +100,10 @@ def add_command(
     if not all_ids:
         raise click.UsageError("give at least one prediction ID, or --file")
     event_list = parse_events(events)
-    specs = [CallbackSpec("webhook", validate_webhook_url(u), event_list) for u in webhooks]
+    allowed = webhook_policy_from_env() if webhooks else None  # literal addresses judged now
+    specs = [
+        CallbackSpec("webhook", validate_webhook_url(u, allowed), event_list) for u in webhooks
+    ]
     specs += [CallbackSpec("email", validate_email(a), event_list) for a in emails]
     label_map = parse_labels(labels)
 
