@@ -30,6 +30,7 @@ from tracker.dbrunner import DatabaseRunner
 from tracker.domain import NextPoll, ObservationUpdate, PredictionState, Status, Tracking
 from tracker.exceptions import (
     StoreError,
+    StoreGone,
     UpstreamAuthError,
     UpstreamBadAnswer,
     UpstreamError,
@@ -666,4 +667,4 @@ class Daemon:
             log.error("%s: stopping", problem)
             if self._loop is not None:
                 self._loop.call_soon_threadsafe(self.stop)
-        raise StoreError(problem)
+        raise StoreGone(problem)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from tracker.exceptions import StoreError, StoreUnavailable
+from tracker.exceptions import StoreError, StoreGone, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,8 @@ class DatabaseRunner:
 
     def note_trouble(self, exc: StoreError) -> None:
         """Say once that the database is unreachable; other errors every time."""
+        if isinstance(exc, StoreGone):
+            return  # said once, by the check that found it
         if isinstance(exc, StoreUnavailable):
             if not self._down:
                 log.error("%s; retrying", exc)

@@ -32,6 +32,10 @@ class SchemaTooNew(StoreError):
     """The database was migrated by a newer tracker: upgrade the tracker, not the database."""
 
 
+class StoreGone(StoreError):
+    """The SQLite database file was deleted or replaced under the running daemon."""
+
+
 class StoreUnavailable(StoreError):
     """The database connection failed; the operation may be retried."""
 
