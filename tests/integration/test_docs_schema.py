@@ -411,7 +411,7 @@ EXPECTED: dict[str, Expected] = {
         ("id", "tracking", "status", "error_count", "poll_count", "last_polled_at", "last_error"),
         lambda _: [
             ("p10-lost", "lost", None, 2, 0, ts(470), 'HTTP 404: {"detail": "Not found."}'),
-            ("p11-flaky", "active", "processing", 1, 2, ts(510), "HTTP 502: Bad Gateway"),
+            ("p11-flaky", "active", "processing", 1, 2, ts(510), None),  # recovered: cleared
         ],
     ),
     "How late the tracker noticed completion": Expected(
