@@ -279,6 +279,7 @@ def tracker_env(url: str, base: str) -> dict[str, str]:
     for name in ("ANYAPI_API_KEY", "REPLICATE_API_TOKEN"):
         env.pop(name, None)
     env.update(TRACKER_DATABASE_URL=url, TRACKER_API_BASE=base, TRACKER_API_KEY="bench")
+    env["TRACKER_WEBHOOK_ALLOWED_HOSTS"] = "loopback"  # the receiver listens on 127.0.0.1
     return env
 
 

@@ -78,6 +78,7 @@ def tracker_env(url: str, base: str) -> dict[str, str]:
     """This process's environment without TRACKER_ settings, plus the run's own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
     env.update(TRACKER_DATABASE_URL=url, TRACKER_API_BASE=base, TRACKER_API_KEY="bench")
+    env["TRACKER_WEBHOOK_ALLOWED_HOSTS"] = "loopback"  # the receiver listens on 127.0.0.1
     return env
 
 

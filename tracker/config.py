@@ -12,7 +12,10 @@ from tracker.callbacks.retry import DEFAULT_RETRY_SCHEDULE, parse_schedule
 from tracker.callbacks.webhook import DEFAULT_WEBHOOK_TIMEOUT
 from tracker.domain import CallbackSpec
 from tracker.events import parse_events
+from tracker.exceptions import ConfigError
 from tracker.inputs import validate_email, validate_webhook_url
+from tracker.netpolicy import HostPolicy, parse_policy
+from tracker.upstream import DEFAULT_MAX_ANSWER_BYTES, DEFAULT_POLL_TIMEOUT
 
 #: where predictions are polled unless TRACKER_API_BASE says otherwise
 DEFAULT_API_BASE = "https://www.anyapi.vip/replicate/v1"
@@ -25,6 +28,9 @@ DEFAULT_LOST_AFTER = 5  # consecutive 404 answers ...
 DEFAULT_LOST_WINDOW = 60.0  # ... spread over at least this many seconds
 DEFAULT_LEASE = 60.0  # seconds a claimed prediction stays with its daemon
 DEFAULT_MAIL_FROM = "tracker@localhost"
+
+#: where webhooks may be sent (see tracker.netpolicy)
+WEBHOOK_HOSTS_VARIABLE = "TRACKER_WEBHOOK_ALLOWED_HOSTS"
 
 #: variables that may hold the upstream API key, first one set wins
 API_KEY_VARIABLES = ("TRACKER_API_KEY", "ANYAPI_API_KEY", "REPLICATE_API_TOKEN")
@@ -54,6 +60,8 @@ class Settings:
     log_format: str = "text"
     name: str | None = None
     scheduler: str = "adaptive"  #: "adaptive" (learns run times) or "backoff"
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES  #: longest upstream answer read
+    poll_timeout: float = DEFAULT_POLL_TIMEOUT  #: seconds one poll may take in all
     # Callbacks
     webhook_secret: str | None = field(default=None, repr=False)
     smtp_url: str | None = field(default=None, repr=False)
@@ -61,6 +69,9 @@ class Settings:
     retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT
     default_callbacks: tuple[CallbackSpec, ...] = field(default=(), repr=False)
+    webhook_allowed_hosts: HostPolicy = field(
+        default_factory=lambda: parse_policy(None, WEBHOOK_HOSTS_VARIABLE)
+    )
     # Retention: prune predictions finished longer ago than this (seconds); None: never
     prune_older_than: float | None = None
 
@@ -75,7 +86,13 @@ class Settings:
         given.setdefault("mail_from", env.get("TRACKER_MAIL_FROM") or DEFAULT_MAIL_FROM)
         if "retry_schedule" not in given and env.get("TRACKER_RETRY_SCHEDULE"):
             given["retry_schedule"] = parse_schedule(env["TRACKER_RETRY_SCHEDULE"])
-        given.setdefault("default_callbacks", default_callbacks_from_env(env))
+        for name, variable, kind in _NUMBERS:
+            if name not in given and env.get(variable, "").strip():
+                given[name] = positive_number(env[variable], variable, kind)
+        given.setdefault("webhook_allowed_hosts", webhook_policy_from_env(env))
+        given.setdefault(
+            "default_callbacks", default_callbacks_from_env(env, given["webhook_allowed_hosts"])
+        )
         return cls(**given)
 
     def secrets(self) -> list[str]:
@@ -89,11 +106,38 @@ class Settings:
         return [s for s in values if s]
 
 
-def default_callbacks_from_env(env: Mapping[str, str]) -> tuple[CallbackSpec, ...]:
+#: numeric settings read from the environment: field, variable, type
+_NUMBERS: tuple[tuple[str, str, type[int] | type[float]], ...] = (
+    ("max_answer_bytes", "TRACKER_MAX_ANSWER_BYTES", int),
+    ("poll_timeout", "TRACKER_POLL_TIMEOUT", float),
+)
+
+
+def positive_number(text: str, name: str, kind: type[int] | type[float]) -> int | float:
+    """A finite number above 0, or a ConfigError naming the variable."""
+    try:
+        value = kind(text.strip())
+    except ValueError:
+        value = 0
+    if not 0 < value < float("inf"):
+        what = "whole number" if kind is int else "number"
+        raise ConfigError(f"{name} must be a positive {what} (got {text[:40]!r})")
+    return value
+
+
+def webhook_policy_from_env(env: Mapping[str, str] | None = None) -> HostPolicy:
+    """TRACKER_WEBHOOK_ALLOWED_HOSTS (default ``external``); ConfigError when malformed."""
+    env = os.environ if env is None else env
+    return parse_policy(env.get(WEBHOOK_HOSTS_VARIABLE), WEBHOOK_HOSTS_VARIABLE)
+
+
+def default_callbacks_from_env(
+    env: Mapping[str, str], allowed: HostPolicy | None = None
+) -> tuple[CallbackSpec, ...]:
     """TRACKER_DEFAULT_WEBHOOK / _EMAIL (comma lists) with TRACKER_DEFAULT_EVENTS."""
     events = parse_events(env.get("TRACKER_DEFAULT_EVENTS") or "completed")
     specs = [
-        CallbackSpec("webhook", validate_webhook_url(url.strip()), events)
+        CallbackSpec("webhook", validate_webhook_url(url.strip(), allowed), events)
         for url in (env.get("TRACKER_DEFAULT_WEBHOOK") or "").split(",")
         if url.strip()
     ]

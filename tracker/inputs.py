@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from tracker.domain import validate_id
 from tracker.exceptions import InvalidInput
+from tracker.netpolicy import HostPolicy
 
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
 _EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
@@ -81,7 +82,9 @@ def parse_labels(items: Iterable[str]) -> dict[str, str]:
     return labels
 
 
-def validate_webhook_url(url: str) -> str:
+def validate_webhook_url(url: str, allowed: HostPolicy | None = None) -> str:
+    """An http(s) URL; with ``allowed``, a literal address must pass that policy
+    (host names are judged on the address they resolve to, at each delivery)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > MAX_URL_LENGTH:
         raise InvalidInput(f"invalid webhook URL {url!r}: expected an http:// or https:// URL")
@@ -91,6 +94,11 @@ def validate_webhook_url(url: str) -> str:
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
         raise InvalidInput(f"invalid webhook URL {url!r}: {exc}") from None
+    if allowed is not None:
+        try:
+            allowed.check_literal(parts.hostname or "")
+        except InvalidInput as exc:
+            raise InvalidInput(f"webhook URL refused: {exc}") from None
     return url
 
 

@@ -6,6 +6,7 @@ above it sees an httpx exception.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from tracker.exceptions import (
     UpstreamRateLimited,
     UpstreamTransient,
 )
+from tracker.httpread import MiB, declared_too_long, read_capped, size_text
 from tracker.sanitize import TooDeep, clean_text, decode_json
 
 #: seconds to wait for a TCP/TLS connection
@@ -38,6 +40,14 @@ DEFAULT_RATE_LIMIT_PAUSE = 5.0
 MAX_RETRY_AFTER = 3600.0
 #: characters of an unusable body kept in the error text
 BODY_SNIPPET = 120
+#: longest answer body read (TRACKER_MAX_ANSWER_BYTES); a longer one is an error
+DEFAULT_MAX_ANSWER_BYTES = 16 * MiB
+#: seconds one poll may take in all: connect, headers, whole body (TRACKER_POLL_TIMEOUT)
+DEFAULT_POLL_TIMEOUT = 30.0
+#: bytes of an error answer (not 2xx) read: only a snippet of it is kept
+ERROR_BODY_BYTES = 64 * 1024
+#: bodies longer than this are parsed in a worker thread, so polls go on meanwhile
+THREAD_PARSE_BYTES = 1 * MiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +98,15 @@ def make_http_client(*, max_connections: int) -> httpx.AsyncClient:
 class UpstreamClient:
     """``GET {base}/predictions/{id}`` with the bearer key."""
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str, api_key: str | None) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        api_key: str | None,
+        *,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        timeout: float = DEFAULT_POLL_TIMEOUT,
+    ) -> None:
         if api_key and (not api_key.isascii() or any(ch.isspace() for ch in api_key)):
             raise ConfigError("the API key contains spaces or non-ASCII characters")
         self._http = http
@@ -96,6 +114,8 @@ class UpstreamClient:
         #: masked wherever the upstream echoes them (answers are stored and logged)
         self._secrets: tuple[str, ...] = (api_key,) if api_key else ()
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._max_bytes = max_answer_bytes
+        self._timeout = timeout
 
     def prediction_url(self, prediction_id: str) -> str:
         # The pattern rules out "." and "..", which quote() would leave for the
@@ -105,9 +125,24 @@ class UpstreamClient:
         return f"{self._base}/predictions/{quote(prediction_id, safe='')}"
 
     async def get_prediction(self, prediction_id: str) -> Answer:
+        """The answer, or an ``UpstreamError``; never longer than the timeout in all
+        (a server sending one byte a second does not hold a poll)."""
         url = self.prediction_url(prediction_id)
         try:
-            response = await self._http.get(url, headers=self._headers)
+            async with asyncio.timeout(self._timeout):
+                response, content = await self._fetch(url)
+        except TimeoutError as exc:
+            raise UpstreamTransient(
+                f"timeout: no complete answer within {self._timeout:g} s"
+            ) from exc
+        if len(content) > THREAD_PARSE_BYTES:
+            return await asyncio.to_thread(_interpret, response, content, self._secrets)
+        return _interpret(response, content, self._secrets)
+
+    async def _fetch(self, url: str) -> tuple[httpx.Response, bytes]:
+        try:
+            async with self._http.stream("GET", url, headers=self._headers) as response:
+                return response, await self._read(response)
         except httpx.TimeoutException as exc:
             raise UpstreamTransient(f"timeout: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
@@ -116,18 +151,31 @@ class UpstreamClient:
         except httpx.HTTPError as exc:
             detail = self._redact(f"request failed: {type(exc).__name__}: {exc}")
             raise UpstreamError(detail) from exc
-        return _interpret(response, self._secrets)
+
+    async def _read(self, response: httpx.Response) -> bytes:
+        """The body: all of a 2xx one up to the cap, a prefix of any other."""
+        if not response.is_success:
+            return (await read_capped(response, ERROR_BODY_BYTES))[0]
+        too_long = UpstreamBadAnswer(
+            f"answer longer than {size_text(self._max_bytes)}; not read further"
+        )
+        if declared_too_long(response, self._max_bytes):
+            raise too_long
+        content, complete = await read_capped(response, self._max_bytes)
+        if not complete:
+            raise too_long
+        return content
 
     def _redact(self, text: str) -> str:
         """Error details are stored and logged: an upstream echoing the key must not leak it."""
         return clean_text(text, self._secrets)
 
 
-def _interpret(response: httpx.Response, secrets: Sequence[str]) -> Answer:
+def _interpret(response: httpx.Response, content: bytes, secrets: Sequence[str]) -> Answer:
     code = response.status_code
     if 200 <= code < 300:
-        return Answer(_json_body(response, secrets), code)
-    detail = clean_text(f"HTTP {code}: {_snippet(response.text)}", secrets)
+        return Answer(_json_body(response, content, secrets), code)
+    detail = clean_text(f"HTTP {code}: {_snippet(_text(response, content))}", secrets)
     if code in (401, 403):
         raise UpstreamAuthError(detail, status_code=code)
     if code == 404:
@@ -143,15 +191,15 @@ def _interpret(response: httpx.Response, secrets: Sequence[str]) -> Answer:
     raise UpstreamError(detail, status_code=code)
 
 
-def _json_body(response: httpx.Response, secrets: Sequence[str]) -> object:
+def _json_body(response: httpx.Response, content: bytes, secrets: Sequence[str]) -> object:
     """The body, parsed and made storable (see ``tracker.sanitize``)."""
     try:
-        return decode_json(response.content, secrets)
+        return decode_json(content, secrets)
     except TooDeep as exc:
         raise UpstreamBadAnswer(str(exc)) from exc
     except ValueError as exc:  # not JSON, or not UTF-8
         content_type = response.headers.get("Content-Type", "no content type")
-        detail = f"answer is not JSON ({content_type}): {_snippet(response.text)}"
+        detail = f"answer is not JSON ({content_type}): {_snippet(_text(response, content))}"
         raise UpstreamBadAnswer(clean_text(detail, secrets)) from exc
 
 
@@ -173,6 +221,14 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if seconds != seconds:  # NaN
         return None
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _text(response: httpx.Response, content: bytes) -> str:
+    """The body as text, in its declared charset (else UTF-8), bad bytes replaced."""
+    try:
+        return content.decode(response.charset_encoding or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return content.decode("utf-8", errors="replace")
 
 
 def _snippet(text: str) -> str:

@@ -34,6 +34,8 @@ class Tracker:
             TRACKER_API_KEY=SECRET_KEY,
             TRACKER_POLL_MIN="0.2",
             TRACKER_POLL_MAX="1",
+            # The tests' webhook receivers listen on 127.0.0.1 (the default is external).
+            TRACKER_WEBHOOK_ALLOWED_HOSTS="loopback",
             PYTHONUNBUFFERED="1",
         )
         env.update(self.extra_env)

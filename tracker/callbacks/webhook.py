@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import time
 from datetime import UTC, datetime
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 from standardwebhooks.webhooks import Webhook
@@ -14,22 +17,47 @@ from standardwebhooks.webhooks import Webhook
 from tracker import __version__
 from tracker.callbacks.base import DeliveryJob, SendResult
 from tracker.exceptions import ConfigError
+from tracker.httpread import read_capped
+from tracker.netconnect import PolicyConnector
+from tracker.netpolicy import AddressRefused, HostPolicy
 from tracker.upstream import parse_retry_after
 
-#: seconds a receiver has to answer
+#: seconds a receiver has to answer, all of the attempt included (TRACKER_WEBHOOK_TIMEOUT)
 DEFAULT_WEBHOOK_TIMEOUT = 15.0
+#: bytes of a receiver's answer read: its status code is what counts
+ANSWER_BYTES = 64 * 1024
+#: characters of an error text kept
+ERROR_CHARS = 300
 
 
-def make_webhook_client(*, timeout: float, max_connections: int) -> httpx.AsyncClient:
-    """httpx over aiohttp's pool, as for polling (see ``tracker.upstream``)."""
-    limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
-    )
+def make_webhook_client(
+    *, timeout: float, max_connections: int, allowed: HostPolicy
+) -> httpx.AsyncClient:
+    """httpx over aiohttp's pool, as for polling (see ``tracker.upstream``), that
+    connects only to the addresses ``allowed`` lets through."""
+
+    def session() -> aiohttp.ClientSession:
+        connector = PolicyConnector(
+            allowed,
+            limit=max_connections,
+            keepalive_timeout=5.0,
+            ssl=httpx.create_ssl_context(),
+        )
+        return aiohttp.ClientSession(connector=connector)
+
     return httpx.AsyncClient(
-        transport=AiohttpTransport(limits=limits),
+        transport=AiohttpTransport(client=session),
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         follow_redirects=False,  # a 3xx is a failure: the receiver must fix its URL
     )
+
+
+def split_credentials(target: str) -> tuple[httpx.URL, httpx.BasicAuth | None]:
+    """The URL without ``user:password@``, and those as HTTP basic auth."""
+    url = httpx.URL(target)
+    if not url.userinfo:
+        return url, None
+    return url.copy_with(username=None, password=None), httpx.BasicAuth(url.username, url.password)
 
 
 #: shortest signing key accepted (bytes, after base64 decoding)
@@ -58,9 +86,16 @@ def load_signer(secret: str | None) -> Webhook | None:
 
 
 class WebhookSender:
-    def __init__(self, http: httpx.AsyncClient, *, secret: str | None = None) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        secret: str | None = None,
+        timeout: float = DEFAULT_WEBHOOK_TIMEOUT,
+    ) -> None:
         self._http = http
         self._signer = load_signer(secret)
+        self._timeout = timeout
 
     def headers(self, job: DeliveryJob, sent_at: datetime) -> dict[str, str]:
         headers = {
@@ -76,19 +111,39 @@ class WebhookSender:
         return headers
 
     async def send(self, job: DeliveryJob) -> SendResult:
+        """One attempt, within the timeout in all; the status code decides, and a
+        receiver's answer body is read only in part (``ANSWER_BYTES``)."""
         started = time.monotonic()
-        body = job.payload.encode("utf-8")
+        url, auth = split_credentials(job.target)
+        answered: httpx.Response | None = None
         try:
-            response = await self._http.post(
-                job.target, content=body, headers=self.headers(job, datetime.now(UTC))
-            )
+            async with asyncio.timeout(self._timeout):
+                async with self._http.stream(
+                    "POST",
+                    url,
+                    content=job.payload.encode("utf-8"),
+                    headers=self.headers(job, datetime.now(UTC)),
+                    auth=auth,
+                ) as response:
+                    answered = response
+                    # Read a little so the connection can be reused; a receiver that
+                    # breaks off or dribbles its answer has still given its status.
+                    with contextlib.suppress(httpx.HTTPError):
+                        await read_capped(response, ANSWER_BYTES)
+        except TimeoutError:
+            if answered is None:
+                error = f"timed out: no answer within {self._timeout:g} s"
+                return SendResult(ok=False, error=error, duration_ms=_ms(started))
+        except AddressRefused as exc:
+            return SendResult(ok=False, error=f"refused: {exc}", duration_ms=_ms(started))
         except httpx.TimeoutException:
             return SendResult(ok=False, error="timed out", duration_ms=_ms(started))
         except httpx.HTTPError as exc:
-            return SendResult(
-                ok=False, error=f"{type(exc).__name__}: {exc}"[:300], duration_ms=_ms(started)
-            )
-        return _result(response, _ms(started))
+            error = _without_password(f"{type(exc).__name__}: {exc}", job.target)
+            error = error[:ERROR_CHARS]
+            return SendResult(ok=False, error=error, duration_ms=_ms(started))
+        assert answered is not None
+        return _result(answered, _ms(started))
 
 
 def _result(response: httpx.Response, duration_ms: int) -> SendResult:
@@ -109,6 +164,15 @@ def _result(response: httpx.Response, duration_ms: int) -> SendResult:
         permanent=code == 410,
         duration_ms=duration_ms,
     )
+
+
+def _without_password(text: str, target: str) -> str:
+    """Error text without the URL's password, in case a library quoted the URL."""
+    url = httpx.URL(target)
+    raw = url.userinfo.decode("ascii", "replace").partition(":")[2]
+    for secret in {url.password, raw} - {""}:
+        text = text.replace(secret, "***")
+    return text
 
 
 def _ms(started: float) -> int:

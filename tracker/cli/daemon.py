@@ -32,11 +32,31 @@ from tracker.config import (
 from tracker.daemon import Daemon
 from tracker.exceptions import ConfigError
 from tracker.logsetup import configure_logging
-from tracker.upstream import UpstreamClient, make_http_client
+from tracker.netpolicy import DEFAULT_ALLOWED_HOSTS, HostPolicy, parse_policy
+from tracker.upstream import (
+    DEFAULT_MAX_ANSWER_BYTES,
+    DEFAULT_POLL_TIMEOUT,
+    UpstreamClient,
+    make_http_client,
+)
 
 log = logging.getLogger("tracker")
 
 _positive = click.FloatRange(min=0, min_open=True)
+
+
+class _HostPolicyType(click.ParamType):
+    """A TRACKER_WEBHOOK_ALLOWED_HOSTS value (see tracker.netpolicy)."""
+
+    name = "RULES"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: object) -> HostPolicy:
+        if isinstance(value, HostPolicy):
+            return value
+        try:
+            return parse_policy(str(value), "TRACKER_WEBHOOK_ALLOWED_HOSTS")
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)  # type: ignore[arg-type]
 
 
 @click.command("daemon")
@@ -122,7 +142,35 @@ _positive = click.FloatRange(min=0, min_open=True)
     show_default=True,
     envvar="TRACKER_WEBHOOK_TIMEOUT",
     show_envvar=True,
-    help="Seconds a webhook receiver has to answer.",
+    help="Seconds one webhook attempt may take in all (connect, send, answer).",
+)
+@click.option(
+    "--webhook-allowed-hosts",
+    type=_HostPolicyType(),
+    default=DEFAULT_ALLOWED_HOSTS,
+    show_default=True,
+    envvar="TRACKER_WEBHOOK_ALLOWED_HOSTS",
+    show_envvar=True,
+    help="Where webhooks may go, judged on the address connected to: a comma list of"
+    " external, private, loopback, *, CIDR blocks and host names (* globs).",
+)
+@click.option(
+    "--max-answer-bytes",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_ANSWER_BYTES,
+    show_default=True,
+    envvar="TRACKER_MAX_ANSWER_BYTES",
+    show_envvar=True,
+    help="An upstream answer longer than this is not read further: an error on that poll.",
+)
+@click.option(
+    "--poll-timeout",
+    type=_positive,
+    default=DEFAULT_POLL_TIMEOUT,
+    show_default=True,
+    envvar="TRACKER_POLL_TIMEOUT",
+    show_envvar=True,
+    help="Seconds one poll may take in all (connect, headers, whole answer).",
 )
 @click.option(
     "--prune-older-than",
@@ -194,7 +242,13 @@ async def run_daemon(
             http = await stack.enter_async_context(
                 make_http_client(max_connections=settings.concurrency)
             )
-            upstream = UpstreamClient(http, settings.api_base, settings.api_key)
+            upstream = UpstreamClient(
+                http,
+                settings.api_base,
+                settings.api_key,
+                max_answer_bytes=settings.max_answer_bytes,
+                timeout=settings.poll_timeout,
+            )
             senders = await _senders(settings, stack)
             daemon = Daemon(store, upstream, settings, senders=senders)
             return await daemon.run(once=once, exit_when_done=exit_when_done)
@@ -205,9 +259,16 @@ async def run_daemon(
 async def _senders(settings: Settings, stack: contextlib.AsyncExitStack) -> dict[str, Sender]:
     """A webhook sender always; a mailer when TRACKER_SMTP_URL is set."""
     hooks = await stack.enter_async_context(
-        make_webhook_client(timeout=settings.webhook_timeout, max_connections=64)
+        make_webhook_client(
+            timeout=settings.webhook_timeout,
+            max_connections=64,
+            allowed=settings.webhook_allowed_hosts,
+        )
     )
-    senders: dict[str, Sender] = {"webhook": WebhookSender(hooks, secret=settings.webhook_secret)}
+    webhooks = WebhookSender(
+        hooks, secret=settings.webhook_secret, timeout=settings.webhook_timeout
+    )
+    senders: dict[str, Sender] = {"webhook": webhooks}
     if settings.smtp_url:
         mailer = Mailer(parse_smtp_url(settings.smtp_url), settings.mail_from)
         stack.push_async_callback(mailer.close)

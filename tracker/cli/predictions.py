@@ -21,7 +21,7 @@ from tracker.cli.common import (
     print_table,
     to_jsonable,
 )
-from tracker.config import DEFAULT_POLL_MIN
+from tracker.config import DEFAULT_POLL_MIN, webhook_policy_from_env
 from tracker.domain import PredictionDetail, validate_id
 from tracker.events import parse_events
 from tracker.inputs import (
@@ -100,7 +100,10 @@ def add_command(
     if not all_ids:
         raise click.UsageError("give at least one prediction ID, or --file")
     event_list = parse_events(events)
-    specs = [CallbackSpec("webhook", validate_webhook_url(u), event_list) for u in webhooks]
+    allowed = webhook_policy_from_env() if webhooks else None  # literal addresses judged now
+    specs = [
+        CallbackSpec("webhook", validate_webhook_url(u, allowed), event_list) for u in webhooks
+    ]
     specs += [CallbackSpec("email", validate_email(a), event_list) for a in emails]
     label_map = parse_labels(labels)
 
