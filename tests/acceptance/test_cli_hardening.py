@@ -3,13 +3,18 @@ what is shown is escaped and masked, what is read is bounded, a newer database i
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
 from tests.acceptance.conftest import Tracker
 from tracker.store.store import SCHEMA_HEAD, Store
+from tracker.store.tables import callbacks, deliveries, predictions
 
 
 @pytest.fixture
@@ -112,3 +117,124 @@ def test_add_file_larger_than_the_cap_is_refused(lite: Tracker, tmp_path: Path) 
         f.write(b"ok-1\n" + comment * (33 * 1024 * 1024 // len(comment) + 1))
     line = one_error_line(lite.run("add", "--file", str(ids)))
     assert "more than 32 MiB" in line
+
+
+# -- item 11: lists read only what they print ---------------------------------
+
+#: runs the CLI in this interpreter, then writes its peak RSS (VmHWM, kB) to stderr
+PEAK_RSS = """
+import sys
+from tracker.cli.main import main
+try:
+    main(sys.argv[1:])
+finally:
+    hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM"))
+    print("PEAK", hwm.split()[1], file=sys.stderr)
+"""
+BIG = 50 * 2**20
+
+
+def peak_mb(cli: Tracker, *args: str) -> int:
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=cli.env(),
+    )
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stderr.splitlines() if x.startswith("PEAK "))
+    return int(line.split()[1]) // 1024
+
+
+def store_big_rows(db_url: str) -> None:
+    """Two predictions with 50 MB of logs and raw body each, and a 50 MB webhook payload."""
+    big, now = "x" * BIG, datetime.now(UTC)
+    store = Store.from_url(db_url)
+    try:
+        with store.engine.begin() as conn:
+            for n in range(2):
+                conn.execute(
+                    insert(predictions).values(
+                        id=f"big-{n}",
+                        tracking="done",
+                        status="failed",
+                        registered_at=now,
+                        logs=big,
+                        raw={"logs": big},
+                        error="boom",
+                    )
+                )
+            cb = conn.execute(
+                insert(callbacks).values(
+                    prediction_id="big-0",
+                    kind="webhook",
+                    target="https://example.com/h",
+                    events="completed",
+                    created_at=now,
+                )
+            ).inserted_primary_key[0]
+            conn.execute(
+                insert(deliveries).values(
+                    callback_id=cb,
+                    prediction_id="big-0",
+                    event="completed",
+                    state="dead",
+                    created_at=now,
+                    payload=big,
+                    message_id="msg_big",
+                )
+            )
+    finally:
+        store.close()
+
+
+#: every listing of predictions or deliveries, and the reports that touch their tables
+LISTINGS = (
+    ["list"],
+    ["list", "--format", "json"],
+    ["list", "--format", "csv"],
+    ["deliveries", "list"],
+    ["deliveries", "list", "--format", "json"],
+    ["report", "failures"],
+    ["report", "deliveries"],
+)
+
+
+def test_lists_do_not_read_logs_raw_bodies_or_payloads(cli: Tracker, db_url: str) -> None:
+    store_big_rows(db_url)
+    # an idle command peaks near 70 MB; reading the rows took 678 (PostgreSQL) to 922 MB
+    peaks = {" ".join(args): peak_mb(cli, *args) for args in LISTINGS}
+    assert max(peaks.values()) < 200, peaks
+
+
+def test_list_json_keeps_its_keys(cli: Tracker, db_url: str) -> None:
+    cli.ok("add", "k-1", "--label", "a=b")
+    (record,) = json.loads(cli.ok("list", "--format", "json").stdout)
+    assert list(record) == [
+        "id",
+        "status",
+        "tracking",
+        "model",
+        "version",
+        "input",
+        "output",
+        "error",
+        "metrics",
+        "predict_time",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "data_removed",
+        "urls",
+        "labels",
+        "registered_at",
+        "last_polled_at",
+        "next_poll_at",
+        "poll_count",
+        "error_count",
+        "last_error",
+    ]
+    assert record["labels"] == {"a": "b"}
+    header = cli.ok("list", "--format", "csv").stdout.splitlines()[0]
+    assert header.split(",") == list(record)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +22,7 @@ from tracker.cli.common import (
     to_jsonable,
 )
 from tracker.config import DEFAULT_POLL_MIN, webhook_policy_from_env
-from tracker.domain import PredictionDetail, validate_id
+from tracker.domain import Prediction, PredictionDetail, validate_id
 from tracker.events import parse_events
 from tracker.inputs import (
     MAX_ID_FILE_BYTES,
@@ -47,6 +47,9 @@ LIST_COLUMNS = (
     "next_poll_at",
     "last_error",
 )
+
+#: what `list --format json|csv` prints: every field of a prediction but its logs
+RECORD_COLUMNS = tuple(f.name for f in fields(Prediction) if f.name != "logs")
 
 
 @click.command("add")
@@ -146,22 +149,21 @@ def list_command(
     database_url: str,
 ) -> None:
     """One row per prediction, oldest registration first."""
+    columns = LIST_COLUMNS if fmt == "table" else RECORD_COLUMNS
     store = open_store(database_url)
     try:
-        rows = store.list_predictions(
-            statuses=statuses, active_only=active, model=model, limit=limit
+        rows = store.list_columns(
+            columns, statuses=statuses, active_only=active, model=model, limit=limit
         )
     finally:
         store.close()
     if fmt == "table":
-        emit_rows([_list_row(p) for p in rows], LIST_COLUMNS, fmt)
+        emit_rows([_list_row(row) for row in rows], LIST_COLUMNS, fmt)
     else:
-        records = [{k: v for k, v in asdict(p).items() if k != "logs"} for p in rows]
-        emit_rows(records, list(records[0]) if records else LIST_COLUMNS, fmt)
+        emit_rows([{**row, "labels": row["labels"] or {}} for row in rows], RECORD_COLUMNS, fmt)
 
 
-def _list_row(prediction: Any) -> dict[str, Any]:
-    row = asdict(prediction)
+def _list_row(row: dict[str, Any]) -> dict[str, Any]:
     if row["last_error"]:
         row["last_error"] = row["last_error"][:60]
     return row

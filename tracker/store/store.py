@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     Connection,
     RowMapping,
+    Select,
     and_,
     bindparam,
     case,
@@ -251,22 +252,31 @@ class Store(DeliveryOps, DaemonOps, ReportOps, RetentionOps):
         model: str | None = None,
         limit: int | None = None,
     ) -> list[Prediction]:
-        stmt = select(predictions).order_by(predictions.c.registered_at, predictions.c.id)
-        if statuses:
-            stmt = stmt.where(predictions.c.status.in_(statuses))
-        if active_only:
-            stmt = stmt.where(predictions.c.tracking == Tracking.ACTIVE.value)
-        if model:
-            stmt = stmt.where(predictions.c.model == model)
-        if limit is not None:
-            stmt = stmt.limit(limit)
+        """Whole predictions, logs included: for a few rows; listings use ``list_columns``."""
+        stmt = _listing(select(*_PREDICTION_COLUMNS), statuses, active_only, model, limit)
         with self._reading() as conn:
             return [_prediction(row) for row in conn.execute(stmt).mappings()]
+
+    def list_columns(
+        self,
+        columns: Sequence[str],
+        *,
+        statuses: Sequence[str] = (),
+        active_only: bool = False,
+        model: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """These columns of the predictions, oldest registration first: a listing
+        reads only what it prints, never the logs or raw bodies (they can be huge)."""
+        selected = select(*(predictions.c[name] for name in columns))
+        stmt = _listing(selected, statuses, active_only, model, limit)
+        with self._reading() as conn:
+            return [dict(row) for row in conn.execute(stmt).mappings()]
 
     def get_detail(self, prediction_id: str) -> PredictionDetail | None:
         with self._reading() as conn:
             row = (
-                conn.execute(select(predictions).where(predictions.c.id == prediction_id))
+                conn.execute(select(*_PREDICTION_COLUMNS).where(predictions.c.id == prediction_id))
                 .mappings()
                 .first()
             )
@@ -727,6 +737,30 @@ def _state(row: RowMapping) -> PredictionState:
         log_seq=row["log_seq"],
         started_at=row["started_at"],
     )
+
+
+def _listing(
+    stmt: Select[Any],
+    statuses: Sequence[str],
+    active_only: bool,
+    model: str | None,
+    limit: int | None,
+) -> Select[Any]:
+    """``stmt`` with a listing's filters and order."""
+    stmt = stmt.order_by(predictions.c.registered_at, predictions.c.id)
+    if statuses:
+        stmt = stmt.where(predictions.c.status.in_(statuses))
+    if active_only:
+        stmt = stmt.where(predictions.c.tracking == Tracking.ACTIVE.value)
+    if model:
+        stmt = stmt.where(predictions.c.model == model)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return stmt
+
+
+#: the columns a ``Prediction`` is made of (not ``raw``, the last body as received)
+_PREDICTION_COLUMNS = tuple(predictions.c[f.name] for f in fields(Prediction))
 
 
 def _prediction(row: RowMapping) -> Prediction:
