@@ -8,22 +8,32 @@ KiB = 1024
 MiB = 1024 * KiB
 
 
-async def read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
-    """At most ``limit`` bytes of a streamed body, and whether that is all of it.
+async def read_capped(response: httpx.Response, limit: int) -> bytes | None:
+    """A streamed body, or None as soon as it passes ``limit`` bytes.
 
-    Reading stops as soon as the body (after any content decoding, so a gzip bomb
-    counts as what it unpacks to) passes ``limit``; the connection is then closed
-    rather than reused.
+    The count is taken after any content decoding, so a gzip bomb counts as what
+    it unpacks to. Reading stops there and the connection is closed, not reused.
     """
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
         size += len(chunk)
         if size > limit:
-            chunks.append(chunk[: len(chunk) - (size - limit)])
-            return b"".join(chunks), False
+            return None
         chunks.append(chunk)
-    return b"".join(chunks), True
+    return b"".join(chunks)
+
+
+async def read_prefix(response: httpx.Response, limit: int) -> bytes:
+    """The first ``limit`` bytes of a streamed body (all of a shorter one)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk[: limit - size])
+        size += len(chunks[-1])
+        if size >= limit:
+            break
+    return b"".join(chunks)
 
 
 def declared_too_long(response: httpx.Response, limit: int) -> bool:

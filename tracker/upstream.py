@@ -27,7 +27,7 @@ from tracker.exceptions import (
     UpstreamRateLimited,
     UpstreamTransient,
 )
-from tracker.httpread import MiB, declared_too_long, read_capped, size_text
+from tracker.httpread import MiB, declared_too_long, read_capped, read_prefix, size_text
 from tracker.sanitize import TooDeep, clean_text, decode_json
 
 #: seconds to wait for a TCP/TLS connection
@@ -155,14 +155,14 @@ class UpstreamClient:
     async def _read(self, response: httpx.Response) -> bytes:
         """The body: all of a 2xx one up to the cap, a prefix of any other."""
         if not response.is_success:
-            return (await read_capped(response, ERROR_BODY_BYTES))[0]
+            return await read_prefix(response, ERROR_BODY_BYTES)
         too_long = UpstreamBadAnswer(
             f"answer longer than {size_text(self._max_bytes)}; not read further"
         )
         if declared_too_long(response, self._max_bytes):
             raise too_long
-        content, complete = await read_capped(response, self._max_bytes)
-        if not complete:
+        content = await read_capped(response, self._max_bytes)
+        if content is None:
             raise too_long
         return content
 

@@ -17,7 +17,7 @@ from standardwebhooks.webhooks import Webhook
 from tracker import __version__
 from tracker.callbacks.base import DeliveryJob, SendResult
 from tracker.exceptions import ConfigError
-from tracker.httpread import read_capped
+from tracker.httpread import read_prefix
 from tracker.netconnect import PolicyConnector
 from tracker.netpolicy import AddressRefused, HostPolicy
 from tracker.upstream import parse_retry_after
@@ -129,7 +129,7 @@ class WebhookSender:
                     # Read a little so the connection can be reused; a receiver that
                     # breaks off or dribbles its answer has still given its status.
                     with contextlib.suppress(httpx.HTTPError):
-                        await read_capped(response, ANSWER_BYTES)
+                        await read_prefix(response, ANSWER_BYTES)
         except TimeoutError:
             if answered is None:
                 error = f"timed out: no answer within {self._timeout:g} s"
