@@ -20,7 +20,6 @@ from tests.acceptance.conftest import Tracker
 from tests.acceptance.test_tracking import rows
 from tests.hostile import HostileServer
 from tests.receiver import Receiver
-from tracker.simulator import SimulatorThread
 
 T = TypeVar("T")
 
@@ -261,7 +260,3 @@ def test_webhooks_with_credentials_are_sent_with_basic_auth(
     assert deliveries(db_url, "quick-auth") == [("delivered", 1, None)]
     assert "Traceback" not in result.stderr
     assert "s3cret" not in result.stderr + result.stdout
-
-
-def test_the_simulator_fixture_is_on_loopback(sim: SimulatorThread) -> None:
-    assert sim.base_url.startswith("http://127.0.0.1:")
