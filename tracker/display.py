@@ -8,16 +8,23 @@ them (SPEC, "Text from upstream, and what is shown").
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
-from tracker.logsetup import MASK
+#: what replaces a secret wherever it would be shown or logged
+MASK = "***"
 
 #: C0 controls but tab and newline, DEL, C1 controls (0x9b is a one-byte CSI),
 #: and the bidirectional overrides that make text read in another order
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 #: the same plus newline and tab, for text that must stay on one line
 _CONTROL_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+#: what JSON may carry raw but a terminal would act on: C1 controls, bidi overrides
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -35,10 +42,18 @@ def escape_line(text: str) -> str:
     return _CONTROL_ONE_LINE.sub(_escape, text)
 
 
+def json_text(value: Any, *, indent: int | None = None) -> str:
+    """``value`` as JSON, non-ASCII text kept readable but every character a terminal
+    would act on escaped (``\\u009b``): the same data, safe to print."""
+    text = json.dumps(value, ensure_ascii=False, indent=indent)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def mask_url(url: str) -> str:
     """A URL fit to show: its password and every query value replaced by ``***``.
 
-    ``https://user:pw@host/hook?token=abc`` -> ``https://user:***@host/hook?token=***``.
+    ``https://user:pw@host/hook?token=abc`` -> ``https://user:***@host/hook?token=***``;
+    a user name alone (``https://KEY@host``) is masked too, and so is a fragment.
     Text that does not parse as a URL is shown with everything after the scheme masked.
     """
     try:
@@ -51,7 +66,8 @@ def mask_url(url: str) -> str:
     if "@" in netloc:
         userinfo, _, hostport = netloc.rpartition("@")
         user, colon, _ = userinfo.partition(":")
-        netloc = f"{user}{':' + MASK if colon else ''}@{hostport}"
+        # a user name without a password is often the secret itself (https://KEY@host)
+        netloc = f"{user}:{MASK}@{hostport}" if colon else f"{MASK}@{hostport}"
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-#: what replaces a secret in any log line
-MASK = "***"
+from tracker.display import MASK, escape_line, escape_text, json_text
+
+__all__ = ["MASK", "JsonFormatter", "RedactSecrets", "TextFormatter", "configure_logging"]
 
 
 class RedactSecrets(logging.Filter):
@@ -38,9 +38,12 @@ class RedactSecrets(logging.Filter):
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
-        line = f"{stamp}Z {record.levelname:<7} {record.name}: {record.getMessage()}"
+        # One record, one line: upstream text in a message cannot forge another line,
+        # move the cursor or clear the screen. A traceback keeps its own newlines.
+        message = escape_line(record.getMessage())
+        line = f"{stamp}Z {record.levelname:<7} {record.name}: {message}"
         trace = _exception_text(self, record)
-        return f"{line}\n{trace}" if trace else line
+        return f"{line}\n{escape_text(trace)}" if trace else line
 
 
 class JsonFormatter(logging.Formatter):
@@ -54,7 +57,7 @@ class JsonFormatter(logging.Formatter):
         trace = _exception_text(self, record)
         if trace:
             entry["exc"] = trace
-        return json.dumps(entry, ensure_ascii=False)
+        return json_text(entry)
 
 
 def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> str | None:

@@ -3,6 +3,8 @@ what is shown is escaped and masked, what is read is bounded, a newer database i
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import subprocess
 import sys
@@ -14,7 +16,14 @@ from sqlalchemy import insert, text
 
 from tests.acceptance.conftest import Tracker
 from tracker.store.store import SCHEMA_HEAD, Store
-from tracker.store.tables import callbacks, deliveries, predictions
+from tracker.store.tables import (
+    callbacks,
+    deliveries,
+    delivery_attempts,
+    prediction_logs,
+    predictions,
+    status_transitions,
+)
 
 
 @pytest.fixture
@@ -238,3 +247,151 @@ def test_list_json_keeps_its_keys(cli: Tracker, db_url: str) -> None:
     assert record["labels"] == {"a": "b"}
     header = cli.ok("list", "--format", "csv").stdout.splitlines()[0]
     assert header.split(",") == list(record)
+
+
+# -- items 13 and 15: upstream text shown as text, webhook secrets masked ------
+
+#: markup, a hidden hyperlink, a screen clear, BEL, CR, a C1 CSI and a bidi override
+EVIL = (
+    "[/bold] [link=https://evil.example]click[/link] \x1b[2J\x1b]8;;https://evil\x07X"
+    "\x1b]8;;\x07 bell\x07 cr\rFORGED \x9b31m \u202egnp.exe :smile:"
+)
+#: what a terminal would act on
+CONTROLS = ("\x1b", "\x07", "\r", "\x9b", "\u202e")
+HOOK = "https://user:hunter2@hooks.example.com/h?token=s3cr3t"
+SECRETS = ("hunter2", "s3cr3t")
+
+
+def store_hostile(db_url: str) -> None:
+    """A failed prediction whose every upstream text is hostile, with a webhook
+    whose URL holds a password and a token, one dead delivery and its attempt."""
+    now = datetime.now(UTC)
+    store = Store.from_url(db_url)
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(
+                insert(predictions).values(
+                    id="evil-1",
+                    tracking="done",
+                    status="failed",
+                    registered_at=now,
+                    model="m/" + EVIL,
+                    logs="line one\n" + EVIL + "\nlast\tline\n",
+                    error=EVIL,
+                    last_error=EVIL,
+                    output=[EVIL],
+                    metrics={"k": EVIL},
+                )
+            )
+            conn.execute(
+                insert(status_transitions).values(
+                    prediction_id="evil-1", to_status="failed", observed_at=now
+                )
+            )
+            conn.execute(
+                insert(prediction_logs).values(
+                    prediction_id="evil-1", seq=1, observed_at=now, text="line one\n"
+                )
+            )
+            cb = conn.execute(
+                insert(callbacks).values(
+                    prediction_id="evil-1",
+                    kind="webhook",
+                    target=HOOK,
+                    events="completed",
+                    created_at=now,
+                )
+            ).inserted_primary_key[0]
+            delivery = conn.execute(
+                insert(deliveries).values(
+                    callback_id=cb,
+                    prediction_id="evil-1",
+                    event="completed",
+                    state="dead",
+                    created_at=now,
+                    payload="{}",
+                    message_id="msg_evil",
+                    last_error=EVIL,
+                )
+            ).inserted_primary_key[0]
+            conn.execute(
+                insert(delivery_attempts).values(
+                    delivery_id=delivery, attempted_at=now, status_code=500, error=EVIL
+                )
+            )
+    finally:
+        store.close()
+
+
+#: every command that shows upstream text or callback targets to a person
+SHOWN = (
+    ["show", "evil-1"],
+    ["list"],
+    ["list", "--status", "failed"],
+    ["deliveries", "list"],
+    ["report", "failures"],
+    ["report", "deliveries"],
+    ["report", "status"],
+    ["report", "models"],
+    ["status"],
+)
+
+
+@pytest.mark.parametrize("args", SHOWN, ids=" ".join)
+def test_upstream_text_is_shown_as_text(cli: Tracker, db_url: str, args: list[str]) -> None:
+    store_hostile(db_url)
+    result = cli.run(*args)
+    assert result.returncode in (0, 1), result.stderr  # status: 1 is "unhealthy"
+    assert result.stderr == "" or "Traceback" not in result.stderr, result.stderr
+    out = result.stdout
+    assert not [c for c in CONTROLS if c in out], out
+    assert not [s for s in SECRETS if s in out], out
+    if "evil-1" in out and args[0] != "status":
+        assert "[/bold]" in out or "[/bold" in out  # markup shown, not interpreted
+
+
+def test_show_escapes_but_keeps_the_logs_lines(cli: Tracker, db_url: str) -> None:
+    store_hostile(db_url)
+    out = cli.ok("show", "evil-1").stdout
+    assert "\nline one\n" in out and "\nlast\tline\n" in out
+    assert "\\x1b[2J" in out and "\\x0dFORGED" in out and "\\u202egnp" in out
+    assert "https://user:***@hooks.example.com/h?token=***" in out
+    assert "delivery attempts" in out  # deliveries and attempts are shown too
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["show", "evil-1", "--format", "json"],
+        ["deliveries", "list", "--format", "json"],
+        ["deliveries", "list", "--format", "csv"],
+        ["report", "deliveries", "--format", "json"],
+        ["report", "deliveries", "--format", "csv"],
+    ],
+    ids=" ".join,
+)
+def test_webhook_secrets_never_reach_any_output(cli: Tracker, db_url: str, args: list[str]) -> None:
+    store_hostile(db_url)
+    out = cli.ok(*args).stdout
+    assert not [s for s in SECRETS if s in out], out
+    assert "https://user:***@hooks.example.com/h?token=***" in out
+
+
+def test_json_and_csv_stay_exact_data(cli: Tracker, db_url: str) -> None:
+    store_hostile(db_url)
+    out = cli.ok("list", "--format", "json").stdout
+    assert not [c for c in CONTROLS if c in out]  # escaped as JSON, the same data
+    (record,) = json.loads(out)
+    assert record["last_error"] == EVIL and record["model"] == "m/" + EVIL
+    (detail,) = [json.loads(cli.ok("show", "evil-1", "--format", "json").stdout)]
+    assert detail["prediction"]["logs"].endswith(EVIL + "\nlast\tline\n")
+    piped = subprocess.run(
+        cli.command("list", "--format", "csv"), capture_output=True, env=cli.env()
+    )
+    (row,) = csv.DictReader(io.StringIO(piped.stdout.decode(), newline=""))
+    assert row["last_error"] == EVIL  # piped CSV is the bytes as stored
+    stored = Store.from_url(db_url)
+    try:
+        assert stored.get_detail("evil-1").callbacks[0].target == HOOK  # type: ignore[union-attr]
+    finally:
+        stored.close()

@@ -6,15 +6,17 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from tracker.config import DEFAULT_DATABASE_URL
+from tracker.display import escape_line, escape_text, json_text, mask_url
 from tracker.store.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -93,27 +95,48 @@ def emit_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str) 
     """Print rows as an aligned table, a JSON array or CSV with a header."""
     if fmt == "json":
         ordered = [{**{c: r[c] for c in columns if c in r}, **r} for r in rows]
-        click.echo(json.dumps([to_jsonable(r) for r in ordered], ensure_ascii=False, indent=2))
+        click.echo(json_text([to_jsonable(r) for r in ordered], indent=2))
     elif fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
+        # csv quotes a field holding "\n" but not one holding a lone "\r", which
+        # readers take for the end of the row: such rows get every field quoted.
+        quoted = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
         writer.writerow(columns)
         for row in rows:
-            writer.writerow([csv_cell(row.get(c)) for c in columns])
-        click.echo(buffer.getvalue(), nl=False)
+            cells = [csv_cell(row.get(c)) for c in columns]
+            (quoted if any("\r" in c for c in cells) else writer).writerow(cells)
+        click.echo(_csv_text(buffer.getvalue()), nl=False, color=True)
     else:
         print_table(rows, columns)
+
+
+def _csv_text(text: str) -> str:
+    """CSV is data: exact when it goes to a file or a pipe (``color=True`` above keeps
+    click from stripping escape sequences). A person reading it in a terminal gets
+    control characters escaped, as ``ls`` quotes odd file names only there."""
+    return escape_text(text) if _isatty() else text
 
 
 def print_table(
     rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str | None = None
 ) -> None:
+    """Rows as an aligned table; every cell is one line of plain text (never markup)."""
     table = Table(title=title, box=None, header_style="bold", pad_edge=False)
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*(cell(row.get(c)) for c in columns))
+        table.add_row(*(Text(escape_line(cell(row.get(c)))) for c in columns))
     console().print(table)
+
+
+def mask_targets(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with each webhook ``target`` masked (password, query values): what the
+    CLI prints, in every format; the stored target keeps them for delivery."""
+    return [
+        {**row, "target": mask_url(row["target"])} if row.get("kind") == "webhook" else row
+        for row in rows
+    ]
 
 
 def console() -> Console:

@@ -7,7 +7,13 @@ from typing import Any
 
 import click
 
-from tracker.cli.common import database_option, emit_rows, format_option, open_store
+from tracker.cli.common import (
+    database_option,
+    emit_rows,
+    format_option,
+    mask_targets,
+    open_store,
+)
 from tracker.domain import DeliveryState, validate_id
 from tracker.exceptions import InvalidInput
 from tracker.timeparse import parse_moment, utcnow
@@ -55,9 +61,9 @@ def list_command(
         rows = store.list_deliveries(states=states, prediction_id=prediction_id, limit=limit)
     finally:
         store.close()
-    records: list[dict[str, Any]] = [
+    records: list[dict[str, Any]] = mask_targets(
         {k: v for k, v in asdict(d).items() if k != "history"} for d in rows
-    ]
+    )
     emit_rows(records, LIST_COLUMNS if fmt == "table" else _columns(records), fmt)
 
 

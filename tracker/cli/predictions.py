@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import asdict, fields
@@ -10,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import click
+from rich.text import Text
 
 from tracker.cli.common import (
     cell,
@@ -17,11 +17,13 @@ from tracker.cli.common import (
     database_option,
     emit_rows,
     format_option,
+    mask_targets,
     open_store,
     print_table,
     to_jsonable,
 )
 from tracker.config import DEFAULT_POLL_MIN, webhook_policy_from_env
+from tracker.display import escape_text, json_text
 from tracker.domain import Prediction, PredictionDetail, validate_id
 from tracker.events import parse_events
 from tracker.inputs import (
@@ -47,6 +49,9 @@ LIST_COLUMNS = (
     "next_poll_at",
     "last_error",
 )
+
+#: how `show` continues a field's value on the next line
+FOLD = "\n" + " " * 15
 
 #: what `list --format json|csv` prints: every field of a prediction but its logs
 RECORD_COLUMNS = tuple(f.name for f in fields(Prediction) if f.name != "logs")
@@ -184,15 +189,21 @@ def show_command(prediction_id: str, fmt: str, database_url: str) -> None:
     if detail is None:
         raise click.ClickException(f"no prediction {prediction_id!r} is registered")
     if fmt == "json":
-        click.echo(json.dumps(to_jsonable(asdict(detail)), ensure_ascii=False, indent=2))
+        click.echo(json_text(to_jsonable(_masked(asdict(detail))), indent=2))
     else:
         _print_detail(detail)
+
+
+def _masked(detail: dict[str, Any]) -> dict[str, Any]:
+    """``show --format json`` with webhook targets masked, as in every other output."""
+    callbacks, deliveries = detail["callbacks"], detail["deliveries"]
+    return {**detail, "callbacks": mask_targets(callbacks), "deliveries": mask_targets(deliveries)}
 
 
 def _print_detail(detail: PredictionDetail) -> None:
     p = detail.prediction
     out = console()
-    fields = [
+    shown = [
         ("id", p.id),
         ("status", p.status or "(not seen yet)"),
         ("tracking", p.tracking),
@@ -213,9 +224,9 @@ def _print_detail(detail: PredictionDetail) -> None:
         ("next poll", p.next_poll_at),
         ("last error", p.last_error),
     ]
-    for name, value in fields:
+    for name, value in shown:
         if value is not None and value != "":
-            out.print(f"[bold]{name:>13}[/bold]  {cell(value)}", markup=True, highlight=False)
+            out.print(_field_line(name, cell(value)))
     transitions = [
         {
             "observed": t.observed_at,
@@ -230,21 +241,29 @@ def _print_detail(detail: PredictionDetail) -> None:
     if detail.callbacks:
         out.print()
         print_table(
-            [asdict(c) for c in detail.callbacks],
+            mask_targets(asdict(c) for c in detail.callbacks),
             ("id", "kind", "target", "events"),
             title="callbacks",
         )
+    if detail.deliveries:
+        _print_deliveries(detail)
     out.print()
-    out.print(
-        f"[bold]logs[/bold] ({len(detail.logs)} chunks, {len(p.logs)} characters)", markup=True
-    )
+    counts = f" ({len(detail.logs)} chunks, {len(p.logs)} characters)"
+    out.print(Text.assemble(("logs", "bold"), counts))
     sys.stdout.flush()
-    click.echo(p.logs, nl=not p.logs.endswith("\n"))
+    logs = escape_text(p.logs)  # newlines and tabs kept, every other control shown escaped
+    click.echo(logs, nl=not logs.endswith("\n"))
+
+
+def _field_line(name: str, value: str) -> Text:
+    """One field of ``show``: the name in bold, the value as plain text (never markup),
+    escaped, its further lines indented so that they cannot pass for other fields."""
+    return Text.assemble((f"{name:>13}", "bold"), "  ", escape_text(value).replace("\n", FOLD))
 
 
 def _print_deliveries(detail: PredictionDetail) -> None:
     console().print()
-    rows = [asdict(d) for d in detail.deliveries]
+    rows = mask_targets(asdict(d) for d in detail.deliveries)
     columns = ("id", "event", "kind", "target", "state", "attempts", "last_status_code")
     print_table(rows, (*columns, "last_error", "delivered_at"), title="deliveries")
     attempts = [{"delivery": d.id, **asdict(a)} for d in detail.deliveries for a in d.history]

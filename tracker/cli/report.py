@@ -7,7 +7,13 @@ from typing import Any
 
 import click
 
-from tracker.cli.common import database_option, emit_rows, format_option, open_store
+from tracker.cli.common import (
+    database_option,
+    emit_rows,
+    format_option,
+    mask_targets,
+    open_store,
+)
 from tracker.exceptions import InvalidInput
 from tracker.inputs import parse_labels
 from tracker.store.reports import ReportFilter, Row
@@ -127,7 +133,7 @@ def report_command(
         rows = run(store, flt, limit)
     finally:
         store.close()
-    emit_rows(rows, columns, fmt)
+    emit_rows(mask_targets(rows), columns, fmt)
 
 
 def _moment(option: str, text: str | None) -> Any:

@@ -88,4 +88,4 @@ def _print(health: Health, problems: list[str]) -> None:
         ("health", "healthy" if not problems else "UNHEALTHY: " + "; ".join(problems)),
     ]
     for name, value in lines:
-        out.print(f"{name:>19}  {value}", highlight=False)
+        out.print(f"{name:>19}  {value}", highlight=False, markup=False)
