@@ -133,18 +133,14 @@ class Store(DeliveryOps, DaemonOps, ReportOps, RetentionOps):
         labels = labels or {}
         with self._transaction() as conn:
             before = self._count(conn)
-            rows = [
-                {
-                    "id": pid,
-                    "tracking": Tracking.ACTIVE.value,
-                    "labels": labels,
-                    "registered_at": now,
-                    "next_poll_at": first_poll_at,
-                }
-                for pid in unique_ids
-            ]
-            for batch in batches(rows, INSERT_BATCH):
-                conn.execute(self._insert_ignore(predictions), batch)
+            new = {
+                "tracking": Tracking.ACTIVE.value,
+                "labels": labels,
+                "registered_at": now,
+                "next_poll_at": first_poll_at,
+            }
+            for batch in batches(unique_ids, INSERT_BATCH):  # rows built per batch
+                conn.execute(self._insert_ignore(predictions), [{"id": i, **new} for i in batch])
             added = self._count(conn) - before
             if added < len(unique_ids):
                 self._resume_forgotten(conn, unique_ids, first_poll_at)
