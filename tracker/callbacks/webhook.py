@@ -114,7 +114,10 @@ class WebhookSender:
         """One attempt, within the timeout in all; the status code decides, and a
         receiver's answer body is read only in part (``ANSWER_BYTES``)."""
         started = time.monotonic()
-        url, auth = split_credentials(job.target)
+        try:
+            url, auth = split_credentials(job.target)
+        except (httpx.InvalidURL, ValueError):  # checked at add: only an old row
+            return SendResult(ok=False, error="invalid URL", permanent=True)
         answered: httpx.Response | None = None
         try:
             async with asyncio.timeout(self._timeout):
