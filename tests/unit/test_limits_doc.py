@@ -1,0 +1,99 @@
+"""docs/limits.md says what the code does: every row of its table of caps is
+computed here from the constant that enforces it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from tracker import daemon, domain, inputs, observe, sanitize, upstream
+from tracker.callbacks import webhook
+from tracker.dbrunner import WRITE_RETRY_DELAYS
+from tracker.store import engine
+
+DOC = Path(__file__).parents[2] / "docs" / "limits.md"
+MiB = 2**20
+KiB = 2**10
+
+
+def seconds(value: float) -> str:
+    return f"{value:,.0f} s"
+
+
+#: row ("what") -> (the limit as written, the variable or "")
+EXPECTED: dict[str, Callable[[], tuple[str, str]]] = {
+    "one upstream answer (body)": lambda: (
+        f"{upstream.DEFAULT_MAX_ANSWER_BYTES // MiB} MiB",
+        "`TRACKER_MAX_ANSWER_BYTES`",
+    ),
+    "one poll in all (connect, headers, whole body)": lambda: (
+        seconds(upstream.DEFAULT_POLL_TIMEOUT),
+        "`TRACKER_POLL_TIMEOUT`",
+    ),
+    "connecting to the upstream": lambda: (seconds(upstream.CONNECT_TIMEOUT), ""),
+    "an upstream error answer (not 2xx)": lambda: (
+        f"{upstream.ERROR_BODY_BYTES // KiB} KiB read",
+        "",
+    ),
+    "answers parsed off the event loop": lambda: (
+        f"above {upstream.THREAD_PARSE_BYTES // MiB} MiB",
+        "",
+    ),
+    "nesting of arrays and objects in an answer": lambda: (
+        f"{sanitize.MAX_JSON_DEPTH} levels",
+        "",
+    ),
+    "a `status` value": lambda: (f"{observe.MAX_STATUS_LENGTH} printable characters", ""),
+    "`predict_time` copied to its column": lambda: (f"0 to {observe.MAX_PREDICT_TIME:,.0f} s", ""),
+    "`Retry-After` from the upstream": lambda: (seconds(upstream.MAX_RETRY_AFTER), ""),
+    "one webhook attempt in all (connect, send, answer)": lambda: (
+        seconds(webhook.DEFAULT_WEBHOOK_TIMEOUT),
+        "`TRACKER_WEBHOOK_TIMEOUT`",
+    ),
+    "a webhook receiver's answer": lambda: (f"{webhook.ANSWER_BYTES // KiB} KiB read", ""),
+    "a webhook URL": lambda: (f"{inputs.MAX_URL_LENGTH:,} characters", ""),
+    "a prediction ID": lambda: (f"{_id_length()} characters", ""),
+    "a line of `tracker add --file`": lambda: (f"{inputs.MAX_ID_LINE_BYTES:,} bytes", ""),
+    "a file given to `tracker add --file`": lambda: (
+        f"{inputs.MAX_ID_FILE_BYTES // MiB} MiB",
+        "",
+    ),
+    "a database write during an outage": lambda: (
+        f"retried for about {int(sum(WRITE_RETRY_DELAYS))} s",
+        "",
+    ),
+    "SQLite waiting for another writer": lambda: (
+        seconds(engine.SQLITE_BUSY_TIMEOUT_MS / 1000),
+        "",
+    ),
+    "a PostgreSQL session idle inside a transaction": lambda: (
+        seconds(engine.PG_IDLE_IN_TRANSACTION_MS / 1000),
+        "",
+    ),
+    "in-flight polls at shutdown": lambda: (seconds(daemon.DRAIN_SECONDS), ""),
+}
+
+
+def _id_length() -> int:
+    match = re.search(r"\{0,(\d+)\}", domain.ID_PATTERN.pattern)
+    assert match is not None
+    return int(match.group(1)) + 1
+
+
+def table_rows() -> dict[str, tuple[str, str]]:
+    text = DOC.read_text(encoding="utf-8")
+    section = text.split("## Caps and timeouts", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0] not in ("what", "---"):
+            rows[cells[0]] = (cells[1], cells[2])
+    return rows
+
+
+def test_every_cap_in_the_doc_is_the_one_in_the_code() -> None:
+    rows = table_rows()
+    assert set(rows) == set(EXPECTED), "a row of docs/limits.md has no check here, or vice versa"
+    for what, expected in EXPECTED.items():
+        assert rows[what] == expected(), what
