@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from typing import IO
 from urllib.parse import urlsplit
 
+from tracker.display import escape_line, mask_url
 from tracker.domain import validate_id
 from tracker.exceptions import InvalidInput
 from tracker.netpolicy import HostPolicy
@@ -85,15 +86,19 @@ def parse_labels(items: Iterable[str]) -> dict[str, str]:
 def validate_webhook_url(url: str, allowed: HostPolicy | None = None) -> str:
     """An http(s) URL; with ``allowed``, a literal address must pass that policy
     (host names are judged on the address they resolve to, at each delivery)."""
-    parts = urlsplit(url)
+    shown = escape_line(mask_url(url[:200]))
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unbalanced [ in the host
+        raise InvalidInput(f"invalid webhook URL {shown!r}: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > MAX_URL_LENGTH:
-        raise InvalidInput(f"invalid webhook URL {url!r}: expected an http:// or https:// URL")
+        raise InvalidInput(f"invalid webhook URL {shown!r}: expected an http:// or https:// URL")
     if any(ch.isspace() for ch in url):
-        raise InvalidInput(f"invalid webhook URL {url!r}: it contains white space")
+        raise InvalidInput(f"invalid webhook URL {shown!r}: it contains white space")
     try:
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
-        raise InvalidInput(f"invalid webhook URL {url!r}: {exc}") from None
+        raise InvalidInput(f"invalid webhook URL {shown!r}: {exc}") from None
     if allowed is not None:
         try:
             allowed.check_literal(parts.hostname or "")
