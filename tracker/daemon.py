@@ -61,8 +61,10 @@ CLAIM_LOOKAHEAD = 1.0
 CLAIM_CAP_PER_SLOT = 8
 #: while the API key is rejected, one probe request this often (seconds)
 AUTH_RECHECK_SECONDS = 60.0
-#: on shutdown, how long in-flight polls may take to finish (seconds)
+#: on shutdown, how long in-flight polls may take to finish (seconds) ...
 DRAIN_SECONDS = 8.0
+#: ... of which this long waiting for the upstream's answer (seconds)
+FETCH_GRACE_SECONDS = 2.0
 #: how often the outbox looks for due deliveries besides being woken (seconds)
 OUTBOX_SECONDS = 0.25
 #: --exit-when-done still waits for delivery retries due within this many seconds
@@ -143,6 +145,7 @@ class Daemon:
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._jobs: set[asyncio.Future[None]] = set()
         self._follow_ups: set[str] = set()
+        self._fetching: set[str] = set()  #: predictions whose request is in flight
         self._stopping = asyncio.Event()
         self._auth_error: str | None = None
         self._next_auth_probe = 0.0
@@ -326,9 +329,21 @@ class Daemon:
                 await asyncio.wait(self._in_flight.values(), return_when=asyncio.FIRST_COMPLETED)
 
     async def _drain(self) -> None:
+        """Let polls in flight finish and be written. Polls whose answer has not
+        arrived within FETCH_GRACE_SECONDS are given up (a slow or stalled upstream
+        must not hold the shutdown): they wrote nothing, and their claims are released."""
         if not self._in_flight:
             return
-        _, pending = await asyncio.wait(self._in_flight.values(), timeout=DRAIN_SECONDS)
+        await asyncio.wait(self._in_flight.values(), timeout=FETCH_GRACE_SECONDS)
+        waiting = [task for pid, task in self._in_flight.items() if pid in self._fetching]
+        for task in waiting:
+            task.cancel()
+        if waiting:
+            log.info("%d polls still waiting for the upstream were given up", len(waiting))
+        if not self._in_flight:
+            return
+        remaining = DRAIN_SECONDS - FETCH_GRACE_SECONDS
+        _, pending = await asyncio.wait(self._in_flight.values(), timeout=remaining)
         for task in pending:
             task.cancel()
         if pending:
@@ -481,10 +496,13 @@ class Daemon:
                     await self._put_back(state)
                     return
                 self.stats.requests += 1
+                self._fetching.add(state.id)
                 try:
                     outcome: Answer | UpstreamError = await self.upstream.get_prediction(state.id)
                 except UpstreamError as exc:
                     outcome = exc
+                finally:
+                    self._fetching.discard(state.id)
             await self._handle(state, outcome)
         except StaleObservation as exc:
             log.warning("%s", exc)

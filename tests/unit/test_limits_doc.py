@@ -71,7 +71,11 @@ EXPECTED: dict[str, Callable[[], tuple[str, str]]] = {
         seconds(engine.PG_IDLE_IN_TRANSACTION_MS / 1000),
         "",
     ),
-    "in-flight polls at shutdown": lambda: (seconds(daemon.DRAIN_SECONDS), ""),
+    "in-flight polls at shutdown, waiting for the upstream": lambda: (
+        seconds(daemon.FETCH_GRACE_SECONDS),
+        "",
+    ),
+    "in-flight polls at shutdown, in all": lambda: (seconds(daemon.DRAIN_SECONDS), ""),
 }
 
 
