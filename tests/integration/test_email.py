@@ -23,13 +23,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.smtpserver import Recorder, Server, free_port
 from tracker.callbacks.base import DeliveryJob
-from tracker.callbacks.email import (
-    Mailer,
-    SmtpSettings,
-    parse_smtp_url,
-    redacted,
-    render_email,
-)
+from tracker.callbacks.email import Mailer, SmtpSettings, parse_smtp_url, redacted
+from tracker.callbacks.email_render import render_email
 from tracker.exceptions import ConfigError
 
 FROM = "Tracker <tracker@example.com>"
