@@ -29,8 +29,10 @@ from tracker.config import Settings
 from tracker.dbrunner import DatabaseRunner
 from tracker.domain import NextPoll, ObservationUpdate, PredictionState, Status, Tracking
 from tracker.exceptions import (
+    StaleObservation,
     StoreError,
     StoreGone,
+    UnstorableObservation,
     UpstreamAuthError,
     UpstreamBadAnswer,
     UpstreamError,
@@ -44,7 +46,7 @@ from tracker.runtimes import RunTimes
 from tracker.schedule import PollPolicy
 from tracker.singleton import DaemonLock, SqliteFileGuard, sqlite_path
 from tracker.store.retention import PruneResult
-from tracker.store.store import StaleObservation, Store, UnstorableObservation
+from tracker.store.store import Store
 from tracker.timeparse import utcnow
 from tracker.upstream import Answer, UpstreamClient
 from tracker.writer import ObservationWriter

@@ -32,6 +32,14 @@ class SchemaTooNew(StoreError):
     """The database was migrated by a newer tracker: upgrade the tracker, not the database."""
 
 
+class StaleObservation(StoreError):
+    """The row changed since it was read (another writer, or the same answer twice)."""
+
+
+class UnstorableObservation(StoreError):
+    """The database refused one observation (the rest of its batch is written)."""
+
+
 class StoreGone(StoreError):
     """The SQLite database file was deleted or replaced under the running daemon."""
 

@@ -7,8 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from tracker.callbacks.base import DeliveryJob
-from tracker.domain import CallbackSpec, NextPoll, ObservationUpdate
+from tracker.domain import CallbackSpec, DeliveryJob, NextPoll, ObservationUpdate
 from tracker.exceptions import StoreError
 from tracker.store.deliveries import Handoff
 from tracker.store.store import Applied

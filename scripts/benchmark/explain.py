@@ -11,8 +11,7 @@ from typing import Any
 from sqlalchemy import event, select
 from sqlalchemy.engine import Connection
 
-from tracker.callbacks.base import DeliveryJob, SendResult
-from tracker.domain import DeliveryState, NextPoll
+from tracker.domain import DeliveryJob, DeliveryState, NextPoll, SendResult
 from tracker.observe import parse_prediction, plan_observation
 from tracker.simulator import PredictionPlan, SimConfig, SimulatedPrediction
 from tracker.store.store import Store

@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import text
 
 from tests.integration.test_store import T0, add, claim, observe
-from tracker.callbacks.base import DeliveryJob, SendResult
 from tracker.callbacks.outbox import Outbox
 from tracker.callbacks.retry import RetryPolicy
 from tracker.dbrunner import DatabaseRunner
+from tracker.domain import DeliveryJob, SendResult
 from tracker.exceptions import StoreUnavailable
 from tracker.store.store import CallbackSpec, Store
 

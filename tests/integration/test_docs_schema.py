@@ -23,8 +23,7 @@ from sqlalchemy import inspect, text
 
 from tests import docblocks
 from tests.docblocks import ENGINES_FOR_TAG, Block
-from tracker.callbacks.base import SendResult
-from tracker.domain import CallbackSpec, DeliveryState, NextPoll, PredictionState
+from tracker.domain import CallbackSpec, DeliveryState, NextPoll, PredictionState, SendResult
 from tracker.observe import parse_prediction, plan_observation
 from tracker.store.store import Store
 from tracker.timeparse import utcnow

@@ -22,9 +22,9 @@ import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.smtpserver import Recorder, Server, free_port
-from tracker.callbacks.base import DeliveryJob
 from tracker.callbacks.email import Mailer, SmtpSettings, parse_smtp_url, redacted
 from tracker.callbacks.email_render import render_email
+from tracker.domain import DeliveryJob
 from tracker.exceptions import ConfigError
 
 FROM = "Tracker <tracker@example.com>"

@@ -24,10 +24,9 @@ import pytest
 from sqlalchemy import bindparam, event, text
 
 from tracker import daemon as daemon_module
-from tracker.callbacks.base import SendResult
 from tracker.config import Settings
 from tracker.daemon import Daemon
-from tracker.domain import CallbackSpec, DeliveryState, NextPoll, PredictionState
+from tracker.domain import CallbackSpec, DeliveryState, NextPoll, PredictionState, SendResult
 from tracker.exceptions import InvalidInput, StoreUnavailable
 from tracker.observe import parse_prediction, plan_observation
 from tracker.store.retention import PruneResult

@@ -11,11 +11,12 @@ import pytest
 from sqlalchemy import text
 
 from tracker.domain import NextPoll, PredictionState
+from tracker.exceptions import StaleObservation
 from tracker.observe import parse_prediction, plan_observation
 from tracker.runtimes import RunTimes
 from tracker.store.deliveries import EventBatch, Handoff, enqueue_deliveries
 from tracker.store.reports import ReportFilter
-from tracker.store.store import CallbackSpec, StaleObservation, Store
+from tracker.store.store import CallbackSpec, Store
 from tracker.timeparse import utcnow
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from tests.integration.test_store import add, claim, plan
-from tracker.store.store import Store, UnstorableObservation
+from tracker.exceptions import UnstorableObservation
+from tracker.store.store import Store
 
 
 def test_an_unstorable_row_in_a_batch_fails_alone(store: Store) -> None:

@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 
-from tracker.callbacks.base import DeliveryJob, SendResult
 from tracker.callbacks.outbox import Outbox, display_target
 from tracker.callbacks.retry import JITTER, RetryPolicy
-from tracker.domain import DeliveryState
+from tracker.domain import DeliveryJob, DeliveryState, SendResult
 from tracker.timeparse import utcnow
 
 OWNER = "test-owner"

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tracker.callbacks.base import SendResult
 from tracker.callbacks.retry import (
     DEFAULT_RETRY_SCHEDULE,
     JITTER,
@@ -15,7 +14,7 @@ from tracker.callbacks.retry import (
     RetryPolicy,
     parse_schedule,
 )
-from tracker.domain import DeliveryState
+from tracker.domain import DeliveryState, SendResult
 from tracker.exceptions import ConfigError
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)

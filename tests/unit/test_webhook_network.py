@@ -20,8 +20,8 @@ from httpx_aiohttp import AiohttpTransport
 
 from tests.hostile import HostileServer
 from tests.receiver import Receiver
-from tracker.callbacks.base import DeliveryJob, SendResult
 from tracker.callbacks.webhook import WebhookSender, make_webhook_client
+from tracker.domain import DeliveryJob, SendResult
 from tracker.netconnect import PolicyConnector
 from tracker.netpolicy import parse_policy
 

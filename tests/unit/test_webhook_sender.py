@@ -12,8 +12,8 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tracker.callbacks.base import DeliveryJob, SendResult
 from tracker.callbacks.webhook import WebhookSender, load_signer
+from tracker.domain import DeliveryJob, SendResult
 from tracker.exceptions import ConfigError
 
 SECRET = "whsec_" + base64.b64encode(b"a very secret signing key 0123456").decode()

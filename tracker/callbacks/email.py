@@ -21,9 +21,9 @@ from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
-from tracker.callbacks.base import DeliveryJob, SendResult
 from tracker.callbacks.email_failures import classify_failure, safe_error
 from tracker.callbacks.email_render import render_email
+from tracker.domain import DeliveryJob, SendResult
 from tracker.exceptions import ConfigError
 from tracker.logsetup import MASK
 

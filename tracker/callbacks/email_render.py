@@ -19,7 +19,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
-from tracker.callbacks.base import DeliveryJob
+from tracker.domain import DeliveryJob
 from tracker.timeparse import parse_timestamp
 
 log = logging.getLogger(__name__)

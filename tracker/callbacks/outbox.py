@@ -16,10 +16,9 @@ from datetime import datetime, timedelta
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from tracker.callbacks.base import DeliveryJob, SendResult
 from tracker.callbacks.retry import RetryPolicy
 from tracker.dbrunner import DatabaseRunner
-from tracker.domain import DeliveryState
+from tracker.domain import DeliveryJob, DeliveryState, SendResult
 from tracker.exceptions import StoreError
 from tracker.store.deliveries import Handoff
 from tracker.store.store import Store

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from tracker.callbacks.base import SendResult
-from tracker.domain import DeliveryState
+from tracker.domain import DeliveryState, SendResult
 from tracker.exceptions import ConfigError
 
 #: seconds before each retry (modelled on Svix): 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h

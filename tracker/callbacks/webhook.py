@@ -15,7 +15,7 @@ from httpx_aiohttp import AiohttpTransport
 from standardwebhooks.webhooks import Webhook
 
 from tracker import __version__
-from tracker.callbacks.base import DeliveryJob, SendResult
+from tracker.domain import DeliveryJob, SendResult
 from tracker.exceptions import ConfigError
 from tracker.httpread import read_prefix
 from tracker.netconnect import PolicyConnector

@@ -13,13 +13,14 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, RowMapping, and_, func, insert, select, update
 
-from tracker.callbacks.base import DeliveryJob, SendResult
 from tracker.domain import (
     TERMINAL_STATUSES,
     CallbackSpec,
     Delivery,
     DeliveryAttempt,
+    DeliveryJob,
     DeliveryState,
+    SendResult,
 )
 from tracker.events import Event
 from tracker.store.base import StoreBase, insert_ignore

@@ -24,10 +24,10 @@ from sqlalchemy import (
     update,
 )
 
-from tracker.callbacks.base import DeliveryJob
 from tracker.domain import (
     Callback,
     CallbackSpec,
+    DeliveryJob,
     LogChunk,
     NextPoll,
     ObservationUpdate,
@@ -38,7 +38,14 @@ from tracker.domain import (
     Transition,
 )
 from tracker.events import canonical_events
-from tracker.exceptions import SchemaMissing, SchemaTooNew, StoreError, StoreUnavailable
+from tracker.exceptions import (
+    SchemaMissing,
+    SchemaTooNew,
+    StaleObservation,
+    StoreError,
+    StoreUnavailable,
+    UnstorableObservation,
+)
 from tracker.sanitize import clean_text
 from tracker.store import revisions
 from tracker.store.base import SCHEMA_HINT, batches
@@ -85,14 +92,6 @@ class AddResult:
     added: int
     already_known: int
     callbacks_added: int
-
-
-class StaleObservation(StoreError):
-    """The row changed since it was read (another writer, or the same answer twice)."""
-
-
-class UnstorableObservation(StoreError):
-    """The database refused one observation (the rest of its batch is written)."""
 
 
 class Store(DeliveryOps, DaemonOps, ReportOps, RetentionOps):
