@@ -9,7 +9,7 @@ import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from tracker.exceptions import StoreError, StoreGone, StoreUnavailable
 
@@ -20,6 +20,14 @@ T = TypeVar("T")
 #: waits before retrying a write the database refused (seconds): at once first, since
 #: a cut connection is replaced by a fresh one from the pool, then backing off
 WRITE_RETRY_DELAYS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+class Runner(Protocol):
+    """How the layers above run store operations: ``read`` once, ``write`` with retries."""
+
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
+
+    async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
 
 
 class DatabaseRunner:

@@ -10,7 +10,7 @@ from typing import Any
 from tracker.domain import CallbackSpec, DeliveryJob, NextPoll, ObservationUpdate
 from tracker.exceptions import StoreError
 from tracker.store.deliveries import Handoff
-from tracker.store.store import Applied
+from tracker.store.polling import Applied
 
 #: the most observations written in one transaction
 MAX_BATCH = 200
@@ -41,7 +41,6 @@ class ObservationWriter:
         self._on_handoff = on_handoff
         self._queue: list[Item] = []
         self._flusher: asyncio.Task[None] | None = None
-        self.transactions = 0
 
     async def apply(self, update: ObservationUpdate, next_poll: NextPoll) -> int:
         """Write one observation; returns the deliveries it left pending (deliveries
@@ -75,7 +74,6 @@ class ObservationWriter:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            self.transactions += 1
             if applied.handed_off:
                 self._on_handoff(applied.handed_off)
             for (_, _, future), result in zip(batch, applied.results, strict=True):

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from tracker.config import Settings
-from tracker.daemon import Daemon
+from tracker.daemon import build_daemon
 from tracker.sanitize import MAX_JSON_DEPTH
 from tracker.store.store import Store
 from tracker.upstream import UpstreamClient
@@ -87,14 +87,14 @@ async def poll_once(store: Store, prediction_id: str, content: bytes) -> None:
     transport = httpx.MockTransport(lambda _request: httpx.Response(200, content=content))
     async with httpx.AsyncClient(transport=transport) as http:
         upstream = UpstreamClient(http, "http://upstream.test/v1", KEY)
-        daemon = Daemon(store, upstream, Settings(name="prop", api_key=KEY))
+        daemon = build_daemon(store, upstream, Settings(name="prop", api_key=KEY))
         try:
             now = datetime.now(UTC)
             (state,) = store.claim_due(
                 now=now, limit=1, owner="prop", lease_until=now + timedelta(seconds=60)
             )
             assert state.id == prediction_id
-            await daemon._poll(state)
+            await daemon.poller._poll(state)
         finally:
             daemon.db.shutdown()
 

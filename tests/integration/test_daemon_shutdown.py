@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from tracker.config import Settings
-from tracker.daemon import Daemon
+from tracker.daemon import build_daemon
 from tracker.exceptions import StoreUnavailable
 from tracker.store.store import Store
 from tracker.timeparse import utcnow
@@ -34,7 +34,7 @@ async def test_a_stop_during_a_claim_waits_for_it_and_releases_what_it_took(
 
     monkeypatch.setattr(store, "claim_due", slow_claim)
     # No upstream client: a poll started after the stop would fail loudly.
-    daemon = Daemon(store, None, Settings(name="stopper"))  # type: ignore[arg-type]
+    daemon = build_daemon(store, None, Settings(name="stopper"))  # type: ignore[arg-type]
     caplog.set_level(logging.INFO)
     run = asyncio.create_task(daemon.run())
     try:
@@ -60,7 +60,7 @@ async def test_a_stop_during_a_claim_waits_for_it_and_releases_what_it_took(
 def test_leases_are_renewed_well_before_they_run_out(
     store: Store, lease: float, heartbeat: float
 ) -> None:
-    daemon = Daemon(store, None, Settings(name="short", lease_seconds=lease))  # type: ignore[arg-type]
+    daemon = build_daemon(store, None, Settings(name="short", lease_seconds=lease))  # type: ignore[arg-type]
     try:
         assert daemon.heartbeat_seconds == heartbeat
     finally:
@@ -80,7 +80,7 @@ async def test_a_daemon_says_it_stopped_even_when_releasing_its_claims_fails(
         return real_release(owner, now=now)
 
     monkeypatch.setattr(store, "release_claims", failing_release)
-    daemon = Daemon(store, None, Settings(name="quitter"))  # type: ignore[arg-type]
+    daemon = build_daemon(store, None, Settings(name="quitter"))  # type: ignore[arg-type]
     assert await daemon.run(once=True) == 0
     assert calls["release"] == 2
     with store.engine.connect() as conn:

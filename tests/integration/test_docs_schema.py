@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from tests import docblocks
+from tests.apply import apply_one
 from tests.docblocks import ENGINES_FOR_TAG, Block
 from tracker.domain import CallbackSpec, DeliveryState, NextPoll, PredictionState, SendResult
 from tracker.observe import parse_prediction, plan_observation
@@ -110,7 +111,7 @@ class Driver:
         def apply(state: PredictionState) -> None:
             update = plan_observation(state, parse_prediction({"id": pid, **body}, pid), when)
             next_poll = NextPoll(when + timedelta(seconds=1), 1.0)
-            self.store.apply_observation(update, next_poll, owner=self.owner)
+            apply_one(self.store, update, next_poll, owner=self.owner)
 
         self._poll(pid, when, apply)
 

@@ -23,9 +23,10 @@ from typing import Any
 import pytest
 from sqlalchemy import bindparam, event, text
 
+from tests.apply import apply_one
 from tracker import daemon as daemon_module
 from tracker.config import Settings
-from tracker.daemon import Daemon
+from tracker.daemon import build_daemon
 from tracker.domain import CallbackSpec, DeliveryState, NextPoll, PredictionState, SendResult
 from tracker.exceptions import InvalidInput, StoreUnavailable
 from tracker.observe import parse_prediction, plan_observation
@@ -87,7 +88,7 @@ class Driver:
     def answer(self, pid: str, when: datetime, **body: Any) -> None:
         def apply(state: PredictionState) -> None:
             update = plan_observation(state, parse_prediction({"id": pid, **body}, pid), when)
-            self.store.apply_observation(update, NextPoll(when + s(1), 1.0), owner=self.owner)
+            apply_one(self.store, update, NextPoll(when + s(1), 1.0), owner=self.owner)
 
         self._poll(pid, when, apply)
 
@@ -610,7 +611,7 @@ async def test_the_daemon_prunes_on_its_schedule(
         name="pruner",
         prune_older_than=30 * 86400.0,
     )
-    daemon = Daemon(history, None, settings)  # type: ignore[arg-type]  # nothing to poll
+    daemon = build_daemon(history, None, settings)  # type: ignore[arg-type]  # nothing to poll
     caplog.set_level(logging.INFO, logger="tracker.daemon")
     run = asyncio.create_task(daemon.run())
     try:
@@ -635,7 +636,7 @@ async def test_a_failing_prune_is_logged_and_never_stops_the_daemon(
         raise StoreUnavailable("database unavailable: connection refused")
 
     monkeypatch.setattr(history, "prune_batches", failing)
-    daemon = Daemon(history, None, Settings(name="pruner", prune_older_than=60.0))  # type: ignore[arg-type]
+    daemon = build_daemon(history, None, Settings(name="pruner", prune_older_than=60.0))  # type: ignore[arg-type]
     caplog.set_level(logging.INFO, logger="tracker.daemon")
     try:
         await daemon._prune()  # returns: nothing raised
@@ -741,7 +742,7 @@ def test_a_callback_added_after_pruning_still_sends_the_prediction(store: Store)
         "completed_at": "2026-01-01T00:00:05Z",
     }
     update = plan_observation(state, parse_prediction(body, "late-1"), t0)
-    store.apply_observation(update, NextPoll(None, None), owner="me")
+    apply_one(store, update, NextPoll(None, None), owner="me")
     with store.engine.begin() as conn:
         conn.execute(text("update predictions set raw = null"))
     store.add_predictions(

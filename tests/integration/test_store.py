@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
+from tests.apply import apply_one
 from tracker.domain import NextPoll, PredictionState
 from tracker.exceptions import StaleObservation
 from tracker.observe import parse_prediction, plan_observation
@@ -36,7 +37,7 @@ def claim(
 
 def observe(store: Store, st: PredictionState, body: dict, at: datetime, owner: str | None = "me"):  # type: ignore[no-untyped-def]
     update = plan_observation(st, parse_prediction(body, st.id), at)
-    store.apply_observation(update, NextPoll(at + timedelta(seconds=1), 1.0), owner=owner)
+    apply_one(store, update, NextPoll(at + timedelta(seconds=1), 1.0), owner=owner)
     return update
 
 
@@ -152,9 +153,9 @@ def test_the_same_answer_twice_adds_nothing(store: Store) -> None:
     (st,) = claim(store)
     body = {"status": "processing", "logs": "x\n"}
     update = plan_observation(st, parse_prediction(body, "p1"), T0)
-    store.apply_observation(update, NextPoll(T0, 1.0), owner="me")
+    apply_one(store, update, NextPoll(T0, 1.0), owner="me")
     with pytest.raises(StaleObservation):
-        store.apply_observation(update, NextPoll(T0, 1.0))
+        apply_one(store, update, NextPoll(T0, 1.0))
     assert scalar(store, "select count(*) from status_transitions") == 1
     assert scalar(store, "select count(*) from prediction_logs") == 1
 

@@ -1,0 +1,133 @@
+"""What to write after a poll: pure decisions, beside ``observe.plan_observation``.
+
+A poll ends in an answer or an ``UpstreamError``. ``plan_answer`` turns an
+answer into the observation to write and the next poll; ``plan_failure`` turns
+an error into one of three writes. Nothing here does I/O or keeps state; the
+poller carries out what these functions decide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from tracker.domain import NextPoll, ObservationUpdate, PredictionState, Status
+from tracker.exceptions import (
+    UpstreamAuthError,
+    UpstreamBadAnswer,
+    UpstreamError,
+    UpstreamNotFound,
+    UpstreamRateLimited,
+)
+from tracker.observe import parse_prediction, plan_observation
+from tracker.progress import remaining_seconds
+from tracker.runtimes import RunTimes
+from tracker.schedule import PollPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Reschedule:
+    """Put the prediction back without counting an error (rate limit, rejected key)."""
+
+    next_poll: NextPoll
+    detail: str
+    attempted_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecordError:
+    """A failed poll: counted, noted in ``last_error``, retried with backoff."""
+
+    now: datetime
+    detail: str
+    next_poll: NextPoll
+    raw: Any = None  #: the JSON body, when the answer was JSON but not a prediction
+
+
+@dataclass(frozen=True, slots=True)
+class RecordNotFound:
+    """A 404: counted toward ``lost``."""
+
+    now: datetime
+    detail: str
+    next_poll: NextPoll
+
+
+FailureWrite = Reschedule | RecordError | RecordNotFound
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerWrite:
+    """An accepted answer: the observation to write and when to poll next."""
+
+    update: ObservationUpdate
+    next_poll: NextPoll
+    #: seconds from creation to completion, when this answer ended the run
+    run_time: float | None = None
+
+
+def plan_failure(
+    state: PredictionState, error: UpstreamError, now: datetime, policy: PollPolicy
+) -> FailureWrite:
+    """The write for a poll that brought no usable answer."""
+    if isinstance(error, UpstreamAuthError):
+        next_poll = NextPoll(at=now, interval=state.poll_interval)
+        return Reschedule(next_poll, error.detail, now)
+    if isinstance(error, UpstreamRateLimited):
+        until = now + timedelta(seconds=error.retry_after)
+        next_poll = policy.after_pause(until=until, previous_interval=state.poll_interval)
+        return Reschedule(next_poll, error.detail, now)
+    if isinstance(error, UpstreamNotFound):
+        next_poll = policy.after_error(consecutive_errors=state.not_found_count, now=now)
+        return RecordNotFound(now, error.detail, next_poll)
+    return _poll_error(state, error, now, policy)
+
+
+def _poll_error(
+    state: PredictionState, error: UpstreamError, now: datetime, policy: PollPolicy
+) -> RecordError:
+    next_poll = policy.after_error(consecutive_errors=state.consecutive_errors, now=now)
+    raw = error.body if isinstance(error, UpstreamBadAnswer) else None
+    return RecordError(now, error.detail, next_poll, raw)
+
+
+def plan_answer(
+    state: PredictionState,
+    body: object,
+    now: datetime,
+    policy: PollPolicy,
+    run_times: RunTimes | None = None,
+) -> AnswerWrite | RecordError:
+    """The write for a 2xx answer; ``run_times`` (the adaptive scheduler's learned
+    run times) also turns on polling by progress bars."""
+    try:
+        observation = parse_prediction(body, state.id)
+    except UpstreamBadAnswer as exc:
+        return _poll_error(state, exc, now, policy)
+    update = plan_observation(state, observation, now)
+    model = update.fields.get("model")
+    created = update.fields.get("created_at")
+    completed = update.fields.get("completed_at")
+    run_time = None
+    if update.terminal and model and created and completed:
+        run_time = (completed - created).total_seconds()
+    next_poll = policy.after_answer(
+        previous_interval=state.poll_interval,
+        changed=update.changed,
+        terminal=update.terminal,
+        now=now,
+        elapsed=(now - created).total_seconds() if created is not None else None,
+        likely=run_times.likely_window(model) if run_times is not None else None,
+        remaining=_remaining(state, update, now) if run_times is not None else None,
+    )
+    return AnswerWrite(update, next_poll, run_time)
+
+
+def _remaining(state: PredictionState, update: ObservationUpdate, now: datetime) -> float | None:
+    """Seconds a processing run still needs, by its progress bar and pace."""
+    started = update.fields.get("started_at")
+    if update.fields["status"] != Status.PROCESSING or started is None:
+        return None
+    logs = update.fields.get("logs", state.logs)
+    return remaining_seconds(logs, (now - started).total_seconds())
