@@ -1,4 +1,12 @@
-"""Settings: command-line flags and TRACKER_* variables in one typed object."""
+"""Settings: one table of every setting (field, variable, type, default, help), and the
+typed object every entry point builds from it the same way.
+
+``Settings.build(env=None, **values)`` is that way: each value comes from ``values``
+(flags, or the Python API's arguments; None means not given), else from its
+TRACKER_* variable, else from the table's default. The click options of
+``tracker daemon`` are generated from the same table (``tracker.cli.options``),
+so a flag and its variable are read by the same code and say the same things.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +20,10 @@ from tracker.callbacks.retry import DEFAULT_RETRY_SCHEDULE, parse_schedule
 from tracker.callbacks.webhook import DEFAULT_WEBHOOK_TIMEOUT
 from tracker.domain import CallbackSpec
 from tracker.events import parse_events
-from tracker.exceptions import ConfigError
+from tracker.exceptions import ConfigError, InvalidInput
 from tracker.inputs import validate_email, validate_webhook_url
-from tracker.netpolicy import HostPolicy, parse_policy
+from tracker.netpolicy import DEFAULT_ALLOWED_HOSTS, HostPolicy, parse_policy
+from tracker.settingtypes import Choice, Duration, HttpUrl, Number, Parsed, Text, ValueType
 from tracker.upstream import DEFAULT_MAX_ANSWER_BYTES, DEFAULT_POLL_TIMEOUT
 
 #: where predictions are polled unless TRACKER_API_BASE says otherwise
@@ -22,27 +31,186 @@ DEFAULT_API_BASE = "https://www.anyapi.vip/replicate/v1"
 DEFAULT_DATABASE_URL = "sqlite:///tracker.db"
 DEFAULT_POLL_MIN = 1.0  # seconds
 DEFAULT_POLL_MAX = 30.0  # seconds
-DEFAULT_CONCURRENCY = 32  # requests in flight
+DEFAULT_POLL_CONCURRENCY = 32  # polls in flight
 DEFAULT_MAX_RPS = 40.0  # requests per second, all predictions together
 DEFAULT_LOST_AFTER = 5  # consecutive 404 answers ...
 DEFAULT_LOST_WINDOW = 60.0  # ... spread over at least this many seconds
 DEFAULT_LEASE = 60.0  # seconds a claimed prediction stays with its daemon
 DEFAULT_MAIL_FROM = "tracker@localhost"
+#: a daemon is live if it sent a heartbeat within this many seconds (`tracker status`,
+#: and a second daemon of the same name refuses to start)
+LIVE_WITHIN_SECONDS = 30.0
 
 #: where webhooks may be sent (see tracker.netpolicy)
 WEBHOOK_HOSTS_VARIABLE = "TRACKER_WEBHOOK_ALLOWED_HOSTS"
 
+
+class SettingError(ConfigError, InvalidInput):
+    """A flag or TRACKER_* variable holds a value that cannot be used (a usage error)."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table."""
+
+    name: str  #: the field of Settings
+    variable: str  #: the TRACKER_* variable
+    type: ValueType  #: reads the text of the flag or the variable
+    default: Any  #: when neither is given; a str is read by ``type`` as the variable is
+    help: str
+    flag: str | None = None  #: the option of `tracker daemon`; None: a variable only
+    fallbacks: tuple[str, ...] = ()  #: variables read in turn when ``variable`` is unset
+
+    def from_env(self, env: Mapping[str, str]) -> Any:
+        """The value of the first variable set (blank counts as unset), else the default."""
+        for variable in (self.variable, *self.fallbacks):
+            text = env.get(variable, "")
+            if text.strip():
+                return self.read(text, variable)
+        return self.read(self.default) if isinstance(self.default, str) else self.default
+
+    def read(self, text: str, source: str | None = None) -> Any:
+        """``text`` as a value; SettingError naming ``source`` (the variable) if unusable."""
+        source = source or self.variable
+        try:
+            return self.type(text)
+        except ValueError as exc:
+            message = str(exc)
+            raise SettingError(
+                message if message.startswith(source) else f"{source}: {message}"
+            ) from None
+
+
+_SECONDS_ABOVE_0 = Number(float, low=0, low_open=True)
+
+#: every setting; `tracker daemon` has an option for each row with a flag, in this order
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "database_url", "TRACKER_DATABASE_URL", Text(), DEFAULT_DATABASE_URL,
+        "SQLAlchemy URL of the tracker database (SQLite or PostgreSQL).",
+        flag="--database-url",
+    ),
+    Setting(
+        "poll_min", "TRACKER_POLL_MIN", _SECONDS_ABOVE_0, DEFAULT_POLL_MIN,
+        "Seconds before the first poll and between polls after a change.",
+        flag="--poll-min",
+    ),
+    Setting(
+        "poll_max", "TRACKER_POLL_MAX", _SECONDS_ABOVE_0, DEFAULT_POLL_MAX,
+        "Longest seconds between two polls of one prediction.",
+        flag="--poll-max",
+    ),
+    Setting(
+        "concurrency", "TRACKER_CONCURRENCY", Number(int, low=1, high=1024),
+        DEFAULT_POLL_CONCURRENCY, "Requests in flight at once.",
+        flag="--concurrency",
+    ),
+    Setting(
+        "max_rps", "TRACKER_MAX_RPS", _SECONDS_ABOVE_0, DEFAULT_MAX_RPS,
+        "Upstream requests per second, all predictions together.",
+        flag="--max-rps",
+    ),
+    Setting(
+        "api_base", "TRACKER_API_BASE", HttpUrl(), DEFAULT_API_BASE,
+        "Base URL of the prediction API.",
+        flag="--api-base",
+    ),
+    Setting(
+        "lost_after", "TRACKER_LOST_AFTER", Number(int, low=1), DEFAULT_LOST_AFTER,
+        "Consecutive 404 answers before a prediction is marked lost ...",
+        flag="--lost-after",
+    ),
+    Setting(
+        "lost_window", "TRACKER_LOST_WINDOW", Number(float, low=0), DEFAULT_LOST_WINDOW,
+        "... spread over at least this many seconds.",
+        flag="--lost-window",
+    ),
+    Setting(
+        "lease_seconds", "TRACKER_LEASE", _SECONDS_ABOVE_0, DEFAULT_LEASE,
+        "Seconds a claimed prediction stays with this daemon if it dies"
+        " (renewed every 5 s, or every third of the lease if shorter).",
+        flag="--lease",
+    ),
+    Setting(
+        "webhook_timeout", "TRACKER_WEBHOOK_TIMEOUT", _SECONDS_ABOVE_0, DEFAULT_WEBHOOK_TIMEOUT,
+        "Seconds one webhook attempt may take in all (connect, send, answer).",
+        flag="--webhook-timeout",
+    ),
+    Setting(
+        "webhook_allowed_hosts", WEBHOOK_HOSTS_VARIABLE,
+        Parsed(lambda text: parse_policy(text, WEBHOOK_HOSTS_VARIABLE), "RULES"),
+        DEFAULT_ALLOWED_HOSTS,
+        "Where webhooks may go, judged on the address connected to: a comma list of"
+        " external, private, loopback, *, CIDR blocks and host names (* globs).",
+        flag="--webhook-allowed-hosts",
+    ),
+    Setting(
+        "max_answer_bytes", "TRACKER_MAX_ANSWER_BYTES", Number(int, low=1),
+        DEFAULT_MAX_ANSWER_BYTES,
+        "An upstream answer longer than this is not read further: an error on that poll.",
+        flag="--max-answer-bytes",
+    ),
+    Setting(
+        "poll_timeout", "TRACKER_POLL_TIMEOUT", _SECONDS_ABOVE_0, DEFAULT_POLL_TIMEOUT,
+        "Seconds one poll may take in all (connect, headers, whole answer).",
+        flag="--poll-timeout",
+    ),
+    Setting(
+        "prune_older_than", "TRACKER_PRUNE_OLDER_THAN", Duration(), None,
+        "Every hour, prune predictions that finished longer ago than this (30d, 12h),"
+        " as `tracker prune --older-than AGE` does. Default: never.",
+        flag="--prune-older-than",
+    ),
+    Setting(
+        "scheduler", "TRACKER_SCHEDULER", Choice(("adaptive", "backoff")), "adaptive",
+        "adaptive: poll where each model's run times say completions are likely;"
+        " backoff: poll-min after a change, growing to poll-max.",
+        flag="--scheduler",
+    ),
+    Setting(
+        "name", "TRACKER_DAEMON_NAME", Text(), None,
+        "Name of this daemon (default host:pid).",
+        flag="--name",
+    ),
+    Setting(
+        "log_format", "TRACKER_LOG_FORMAT", Choice(("text", "json")), "text",
+        "Readable lines or JSON objects on stderr.",
+        flag="--log-format",
+    ),
+    Setting(
+        "api_key", "TRACKER_API_KEY", Text(strip=True), None,
+        "Sent as `Authorization: Bearer …`; never stored, never logged.",
+        fallbacks=("ANYAPI_API_KEY", "REPLICATE_API_TOKEN"),
+    ),
+    Setting(
+        "webhook_secret", "TRACKER_WEBHOOK_SECRET", Text(), None,
+        "whsec_… secret that signs outgoing webhooks (unsigned without it).",
+    ),
+    Setting(
+        "smtp_url", "TRACKER_SMTP_URL", Text(), None,
+        "smtp://user:pass@host:port (STARTTLS when offered) or smtps://… for email callbacks.",
+    ),
+    Setting(
+        "mail_from", "TRACKER_MAIL_FROM", Text(), DEFAULT_MAIL_FROM,
+        "Sender of notification mail.",
+    ),
+    Setting(
+        "retry_schedule", "TRACKER_RETRY_SCHEDULE", Parsed(parse_schedule, "SECONDS,…"),
+        DEFAULT_RETRY_SCHEDULE,
+        "Seconds before each retry of a failed delivery, comma-separated; then it is dead.",
+    ),
+)  # fmt: skip
+
+#: the rows by field name
+SETTING: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
 #: variables that may hold the upstream API key, first one set wins
-API_KEY_VARIABLES = ("TRACKER_API_KEY", "ANYAPI_API_KEY", "REPLICATE_API_TOKEN")
+API_KEY_VARIABLES = (SETTING["api_key"].variable, *SETTING["api_key"].fallbacks)
 
 
 def api_key_from_env(env: Mapping[str, str] | None = None) -> str | None:
-    env = os.environ if env is None else env
-    for name in API_KEY_VARIABLES:
-        value = env.get(name, "").strip()
-        if value:
-            return value
-    return None
+    key: str | None = SETTING["api_key"].from_env(os.environ if env is None else env)
+    return key
 
 
 @dataclass(frozen=True)
@@ -52,7 +220,7 @@ class Settings:
     api_key: str | None = field(default=None, repr=False)
     poll_min: float = DEFAULT_POLL_MIN
     poll_max: float = DEFAULT_POLL_MAX
-    concurrency: int = DEFAULT_CONCURRENCY
+    concurrency: int = DEFAULT_POLL_CONCURRENCY
     max_rps: float = DEFAULT_MAX_RPS
     lost_after: int = DEFAULT_LOST_AFTER
     lost_window: float = DEFAULT_LOST_WINDOW
@@ -68,6 +236,7 @@ class Settings:
     mail_from: str = DEFAULT_MAIL_FROM
     retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT
+    #: from TRACKER_DEFAULT_WEBHOOK / _EMAIL / _EVENTS (see default_callbacks_from_env)
     default_callbacks: tuple[CallbackSpec, ...] = field(default=(), repr=False)
     webhook_allowed_hosts: HostPolicy = field(
         default_factory=lambda: parse_policy(None, WEBHOOK_HOSTS_VARIABLE)
@@ -77,22 +246,22 @@ class Settings:
 
     @classmethod
     def build(cls, env: Mapping[str, str] | None = None, **values: Any) -> Settings:
-        """Settings from explicit values (flags), the environment filling the rest."""
+        """Settings from explicit values (flags, arguments; None: not given), each
+        missing one from its variable in ``env`` (default: os.environ), else the
+        default. SettingError (a ConfigError and an InvalidInput) names a bad variable."""
         env = os.environ if env is None else env
         given = {k: v for k, v in values.items() if v is not None}
-        given.setdefault("api_key", api_key_from_env(env))
-        given.setdefault("webhook_secret", env.get("TRACKER_WEBHOOK_SECRET") or None)
-        given.setdefault("smtp_url", env.get("TRACKER_SMTP_URL") or None)
-        given.setdefault("mail_from", env.get("TRACKER_MAIL_FROM") or DEFAULT_MAIL_FROM)
-        if "retry_schedule" not in given and env.get("TRACKER_RETRY_SCHEDULE"):
-            given["retry_schedule"] = parse_schedule(env["TRACKER_RETRY_SCHEDULE"])
-        for name, variable, kind in _NUMBERS:
-            if name not in given and env.get(variable, "").strip():
-                given[name] = positive_number(env[variable], variable, kind)
-        given.setdefault("webhook_allowed_hosts", webhook_policy_from_env(env))
-        given.setdefault(
-            "default_callbacks", default_callbacks_from_env(env, given["webhook_allowed_hosts"])
-        )
+        for setting in SETTINGS:
+            if setting.name not in given:
+                given[setting.name] = setting.from_env(env)
+        if "default_callbacks" not in given:
+            allowed = given["webhook_allowed_hosts"]
+            given["default_callbacks"] = default_callbacks_from_env(env, allowed)
+        if given["poll_max"] < given["poll_min"]:
+            raise SettingError(
+                f"--poll-max/TRACKER_POLL_MAX ({given['poll_max']:g} s) must not be"
+                f" smaller than --poll-min/TRACKER_POLL_MIN ({given['poll_min']:g} s)"
+            )
         return cls(**given)
 
     def secrets(self) -> list[str]:
@@ -106,29 +275,12 @@ class Settings:
         return [s for s in values if s]
 
 
-#: numeric settings read from the environment: field, variable, type
-_NUMBERS: tuple[tuple[str, str, type[int] | type[float]], ...] = (
-    ("max_answer_bytes", "TRACKER_MAX_ANSWER_BYTES", int),
-    ("poll_timeout", "TRACKER_POLL_TIMEOUT", float),
-)
-
-
-def positive_number(text: str, name: str, kind: type[int] | type[float]) -> int | float:
-    """A finite number above 0, or a ConfigError naming the variable."""
-    try:
-        value = kind(text.strip())
-    except ValueError:
-        value = 0
-    if not 0 < value < float("inf"):
-        what = "whole number" if kind is int else "number"
-        raise ConfigError(f"{name} must be a positive {what} (got {text[:40]!r})")
-    return value
-
-
 def webhook_policy_from_env(env: Mapping[str, str] | None = None) -> HostPolicy:
-    """TRACKER_WEBHOOK_ALLOWED_HOSTS (default ``external``); ConfigError when malformed."""
-    env = os.environ if env is None else env
-    return parse_policy(env.get(WEBHOOK_HOSTS_VARIABLE), WEBHOOK_HOSTS_VARIABLE)
+    """TRACKER_WEBHOOK_ALLOWED_HOSTS (default ``external``); SettingError when malformed."""
+    policy: HostPolicy = SETTING["webhook_allowed_hosts"].from_env(
+        os.environ if env is None else env
+    )
+    return policy
 
 
 def default_callbacks_from_env(

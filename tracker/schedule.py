@@ -12,8 +12,8 @@ from tracker.domain import NextPoll
 GROWTH = 1.5
 #: the longest wait after repeated poll errors (seconds)
 ERROR_BACKOFF_CAP = 300.0
-#: interval jitter: each wait is multiplied by a factor in [1 - JITTER, 1]
-JITTER = 0.1
+#: poll jitter: each wait is multiplied by a factor in [1 - POLL_JITTER, 1] (one-sided)
+POLL_JITTER = 0.1
 #: with a progress bar, wait this share of the time the run still needs: a run that
 #: speeds up is caught by the next poll, which measures its pace again
 PROGRESS_LEAD = 0.75
@@ -85,5 +85,5 @@ class PollPolicy:
         return NextPoll(at=until + timedelta(seconds=spread), interval=previous_interval)
 
     def _at(self, now: datetime, interval: float) -> NextPoll:
-        wait = max(self.poll_min, interval * self.rng.uniform(1.0 - JITTER, 1.0))
+        wait = max(self.poll_min, interval * self.rng.uniform(1.0 - POLL_JITTER, 1.0))
         return NextPoll(at=now + timedelta(seconds=wait), interval=interval)

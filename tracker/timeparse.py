@@ -1,9 +1,10 @@
-"""Lenient parsing of the timestamps upstream APIs send."""
+"""Reading times: upstream timestamps, Retry-After, durations and moments typed by people."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 # RFC 3339 with up to nanosecond precision, 'Z' or an offset.
 _RFC3339 = re.compile(
@@ -44,8 +45,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: a duration as people type it: a number and one unit
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in a duration such as `30d`, `12h`, `90m` (units s, m, h, d, w), or None."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        return None
+    return float(match[1]) * _UNIT_SECONDS[match[2]]
 
 
 def parse_moment(text: str, *, now: datetime | None = None) -> datetime | None:
@@ -53,12 +63,36 @@ def parse_moment(text: str, *, now: datetime | None = None) -> datetime | None:
     midnight), or a duration ago such as `30m`, `12h`, `7d`. None if unreadable."""
     text = text.strip()
     now = now or utcnow()
-    match = _DURATION.match(text)
-    if match:
-        return now - timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
+    seconds = parse_duration(text)
+    if seconds is not None:
+        return now - timedelta(seconds=seconds)
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
         try:
             return datetime.fromisoformat(text).replace(tzinfo=UTC)
         except ValueError:
             return None
     return parse_timestamp(text)
+
+
+def parse_retry_after(
+    value: str | None, cap: float, *, now: datetime | None = None
+) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date),
+    between 0 and ``cap``; None when absent or unreadable. Each caller names its cap:
+    how long an upstream may pause polling is not how long a receiver may delay a retry."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or utcnow())).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), cap)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
 import httpx
@@ -29,6 +27,7 @@ from tracker.exceptions import (
 )
 from tracker.httpread import MiB, declared_too_long, read_capped, read_prefix, size_text
 from tracker.sanitize import TooDeep, clean_text, decode_json
+from tracker.timeparse import parse_retry_after
 
 #: seconds to wait for a TCP/TLS connection
 CONNECT_TIMEOUT = 5.0
@@ -36,8 +35,8 @@ CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 20.0
 #: pause for a 429 that gives no Retry-After (seconds)
 DEFAULT_RATE_LIMIT_PAUSE = 5.0
-#: longest Retry-After honoured as given (seconds); a larger one is capped
-MAX_RETRY_AFTER = 3600.0
+#: longest pause of all polling an upstream's Retry-After may impose (seconds)
+MAX_UPSTREAM_RETRY_AFTER = 3600.0
 #: characters of an unusable body kept in the error text
 BODY_SNIPPET = 120
 #: longest answer body read (TRACKER_MAX_ANSWER_BYTES); a longer one is an error
@@ -180,7 +179,7 @@ def _interpret(response: httpx.Response, content: bytes, secrets: Sequence[str])
         raise UpstreamAuthError(detail, status_code=code)
     if code == 404:
         raise UpstreamNotFound(detail, status_code=code)
-    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    retry_after = parse_retry_after(response.headers.get("Retry-After"), MAX_UPSTREAM_RETRY_AFTER)
     if code == 429:
         pause = DEFAULT_RATE_LIMIT_PAUSE if retry_after is None else retry_after
         raise UpstreamRateLimited(detail, status_code=code, retry_after=pause)
@@ -201,26 +200,6 @@ def _json_body(response: httpx.Response, content: bytes, secrets: Sequence[str])
         content_type = response.headers.get("Content-Type", "no content type")
         detail = f"answer is not JSON ({content_type}): {_snippet(_text(response, content))}"
         raise UpstreamBadAnswer(clean_text(detail, secrets)) from exc
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait, from a Retry-After of delta-seconds or an HTTP date."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if seconds != seconds:  # NaN
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def _text(response: httpx.Response, content: bytes) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tracker import daemon, domain, inputs, observe, sanitize, upstream
-from tracker.callbacks import webhook
+from tracker.callbacks import retry, webhook
 from tracker.dbrunner import WRITE_RETRY_DELAYS
 from tracker.store import engine
 
@@ -46,12 +46,16 @@ EXPECTED: dict[str, Callable[[], tuple[str, str]]] = {
     ),
     "a `status` value": lambda: (f"{observe.MAX_STATUS_LENGTH} printable characters", ""),
     "`predict_time` copied to its column": lambda: (f"0 to {observe.MAX_PREDICT_TIME:,.0f} s", ""),
-    "`Retry-After` from the upstream": lambda: (seconds(upstream.MAX_RETRY_AFTER), ""),
+    "`Retry-After` from the upstream": lambda: (seconds(upstream.MAX_UPSTREAM_RETRY_AFTER), ""),
     "one webhook attempt in all (connect, send, answer)": lambda: (
         seconds(webhook.DEFAULT_WEBHOOK_TIMEOUT),
         "`TRACKER_WEBHOOK_TIMEOUT`",
     ),
     "a webhook receiver's answer": lambda: (f"{webhook.ANSWER_BYTES // KiB} KiB read", ""),
+    "`Retry-After` from a webhook receiver": lambda: (
+        seconds(retry.MAX_DELIVERY_RETRY_AFTER),
+        "",
+    ),
     "a webhook URL": lambda: (f"{inputs.MAX_URL_LENGTH:,} characters", ""),
     "a prediction ID": lambda: (f"{_id_length()} characters", ""),
     "a line of `tracker add --file`": lambda: (f"{inputs.MAX_ID_LINE_BYTES:,} bytes", ""),

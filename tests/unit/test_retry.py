@@ -9,8 +9,8 @@ import pytest
 
 from tracker.callbacks.retry import (
     DEFAULT_RETRY_SCHEDULE,
-    JITTER,
-    MAX_RETRY_AFTER,
+    MAX_DELIVERY_RETRY_AFTER,
+    RETRY_JITTER,
     RetryPolicy,
     parse_schedule,
 )
@@ -85,7 +85,7 @@ def test_delay_is_the_scheduled_one_within_jitter(attempts_before: int) -> None:
     for _ in range(200):
         state, next_at = p.after(FAILED, attempts_before=attempts_before, now=NOW)
         assert state is DeliveryState.PENDING
-        assert base * (1 - JITTER) <= delay_of(next_at) <= base * (1 + JITTER)
+        assert base * (1 - RETRY_JITTER) <= delay_of(next_at) <= base * (1 + RETRY_JITTER)
 
 
 def test_delay_uses_the_entry_for_this_attempt_not_another() -> None:
@@ -128,7 +128,7 @@ def test_longer_retry_after_wins_over_the_schedule() -> None:
 def test_shorter_retry_after_does_not_shorten_the_schedule() -> None:
     result = SendResult(ok=False, status_code=503, retry_after=1.0)
     _, next_at = policy((300.0,)).after(result, attempts_before=0, now=NOW)
-    assert 300 * (1 - JITTER) <= delay_of(next_at) <= 300 * (1 + JITTER)
+    assert 300 * (1 - RETRY_JITTER) <= delay_of(next_at) <= 300 * (1 + RETRY_JITTER)
 
 
 def test_zero_retry_after_keeps_the_schedule() -> None:
@@ -138,10 +138,10 @@ def test_zero_retry_after_keeps_the_schedule() -> None:
 
 
 def test_retry_after_is_capped() -> None:
-    result = SendResult(ok=False, status_code=429, retry_after=10 * MAX_RETRY_AFTER)
+    result = SendResult(ok=False, status_code=429, retry_after=10 * MAX_DELIVERY_RETRY_AFTER)
     state, next_at = policy((5.0,)).after(result, attempts_before=0, now=NOW)
     assert state is DeliveryState.PENDING
-    assert delay_of(next_at) == pytest.approx(MAX_RETRY_AFTER)
+    assert delay_of(next_at) == pytest.approx(MAX_DELIVERY_RETRY_AFTER)
 
 
 def test_retry_after_does_not_revive_a_used_up_schedule() -> None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tracker.domain import NextPoll
-from tracker.schedule import ERROR_BACKOFF_CAP, GROWTH, JITTER, PollPolicy
+from tracker.schedule import ERROR_BACKOFF_CAP, GROWTH, POLL_JITTER, PollPolicy
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -64,7 +64,7 @@ def test_unchanged_answers_grow_by_growth_up_to_poll_max() -> None:
         nxt = p.after_answer(previous_interval=interval, changed=False, terminal=False, now=NOW)
         assert nxt.interval is not None
         wait = wait_of(nxt)
-        assert nxt.interval * (1 - JITTER) - 1e-9 <= wait <= nxt.interval + 1e-9
+        assert nxt.interval * (1 - POLL_JITTER) - 1e-9 <= wait <= nxt.interval + 1e-9
         assert p.poll_min <= wait <= p.poll_max
         intervals.append(nxt.interval)
         interval = nxt.interval
@@ -93,10 +93,10 @@ def test_interval_never_below_poll_min_from_a_smaller_previous() -> None:
 def test_strongest_jitter_never_goes_below_poll_min() -> None:
     p = policy(LowRandom())
     nxt = p.after_answer(previous_interval=None, changed=False, terminal=False, now=NOW)
-    # poll_min * (1 - JITTER) would be shorter; the floor keeps it at poll_min
+    # poll_min * (1 - POLL_JITTER) would be shorter; the floor keeps it at poll_min
     assert wait_of(nxt) == pytest.approx(p.poll_min)
     grown = p.after_answer(previous_interval=20.0, changed=False, terminal=False, now=NOW)
-    assert wait_of(grown) == pytest.approx(p.poll_max * (1 - JITTER))
+    assert wait_of(grown) == pytest.approx(p.poll_max * (1 - POLL_JITTER))
 
 
 def test_waits_stay_within_bounds_for_many_random_intervals() -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tracker.timeparse import parse_timestamp, utcnow
+from tracker.timeparse import parse_duration, parse_moment, parse_timestamp, utcnow
 
 
 def utc(*args: int) -> datetime:
@@ -120,3 +120,18 @@ def test_utcnow_is_aware_utc() -> None:
     after = datetime.now(UTC)
     assert now.tzinfo is UTC
     assert before <= now <= after
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90.0), ("30m", 1800.0), ("12h", 43200.0), (" 1.5 d ", 129600.0), ("2w", 1209600.0)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+    now = utc(2026, 1, 1)
+    assert parse_moment(text, now=now) == now - timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "10", "h", "-1h", "1y", "1h30m", "1e3s"])
+def test_not_durations(text: str) -> None:
+    assert parse_duration(text) is None

@@ -23,17 +23,15 @@ from tracker.exceptions import (
 from tracker.upstream import (
     BODY_SNIPPET,
     DEFAULT_RATE_LIMIT_PAUSE,
-    MAX_RETRY_AFTER,
+    MAX_UPSTREAM_RETRY_AFTER,
     Answer,
     UpstreamClient,
     _CookielessClient,
-    parse_retry_after,
 )
 
 BASE = "https://api.example.test/v1"
 KEY = "r8_SeCrEtKeY0123456789abcdef"
 PREDICTION = {"id": "abc123", "status": "processing", "logs": "step 1\n"}
-NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -261,7 +259,7 @@ async def test_429_without_usable_retry_after_uses_default_pause(
 async def test_429_retry_after_is_capped() -> None:
     with pytest.raises(UpstreamRateLimited) as info:
         await fetch(respond(429, headers={"Retry-After": "86400"}))
-    assert info.value.retry_after == MAX_RETRY_AFTER
+    assert info.value.retry_after == MAX_UPSTREAM_RETRY_AFTER
 
 
 async def test_503_with_retry_after_is_rate_limited() -> None:
@@ -345,69 +343,6 @@ async def test_error_detail_masks_a_key_echoed_by_upstream() -> None:
     with pytest.raises(UpstreamAuthError) as info:
         await fetch(handler, api_key=KEY)
     assert KEY not in info.value.detail
-
-
-# --- parse_retry_after ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("7", 7.0),
-        (" 7 ", 7.0),
-        ("0", 0.0),
-        ("1.5", 1.5),
-        ("0.25", 0.25),
-        ("-3", 0.0),
-    ],
-)
-def test_parse_retry_after_seconds(value: str, expected: float) -> None:
-    assert parse_retry_after(value, now=NOW) == expected
-
-
-def test_parse_retry_after_http_date_in_future() -> None:
-    value = format_datetime(NOW + timedelta(seconds=90), usegmt=True)
-    assert parse_retry_after(value, now=NOW) == 90.0
-
-
-def test_parse_retry_after_http_date_with_offset() -> None:
-    # 04:05:05 at +01:00 is 03:05:05 UTC, one minute after NOW
-    assert parse_retry_after("Fri, 02 Jan 2026 04:05:05 +0100", now=NOW) == 60.0
-
-
-def test_parse_retry_after_http_date_without_zone_is_utc() -> None:
-    assert parse_retry_after("Fri, 02 Jan 2026 03:05:05", now=NOW) == 60.0
-
-
-def test_parse_retry_after_http_date_in_past_is_zero() -> None:
-    value = format_datetime(NOW - timedelta(hours=2), usegmt=True)
-    assert parse_retry_after(value, now=NOW) == 0.0
-
-
-def test_parse_retry_after_uses_current_time_by_default() -> None:
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
-    far = format_datetime(datetime.now(UTC) + timedelta(days=3), usegmt=True)
-    assert parse_retry_after(far) == MAX_RETRY_AFTER
-
-
-@pytest.mark.parametrize("value", [None, "", "   ", "garbage", "soon", "nan", "0x10", "1 2 3"])
-def test_parse_retry_after_garbage_is_none(value: str | None) -> None:
-    assert parse_retry_after(value, now=NOW) is None
-
-
-@pytest.mark.parametrize("value", ["999999", "3601", "inf", "1e400"])
-def test_parse_retry_after_huge_is_capped(value: str) -> None:
-    assert parse_retry_after(value, now=NOW) == MAX_RETRY_AFTER
-
-
-def test_parse_retry_after_far_future_date_is_capped() -> None:
-    value = format_datetime(NOW + timedelta(days=30), usegmt=True)
-    assert parse_retry_after(value, now=NOW) == MAX_RETRY_AFTER
-
-
-def test_parse_retry_after_exactly_the_cap_is_kept() -> None:
-    assert parse_retry_after(str(int(MAX_RETRY_AFTER)), now=NOW) == MAX_RETRY_AFTER
-    assert parse_retry_after(str(MAX_RETRY_AFTER - 1), now=NOW) == MAX_RETRY_AFTER - 1
 
 
 async def test_the_poll_client_keeps_no_cookies() -> None:

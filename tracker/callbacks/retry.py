@@ -12,12 +12,13 @@ from tracker.exceptions import ConfigError
 
 #: seconds before each retry (modelled on Svix): 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
-#: each wait is multiplied by a factor in [1 - JITTER, 1 + JITTER]
-JITTER = 0.1
+#: each wait is multiplied by a factor in [1 - RETRY_JITTER, 1 + RETRY_JITTER] (two-sided)
+RETRY_JITTER = 0.1
 #: the longest delay a retry schedule may hold (seconds: 7 days)
 MAX_DELAY = 7 * 86400.0
-#: the longest Retry-After a receiver can impose (seconds)
-MAX_RETRY_AFTER = 36000.0
+#: the longest delay a receiver's Retry-After can impose on a retry (seconds: 10 h, the
+#: longest wait of the default schedule)
+MAX_DELIVERY_RETRY_AFTER = 36000.0
 
 
 def parse_schedule(text: str) -> tuple[float, ...]:
@@ -48,7 +49,8 @@ class RetryPolicy:
             return DeliveryState.DELIVERED, None
         if result.permanent or attempts_before >= len(self.schedule):
             return DeliveryState.DEAD, None
-        delay = self.schedule[attempts_before] * self.rng.uniform(1 - JITTER, 1 + JITTER)
+        factor = self.rng.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)
+        delay = self.schedule[attempts_before] * factor
         if result.retry_after is not None:
-            delay = max(delay, min(result.retry_after, MAX_RETRY_AFTER))
+            delay = max(delay, min(result.retry_after, MAX_DELIVERY_RETRY_AFTER))
         return DeliveryState.PENDING, now + timedelta(seconds=delay)

@@ -15,12 +15,13 @@ from httpx_aiohttp import AiohttpTransport
 from standardwebhooks.webhooks import Webhook
 
 from tracker import __version__
+from tracker.callbacks.retry import MAX_DELIVERY_RETRY_AFTER
 from tracker.domain import DeliveryJob, SendResult
 from tracker.exceptions import ConfigError
 from tracker.httpread import read_prefix
 from tracker.netconnect import PolicyConnector
 from tracker.netpolicy import AddressRefused, HostPolicy
-from tracker.upstream import parse_retry_after
+from tracker.timeparse import parse_retry_after
 
 #: seconds a receiver has to answer, all of the attempt included (TRACKER_WEBHOOK_TIMEOUT)
 DEFAULT_WEBHOOK_TIMEOUT = 15.0
@@ -158,7 +159,8 @@ def _result(response: httpx.Response, duration_ms: int) -> SendResult:
         error += " (redirects are not followed)"
     retry_after = None
     if code in (429, 503):
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        header = response.headers.get("Retry-After")
+        retry_after = parse_retry_after(header, MAX_DELIVERY_RETRY_AFTER)
     return SendResult(
         ok=False,
         status_code=code,

@@ -15,24 +15,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tracker.config import DEFAULT_DATABASE_URL
+from tracker.cli.options import database_option as database_option  # re-exported
 from tracker.display import escape_line, escape_text, json_text, mask_url
 from tracker.store.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 FORMATS = ("table", "json", "csv")
-
-
-def database_option(fn: F) -> F:
-    return click.option(
-        "--database-url",
-        envvar="TRACKER_DATABASE_URL",
-        show_envvar=True,
-        default=DEFAULT_DATABASE_URL,
-        show_default=True,
-        help="SQLAlchemy URL of the tracker database (SQLite or PostgreSQL).",
-    )(fn)
 
 
 def format_option(choices: Sequence[str] = FORMATS, default: str = "table") -> Callable[[F], F]:
@@ -47,6 +36,8 @@ def format_option(choices: Sequence[str] = FORMATS, default: str = "table") -> C
 
 
 def open_store(database_url: str, *, check: bool = True) -> Store:
+    """The store, its schema checked unless ``check`` is False; use it as
+    ``with open_store(url) as store:`` so it is closed whatever happens."""
     store = Store.from_url(database_url)
     if check:
         try:

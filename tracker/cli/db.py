@@ -18,13 +18,10 @@ def db_group() -> None:
 @database_option
 def upgrade_command(database_url: str) -> None:
     """Create or migrate the schema to the newest revision (safe to run again)."""
-    store = open_store(database_url, check=False)
-    try:
+    with open_store(database_url, check=False) as store:
         before = store.schema_revision()
         migrate.upgrade(store)
         after = store.schema_revision()
-    finally:
-        store.close()
     if before == after:
         click.echo(f"database is up to date (revision {after})")
     else:
@@ -35,11 +32,8 @@ def upgrade_command(database_url: str) -> None:
 @database_option
 def current_command(database_url: str) -> None:
     """Print the schema revision of the database."""
-    store = open_store(database_url, check=False)
-    try:
+    with open_store(database_url, check=False) as store:
         revision = store.schema_revision()
-    finally:
-        store.close()
     click.echo(revision or "empty (run `tracker db upgrade`)")
     if revision is not None and not revisions.is_known(revision):
         click.echo(f"Warning: {revisions.too_new_message(revision, SCHEMA_HEAD)}", err=True)

@@ -46,15 +46,12 @@ DEMO_DATABASE_URL = "sqlite:///tracker-demo.db"
 def demo_command(database_url: str, quiet: bool) -> None:
     """Start the simulator, register one prediction per scenario, poll until all end."""
     configure_logging(level=logging.WARNING if quiet else logging.INFO)
-    store = open_store(database_url, check=False)
-    try:
+    with open_store(database_url, check=False) as store:
         migrate.upgrade(store)
         suffix = secrets.token_hex(3)
         ids = [f"{scenario}-demo-{suffix}" for scenario in DEMO_SCENARIOS]
         now = utcnow()
         store.add_predictions(ids, now=now, first_poll_at=now)
-    finally:
-        store.close()
 
     config = SimConfig(queue_seconds=0.5, run_median_seconds=3.0, log_interval_seconds=0.5)
     with SimulatorThread(config) as sim:
@@ -64,8 +61,7 @@ def demo_command(database_url: str, quiet: bool) -> None:
         )
         asyncio.run(run_daemon(settings, exit_when_done=True))
 
-    store = open_store(database_url)
-    try:
+    with open_store(database_url) as store:
         rows = [
             {
                 "id": d.prediction.id,
@@ -79,8 +75,6 @@ def demo_command(database_url: str, quiet: bool) -> None:
             for d in (store.get_detail(i) for i in ids)
             if d is not None
         ]
-    finally:
-        store.close()
     click.echo()
     emit_rows(rows, list(rows[0]), "table")
     me = _how_i_was_called()

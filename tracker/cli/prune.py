@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-from typing import Any
 
 import click
 
@@ -12,9 +10,6 @@ from tracker.cli.common import database_option, format_option, open_store
 from tracker.exceptions import InvalidInput
 from tracker.store.retention import DEFAULT_BATCH_SIZE, PruneResult
 from tracker.timeparse import parse_moment, utcnow
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 #: the text output: one line per count
 LABELS = {
@@ -29,28 +24,6 @@ LABELS = {
     "callbacks_deleted": "callbacks deleted",
     "deliveries_deleted": "deliveries deleted",
 }
-
-
-def parse_duration(text: str) -> float | None:
-    """Seconds in a duration such as `30d`, `12h`, `90m` (units s, m, h, d, w), or None."""
-    match = _DURATION.match(text.strip())
-    if not match:
-        return None
-    return float(match[1]) * _UNIT_SECONDS[match[2]]
-
-
-class Duration(click.ParamType):
-    """A positive duration such as `30d` or `12h`, as seconds."""
-
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, float):
-            return value
-        seconds = parse_duration(str(value))
-        if seconds is None or seconds <= 0:
-            self.fail(f"{value!r} is not a duration such as 30d, 12h or 90m", param, ctx)
-        return seconds
 
 
 @click.command("prune")
@@ -114,8 +87,7 @@ def prune_command(
         )
     if cutoff > now:
         raise InvalidInput(f"--older-than {older_than!r} is in the future")
-    store = open_store(database_url)
-    try:
+    with open_store(database_url) as store:
         result = store.prune(
             cutoff=cutoff,
             keep_logs=keep_logs,
@@ -123,8 +95,6 @@ def prune_command(
             dry_run=dry_run,
             batch_size=batch_size,
         )
-    finally:
-        store.close()
     if fmt == "json":
         document = {"cutoff": cutoff.isoformat(), "dry_run": dry_run, **result.counts()}
         click.echo(json.dumps(document, indent=2))

@@ -128,11 +128,8 @@ def report_command(
         labels=parse_labels(labels),
     )
     columns, run = REPORTS[name]
-    store = open_store(database_url)
-    try:
+    with open_store(database_url) as store:
         rows = run(store, flt, limit)
-    finally:
-        store.close()
     emit_rows(mask_targets(rows), columns, fmt)
 
 

@@ -18,7 +18,7 @@ from tracker.cli.common import (
     print_table,
     to_jsonable,
 )
-from tracker.daemon import LIVE_WITHIN_SECONDS
+from tracker.config import LIVE_WITHIN_SECONDS
 from tracker.store.daemons import Health
 from tracker.timeparse import utcnow
 
@@ -46,11 +46,8 @@ DEFAULT_MAX_LAG = 60.0
 def status_command(max_lag: float, live_within: float, fmt: str, database_url: str) -> None:
     """Daemons, schedule lag and deliveries; exits 1 when the tracker is unhealthy
     (no live daemon while predictions are active, or lag beyond --max-lag)."""
-    store = open_store(database_url)
-    try:
+    with open_store(database_url) as store:
         health = store.health(now=utcnow(), live_within=timedelta(seconds=live_within))
-    finally:
-        store.close()
     problems = diagnose(health, max_lag)
     if fmt == "json":
         report = to_jsonable(asdict(health))

@@ -28,6 +28,12 @@ class StoreBase:
     def close(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Connection]:
         """One transaction; driver errors become the project's own."""
