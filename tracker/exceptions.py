@@ -20,6 +20,18 @@ class InvalidInput(TrackerError):
     """Input from the user (an ID, a label, a URL) is not acceptable."""
 
 
+class PredictionNotFound(TrackerError):
+    """No prediction with this ID is registered."""
+
+
+class NotTracked(TrackerError):
+    """The prediction is no longer polled (lost or forgotten): it will not end by itself."""
+
+
+class WaitTimeout(TrackerError, TimeoutError):
+    """``wait`` gave up: the prediction did not reach a terminal status in time."""
+
+
 class StoreError(TrackerError):
     """The database failed or is not in the expected shape."""
 

@@ -7,16 +7,9 @@ from typing import Any
 
 import click
 
-from tracker.cli.common import (
-    database_option,
-    emit_rows,
-    format_option,
-    mask_targets,
-    open_store,
-)
-from tracker.domain import DeliveryState, validate_id
-from tracker.exceptions import InvalidInput
-from tracker.timeparse import parse_moment, utcnow
+from tracker.api import Tracker
+from tracker.cli.common import database_option, emit_rows, format_option, mask_targets
+from tracker.domain import DeliveryState
 
 LIST_COLUMNS = (
     "id",
@@ -54,13 +47,8 @@ def list_command(
     database_url: str,
 ) -> None:
     """One row per delivery, oldest first."""
-    if prediction_id is not None:
-        validate_id(prediction_id)
-    store = open_store(database_url)
-    try:
-        rows = store.list_deliveries(states=states, prediction_id=prediction_id, limit=limit)
-    finally:
-        store.close()
+    with Tracker(database_url) as tracker:
+        rows = tracker.list_deliveries(states, prediction_id, limit)
     records: list[dict[str, Any]] = mask_targets(
         {k: v for k, v in asdict(d).items() if k != "history"} for d in rows
     )
@@ -84,22 +72,6 @@ def retry_command(
     A re-queued delivery keeps its webhook-id and payload and gets the whole
     retry schedule again; the daemon sends it on its next pass.
     """
-    if not (delivery_ids or prediction_id or since):
-        raise click.UsageError("give delivery IDs, --prediction ID or --since TIME")
-    if prediction_id is not None:
-        validate_id(prediction_id)
-    moment = None
-    if since is not None:
-        moment = parse_moment(since)
-        if moment is None:
-            raise InvalidInput(
-                f"cannot read --since {since!r}: use 2026-11-01, an RFC 3339 time or 7d"
-            )
-    store = open_store(database_url)
-    try:
-        count = store.retry_deliveries(
-            now=utcnow(), ids=delivery_ids, prediction_id=prediction_id, since=moment
-        )
-    finally:
-        store.close()
+    with Tracker(database_url) as tracker:
+        count = tracker.retry_deliveries(delivery_ids, prediction_id, since)
     click.echo(f"re-queued {count} dead deliver{'y' if count == 1 else 'ies'}")

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import asdict, fields
-from datetime import timedelta
 from typing import Any
 
 import click
 from rich.text import Text
 
+from tracker.api import Tracker
 from tracker.cli.common import (
     cell,
     console,
@@ -18,25 +17,18 @@ from tracker.cli.common import (
     emit_rows,
     format_option,
     mask_targets,
-    open_store,
     print_table,
     to_jsonable,
 )
-from tracker.config import DEFAULT_POLL_MIN, webhook_policy_from_env
 from tracker.display import escape_text, json_text
-from tracker.domain import Prediction, PredictionDetail, validate_id
-from tracker.events import parse_events
+from tracker.domain import Prediction, PredictionDetail
 from tracker.inputs import (
     MAX_ID_FILE_BYTES,
     MAX_ID_LINE_BYTES,
     parse_labels,
     read_ids,
-    validate_email,
     validate_ids,
-    validate_webhook_url,
 )
-from tracker.store.store import CallbackSpec
-from tracker.timeparse import utcnow
 
 LIST_COLUMNS = (
     "id",
@@ -107,27 +99,8 @@ def add_command(
         all_ids.extend(read_ids(id_file, "stdin" if id_file.name == "<stdin>" else id_file.name))
     if not all_ids:
         raise click.UsageError("give at least one prediction ID, or --file")
-    event_list = parse_events(events)
-    allowed = webhook_policy_from_env() if webhooks else None  # literal addresses judged now
-    specs = [
-        CallbackSpec("webhook", validate_webhook_url(u, allowed), event_list) for u in webhooks
-    ]
-    specs += [CallbackSpec("email", validate_email(a), event_list) for a in emails]
-    label_map = parse_labels(labels)
-
-    now = utcnow()
-    poll_min = float(os.environ.get("TRACKER_POLL_MIN", DEFAULT_POLL_MIN))
-    store = open_store(database_url)
-    try:
-        result = store.add_predictions(
-            all_ids,
-            now=now,
-            first_poll_at=now + timedelta(seconds=poll_min),
-            labels=label_map,
-            callbacks_to_add=specs,
-        )
-    finally:
-        store.close()
+    with Tracker(database_url) as tracker:
+        result = tracker.add(all_ids, webhooks, emails, events=events, labels=parse_labels(labels))
     message = f"registered {result.added} prediction{'s' if result.added != 1 else ''}"
     if result.already_known:
         message += f" ({result.already_known} already known)"
@@ -155,13 +128,8 @@ def list_command(
 ) -> None:
     """One row per prediction, oldest registration first."""
     columns = LIST_COLUMNS if fmt == "table" else RECORD_COLUMNS
-    store = open_store(database_url)
-    try:
-        rows = store.list_columns(
-            columns, statuses=statuses, active_only=active, model=model, limit=limit
-        )
-    finally:
-        store.close()
+    with Tracker(database_url) as tracker:
+        rows = tracker.list_columns(columns, statuses, active=active, model=model, limit=limit)
     if fmt == "table":
         emit_rows([_list_row(row) for row in rows], LIST_COLUMNS, fmt)
     else:
@@ -180,14 +148,8 @@ def _list_row(row: dict[str, Any]) -> dict[str, Any]:
 @database_option
 def show_command(prediction_id: str, fmt: str, database_url: str) -> None:
     """Everything known about one prediction: timeline, logs, metrics, callbacks."""
-    validate_id(prediction_id)
-    store = open_store(database_url)
-    try:
-        detail = store.get_detail(prediction_id)
-    finally:
-        store.close()
-    if detail is None:
-        raise click.ClickException(f"no prediction {prediction_id!r} is registered")
+    with Tracker(database_url) as tracker:
+        detail = tracker.detail(prediction_id)
     if fmt == "json":
         click.echo(json_text(to_jsonable(_masked(asdict(detail))), indent=2))
     else:
@@ -281,13 +243,9 @@ def _print_deliveries(detail: PredictionDetail) -> None:
 @database_option
 def forget_command(ids: tuple[str, ...], database_url: str) -> None:
     """Stop tracking predictions; their history stays in the database."""
-    wanted = validate_ids(ids)
-    store = open_store(database_url)
-    try:
-        known = store.forget(wanted)
-    finally:
-        store.close()
-    unknown = [i for i in wanted if i not in set(known)]
-    click.echo(f"forgot {len(known)} prediction{'s' if len(known) != 1 else ''}")
-    if unknown:
-        raise click.ClickException(f"not registered: {', '.join(unknown)}")
+    with Tracker(database_url) as tracker:
+        result = tracker.forget(ids)
+    known = len(result.known)
+    click.echo(f"forgot {known} prediction{'s' if known != 1 else ''}")
+    if result.unknown:
+        raise click.ClickException(f"not registered: {', '.join(result.unknown)}")

@@ -1,0 +1,458 @@
+"""The application layer that the command line, the service and Python code call
+(``cli | service -> api -> store``); documented in docs/python.md.
+
+Input is checked here, with the command line's rules and messages, so every entry
+point refuses the same things with the same words (InvalidInput; an unknown ID is
+PredictionNotFound). Records are the dataclasses of tracker.domain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any, Self
+
+from tracker.config import SETTING, Settings
+from tracker.domain import (
+    CallbackSpec,
+    Delivery,
+    DeliveryState,
+    Prediction,
+    PredictionDetail,
+    Tracking,
+    is_terminal,
+    validate_id,
+)
+from tracker.events import parse_events
+from tracker.exceptions import (
+    InvalidInput,
+    NotTracked,
+    PredictionNotFound,
+    TrackerError,
+    WaitTimeout,
+)
+from tracker.inputs import parse_labels, validate_email, validate_ids, validate_webhook_url
+from tracker.store.store import AddResult, Store
+from tracker.timeparse import parse_moment, utcnow
+
+__all__ = ["AddResult", "AsyncTracker", "ForgetResult", "Tracker"]
+
+#: how often ``wait`` reads the prediction again
+WAIT_INTERVAL = 0.5  # seconds
+
+#: what ``list_columns`` may read: the fields of a Prediction
+PREDICTION_COLUMNS = tuple(f.name for f in fields(Prediction))
+DELIVERY_STATES = tuple(s.value for s in DeliveryState)
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetResult:
+    """What ``forget`` did: the IDs that are registered, and those that are not."""
+
+    known: list[str]  #: registered, in the order given: no longer polled (history kept)
+    unknown: list[str]  #: not registered: nothing done
+
+
+class Tracker:
+    """The tracker's operations on one database. ``database_url`` defaults as on the
+    command line; the database is opened (and its schema checked) on first use, and
+    released by ``close()`` or a ``with`` block. ``settings`` (the service's, a test's)
+    replace those built from the environment when first needed."""
+
+    def __init__(self, database_url: str | None = None, *, settings: Settings | None = None):
+        if database_url is None and settings is not None:
+            database_url = settings.database_url
+        if database_url is None:
+            database_url = str(SETTING["database_url"].from_env(os.environ))
+        self.database_url = database_url
+        self._settings = settings
+        self._store: Store | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def settings(self) -> Settings:
+        """Settings from the environment (built when first needed): the first poll's
+        delay and where webhooks may go. ConfigError names a malformed variable."""
+        if self._settings is None:
+            self._settings = Settings.build(database_url=self.database_url)
+        return self._settings
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _open(self) -> Store:
+        with self._lock:
+            if self._closed:
+                raise TrackerError("this Tracker is closed")
+            if self._store is None:
+                store = Store.from_url(self.database_url)
+                try:
+                    store.check_schema()
+                except BaseException:
+                    store.close()
+                    raise
+                self._store = store
+            return self._store
+
+    # -- predictions -----------------------------------------------------------------
+
+    def add(
+        self,
+        ids: str | Iterable[str],
+        webhooks: str | Iterable[str] = (),
+        emails: str | Iterable[str] = (),
+        events: str | Iterable[str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        deadline: str | float | None = None,
+    ) -> AddResult:
+        """Register one ID or many. A known ID keeps its row and gains the new labels
+        and callbacks (``events``, default ``completed``, apply to the callbacks given
+        here). ``deadline`` is not supported yet: anything but None is refused."""
+        wanted = validate_ids(_strings(ids))
+        if not wanted:
+            raise InvalidInput("give at least one prediction ID")
+        if deadline is not None:
+            raise InvalidInput("deadlines are not supported yet")
+        wanted_events = parse_events("completed" if events is None else ",".join(_strings(events)))
+        hooks, addresses = _strings(webhooks), _strings(emails)
+        allowed = self.settings.webhook_allowed_hosts if hooks else None  # literal addresses
+        specs = [
+            CallbackSpec("webhook", validate_webhook_url(u, allowed), wanted_events) for u in hooks
+        ]
+        specs += [CallbackSpec("email", validate_email(a), wanted_events) for a in addresses]
+        label_map = _labels(labels)
+        now = utcnow()
+        first_poll_at = now + timedelta(seconds=self.settings.poll_min)
+        return self._open().add_predictions(
+            wanted, now=now, first_poll_at=first_poll_at, labels=label_map, callbacks_to_add=specs
+        )
+
+    def get(self, prediction_id: str) -> Prediction:
+        """The prediction's row; PredictionNotFound when it is not registered."""
+        return self.detail(prediction_id).prediction
+
+    def detail(self, prediction_id: str) -> PredictionDetail:
+        """Everything known (what ``tracker show`` prints): the row, the timeline of
+        transitions, the log chunks, the callbacks and their deliveries with every attempt."""
+        validate_id(prediction_id)
+        detail = self._open().get_detail(prediction_id)
+        if detail is None:
+            raise PredictionNotFound(f"no prediction {prediction_id!r} is registered")
+        return detail
+
+    def list(
+        self,
+        status: str | Iterable[str] | None = None,
+        active: bool | None = None,
+        model: str | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[Prediction]:
+        """Whole predictions (logs included), oldest registration first. ``status``:
+        one or several upstream statuses; ``active=True``: only those still polled."""
+        return self._open().list_predictions(**_filters(status, active, model, limit))
+
+    def list_columns(
+        self,
+        columns: Iterable[str],
+        status: str | Iterable[str] | None = None,
+        active: bool | None = None,
+        model: str | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        """Only these columns of the predictions ``list`` would return, as dicts: a
+        listing that never reads the logs (they can be large)."""
+        wanted = _strings(columns)
+        unknown = [c for c in wanted if c not in PREDICTION_COLUMNS]
+        if unknown or not wanted:
+            raise InvalidInput(
+                f"unknown column(s) {', '.join(map(repr, unknown)) or '(none given)'}:"
+                f" choose from {', '.join(PREDICTION_COLUMNS)}"
+            )
+        return self._open().list_columns(wanted, **_filters(status, active, model, limit))
+
+    def forget(self, ids: str | Iterable[str]) -> ForgetResult:
+        """Stop polling these predictions; their history stays (``add`` tracks one again)."""
+        wanted = validate_ids(_strings(ids))
+        if not wanted:
+            raise InvalidInput("give at least one prediction ID")
+        found = set(self._open().forget(wanted))
+        given = list(dict.fromkeys(wanted))  # in the order given, once each
+        return ForgetResult([i for i in given if i in found], [i for i in given if i not in found])
+
+    def wait(
+        self, prediction_id: str, timeout: float | None = None, *, interval: float = WAIT_INTERVAL
+    ) -> Prediction:
+        """Read the prediction every ``interval`` seconds until its stored status is
+        terminal, and return it. A daemon does the polling; this only watches the
+        database. WaitTimeout after ``timeout`` seconds; NotTracked when it is lost
+        or forgotten (it would never end)."""
+        validate_id(prediction_id)
+        give_up = _give_up_at(timeout, interval)
+        while True:
+            prediction = self.get(prediction_id)
+            if _ended(prediction):
+                return prediction
+            time.sleep(_pause(prediction, timeout, give_up, interval))
+
+    # -- deliveries ----------------------------------------------------------------
+
+    def list_deliveries(
+        self,
+        state: str | Iterable[str] | None = None,
+        prediction_id: str | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[Delivery]:
+        """Callback deliveries, oldest first (without their attempts: ``detail`` has them)."""
+        states = _strings(state)
+        for value in states:
+            if value not in DELIVERY_STATES:
+                raise InvalidInput(
+                    f"unknown delivery state {value!r}: choose from {', '.join(DELIVERY_STATES)}"
+                )
+        if prediction_id is not None:
+            validate_id(prediction_id)
+        return self._open().list_deliveries(
+            states=states, prediction_id=prediction_id, limit=_limit(limit)
+        )
+
+    def retry_deliveries(
+        self,
+        ids: int | Iterable[int] = (),
+        prediction_id: str | None = None,
+        since: datetime | str | None = None,
+    ) -> int:
+        """Re-queue dead deliveries: these IDs, a prediction's, or all created since a
+        time (``datetime``, a date, an RFC 3339 time or ``7d``). Each keeps its
+        webhook-id and payload and gets the whole retry schedule again."""
+        wanted = _delivery_ids(ids)
+        if not (wanted or prediction_id or since):
+            raise InvalidInput("give delivery IDs, --prediction ID or --since TIME")
+        if prediction_id is not None:
+            validate_id(prediction_id)
+        return self._open().retry_deliveries(
+            now=utcnow(), ids=wanted, prediction_id=prediction_id, since=_moment(since)
+        )
+
+
+class AsyncTracker:
+    """:class:`Tracker` for asyncio code: the same methods as coroutines, each call
+    run in a worker thread (``asyncio.to_thread``; an iterable argument is read
+    there). Use ``async with`` or ``await close()``."""
+
+    def __init__(self, database_url: str | None = None, *, settings: Settings | None = None):
+        self.sync = Tracker(database_url, settings=settings)  #: the Tracker it runs
+
+    @property
+    def database_url(self) -> str:
+        return self.sync.database_url
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.sync.close)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def add(
+        self,
+        ids: str | Iterable[str],
+        webhooks: str | Iterable[str] = (),
+        emails: str | Iterable[str] = (),
+        events: str | Iterable[str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        deadline: str | float | None = None,
+    ) -> AddResult:
+        return await asyncio.to_thread(
+            self.sync.add, ids, webhooks, emails, events, labels, deadline
+        )
+
+    async def get(self, prediction_id: str) -> Prediction:
+        return await asyncio.to_thread(self.sync.get, prediction_id)
+
+    async def detail(self, prediction_id: str) -> PredictionDetail:
+        return await asyncio.to_thread(self.sync.detail, prediction_id)
+
+    async def list(
+        self,
+        status: str | Iterable[str] | None = None,
+        active: bool | None = None,
+        model: str | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[Prediction]:
+        return await asyncio.to_thread(self.sync.list, status, active, model, limit)
+
+    async def list_columns(
+        self,
+        columns: Iterable[str],
+        status: str | Iterable[str] | None = None,
+        active: bool | None = None,
+        model: str | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[dict[str, Any]]:
+        return await asyncio.to_thread(
+            self.sync.list_columns, columns, status, active, model, limit
+        )
+
+    async def forget(self, ids: str | Iterable[str]) -> ForgetResult:
+        return await asyncio.to_thread(self.sync.forget, ids)
+
+    async def wait(
+        self, prediction_id: str, timeout: float | None = None, *, interval: float = WAIT_INTERVAL
+    ) -> Prediction:
+        """As :meth:`Tracker.wait`, sleeping with ``asyncio.sleep`` between reads."""
+        validate_id(prediction_id)
+        give_up = _give_up_at(timeout, interval)
+        while True:
+            prediction = await self.get(prediction_id)
+            if _ended(prediction):
+                return prediction
+            await asyncio.sleep(_pause(prediction, timeout, give_up, interval))
+
+    async def list_deliveries(
+        self,
+        state: str | Iterable[str] | None = None,
+        prediction_id: str | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[Delivery]:
+        return await asyncio.to_thread(self.sync.list_deliveries, state, prediction_id, limit)
+
+    async def retry_deliveries(
+        self,
+        ids: int | Iterable[int] = (),
+        prediction_id: str | None = None,
+        since: datetime | str | None = None,
+    ) -> int:
+        return await asyncio.to_thread(self.sync.retry_deliveries, ids, prediction_id, since)
+
+
+# -- checking arguments ----------------------------------------------------------------
+
+
+def _strings(value: str | Iterable[str] | None) -> builtins.list[str]:
+    """One string or several, as a list (a lone string is one value, not characters)."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else builtins.list(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise InvalidInput(f"expected text, got {type(item).__name__} {item!r:.40}")
+    return items
+
+
+def _labels(labels: Mapping[str, str] | None) -> dict[str, str]:
+    if labels is None:
+        return {}
+    if not isinstance(labels, Mapping):
+        raise InvalidInput("labels must be a mapping of KEY to VALUE")
+    checked: dict[str, str] = {}
+    for key, value in labels.items():
+        item = f"{key}={value}"
+        if not isinstance(value, str):
+            raise InvalidInput(f"invalid label {item!r}: the value must be text")
+        if not isinstance(key, str) or parse_labels([item]) != {key: value}:
+            raise InvalidInput(
+                f"invalid label {item!r}: expected KEY=VALUE, KEY of letters, digits, _.:/-"
+            )
+        checked[key] = value
+    return checked
+
+
+def _limit(limit: int | None) -> int | None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidInput(f"limit must be a whole number of at least 1 (got {limit!r:.40})")
+    return limit
+
+
+def _filters(
+    status: str | Iterable[str] | None, active: bool | None, model: str | None, limit: int | None
+) -> dict[str, Any]:
+    if model is not None and not isinstance(model, str):
+        raise InvalidInput(f"model must be text (owner/name), got {model!r:.40}")
+    return {
+        "statuses": _strings(status),
+        "active_only": bool(active),
+        "model": model,
+        "limit": _limit(limit),
+    }
+
+
+def _delivery_ids(ids: int | Iterable[int]) -> builtins.list[int]:
+    items: builtins.list[Any] = [ids] if isinstance(ids, int) else builtins.list(ids)
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise InvalidInput(f"invalid delivery ID {item!r:.40}: expected a whole number")
+    return items
+
+
+def _moment(since: datetime | str | None) -> datetime | None:
+    """A point in time; a naive datetime is taken as UTC, text as ``--since`` reads it."""
+    if since is None:
+        return None
+    if isinstance(since, datetime):
+        return since if since.tzinfo else since.replace(tzinfo=UTC)
+    moment = parse_moment(since)
+    if moment is None:
+        raise InvalidInput(f"cannot read --since {since!r}: use 2026-11-01, an RFC 3339 time or 7d")
+    return moment
+
+
+# -- waiting ---------------------------------------------------------------------------
+
+
+def _give_up_at(timeout: float | None, interval: float) -> float | None:
+    """The monotonic time ``wait`` gives up at; InvalidInput for a bad timeout or interval."""
+    for name, value in (("timeout", timeout), ("interval", interval)):
+        if value is None and name == "timeout":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9:
+            raise InvalidInput(f"{name} must be a number of seconds (got {value!r:.40})")
+    if not interval > 0:
+        raise InvalidInput("interval must be above 0 seconds")
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _ended(prediction: Prediction) -> bool:
+    """Whether ``wait`` is over: True at a terminal status, NotTracked when it never will be."""
+    if is_terminal(prediction.status):
+        return True
+    if prediction.tracking in (Tracking.LOST, Tracking.FORGOTTEN):
+        hint = " (`add` tracks it again)" if prediction.tracking == Tracking.FORGOTTEN else ""
+        raise NotTracked(
+            f"prediction {prediction.id!r} is {prediction.tracking}: it is no longer polled"
+            f" and will not reach a terminal status{hint}"
+        )
+    return False
+
+
+def _pause(
+    prediction: Prediction, timeout: float | None, give_up: float | None, interval: float
+) -> float:
+    """Seconds to sleep before reading again; WaitTimeout when the time is up."""
+    if give_up is None:
+        return interval
+    left = give_up - time.monotonic()
+    if left <= 0:
+        status = prediction.status or "not seen yet"
+        raise WaitTimeout(
+            f"prediction {prediction.id!r} did not end within {timeout:g} s (status: {status!r})"
+        )
+    return min(interval, left)
