@@ -26,7 +26,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from tracker import __version__
 from tracker.callbacks.outbox import Outbox, Sender
 from tracker.callbacks.retry import RetryPolicy
-from tracker.config import Settings
+from tracker.config import LIVE_WITHIN_SECONDS, Settings
 from tracker.dbrunner import DatabaseRunner
 from tracker.exceptions import StoreError, StoreGone
 from tracker.poller import DRAIN_SECONDS, FETCH_GRACE_SECONDS, Poller, Upstream
@@ -50,8 +50,6 @@ OUTBOX_SECONDS = 0.25
 EXIT_RETRY_HORIZON_SECONDS = 60.0
 #: how often the daemon says it is alive and extends its leases (seconds)
 HEARTBEAT_SECONDS = 5.0
-#: a daemon whose last heartbeat is older than this is silent (seconds)
-LIVE_WITHIN_SECONDS = 30.0
 #: how often a summary line is logged (seconds)
 REPORT_SECONDS = 60.0
 #: with --prune-older-than, how often old history is pruned (seconds) ...

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tracker.callbacks.outbox import Outbox, display_target
-from tracker.callbacks.retry import JITTER, RetryPolicy
+from tracker.callbacks.retry import RETRY_JITTER, RetryPolicy
 from tracker.domain import DeliveryJob, DeliveryState, SendResult
 from tracker.timeparse import utcnow
 
@@ -221,10 +221,10 @@ def make_outbox(
     concurrency: int = 32,
 ) -> Outbox:
     return Outbox(
-        store,  # type: ignore[arg-type]
+        store,
         senders,
         owner=OWNER,
-        db=InlineDb(),  # type: ignore[arg-type]
+        db=InlineDb(),
         policy=RetryPolicy(schedule, rng=random.Random(3)),
         lease_seconds=60.0,
         concurrency=concurrency,
@@ -292,8 +292,8 @@ async def test_send_due_once_records_states_from_the_retry_policy() -> None:
     assert (a1.state, a1.next_attempt_at) == (DeliveryState.DELIVERED, None)
     assert a2.state is DeliveryState.PENDING
     assert a2.next_attempt_at is not None
-    low = before + timedelta(seconds=60 * (1 - JITTER))
-    high = after + timedelta(seconds=60 * (1 + JITTER))
+    low = before + timedelta(seconds=60 * (1 - RETRY_JITTER))
+    high = after + timedelta(seconds=60 * (1 + RETRY_JITTER))
     assert low <= a2.next_attempt_at <= high
     assert (a3.state, a3.next_attempt_at) == (DeliveryState.DEAD, None)
     assert (a4.state, a4.next_attempt_at) == (DeliveryState.DEAD, None)
@@ -314,7 +314,8 @@ async def test_the_job_passed_to_the_sender_carries_its_attempt_count() -> None:
     [attempt] = store.attempts_for(1)
     assert attempt.state is DeliveryState.PENDING
     delay = (attempt.next_attempt_at - attempt.attempted_at).total_seconds()
-    assert 600 * (1 - JITTER) <= delay <= 600 * (1 + JITTER)  # schedule[1], not schedule[0]
+    # schedule[1], not schedule[0]
+    assert 600 * (1 - RETRY_JITTER) <= delay <= 600 * (1 + RETRY_JITTER)
 
 
 async def test_a_raising_sender_is_recorded_as_a_failed_attempt() -> None:

@@ -17,17 +17,17 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from tracker.callbacks.retry import RetryPolicy
-from tracker.dbrunner import DatabaseRunner
+from tracker.dbrunner import Runner
 from tracker.domain import DeliveryJob, DeliveryState, SendResult
 from tracker.exceptions import StoreError
 from tracker.store.deliveries import Handoff
-from tracker.store.store import Store
+from tracker.store.interfaces import DeliveryQueue
 from tracker.timeparse import utcnow
 
 log = logging.getLogger(__name__)
 
 #: deliveries in flight at once, all receivers together
-DEFAULT_CONCURRENCY = 32
+DEFAULT_DELIVERY_CONCURRENCY = 32
 #: deliveries in flight at once to one receiver (URL or address)
 DEFAULT_PER_TARGET = 4
 
@@ -39,14 +39,14 @@ class Sender(Protocol):
 class Outbox:
     def __init__(
         self,
-        store: Store,
+        store: DeliveryQueue,
         senders: Mapping[str, Sender],
         *,
         owner: str,
-        db: DatabaseRunner,
+        db: Runner,
         policy: RetryPolicy,
         lease_seconds: float,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int = DEFAULT_DELIVERY_CONCURRENCY,
         per_target: int = DEFAULT_PER_TARGET,
     ) -> None:
         self.store = store
