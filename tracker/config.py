@@ -22,9 +22,9 @@ from tracker.domain import CallbackSpec
 from tracker.events import parse_events
 from tracker.exceptions import ConfigError, InvalidInput
 from tracker.inputs import validate_email, validate_webhook_url
-from tracker.netpolicy import DEFAULT_ALLOWED_HOSTS, HostPolicy, parse_policy
+from tracker.net.policy import DEFAULT_ALLOWED_HOSTS, HostPolicy, parse_policy
+from tracker.net.read import MiB
 from tracker.settingtypes import Choice, Duration, HttpUrl, Number, Parsed, Text, ValueType
-from tracker.upstream import DEFAULT_MAX_ANSWER_BYTES, DEFAULT_POLL_TIMEOUT
 
 #: where predictions are polled unless TRACKER_API_BASE says otherwise
 DEFAULT_API_BASE = "https://www.anyapi.vip/replicate/v1"
@@ -40,8 +40,12 @@ DEFAULT_MAIL_FROM = "tracker@localhost"
 #: a daemon is live if it sent a heartbeat within this many seconds (`tracker status`,
 #: and a second daemon of the same name refuses to start)
 LIVE_WITHIN_SECONDS = 30.0
+#: longest answer body read (TRACKER_MAX_ANSWER_BYTES); a longer one is an error
+DEFAULT_MAX_ANSWER_BYTES = 16 * MiB
+#: seconds one poll may take in all: connect, headers, whole body (TRACKER_POLL_TIMEOUT)
+DEFAULT_POLL_TIMEOUT = 30.0
 
-#: where webhooks may be sent (see tracker.netpolicy)
+#: where webhooks may be sent (see tracker.net.policy)
 WEBHOOK_HOSTS_VARIABLE = "TRACKER_WEBHOOK_ALLOWED_HOSTS"
 
 

@@ -8,10 +8,10 @@ from collections.abc import Iterable, Iterator
 from typing import IO
 from urllib.parse import urlsplit
 
-from tracker.display import escape_line, mask_url
 from tracker.domain import validate_id
 from tracker.exceptions import InvalidInput
-from tracker.netpolicy import HostPolicy
+from tracker.net.policy import HostPolicy
+from tracker.text.display import escape_line, mask_url
 
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
 _EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from tracker.display import MASK, escape_line, escape_text, json_text
+from tracker.text.display import MASK, escape_line, escape_text, json_text
 
 __all__ = ["MASK", "JsonFormatter", "RedactSecrets", "TextFormatter", "configure_logging"]
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from tracker.ratelimit import RateLimiter
-from tracker.upstream import make_http_client
+from tracker.poll.ratelimit import RateLimiter
+from tracker.poll.upstream import make_http_client
 
 from .databases import TERMINAL
 from .harness import module_command, proc_rss_mb, stop

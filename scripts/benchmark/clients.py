@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from sqlalchemy import select
 
-from tracker.runtimes import RunTimes
+from tracker.poll.runtimes import RunTimes
 from tracker.store.engine import make_engine
 from tracker.store.store import Store
 from tracker.store.tables import deliveries, delivery_attempts

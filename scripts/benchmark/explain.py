@@ -12,7 +12,7 @@ from sqlalchemy import event, select
 from sqlalchemy.engine import Connection
 
 from tracker.domain import DeliveryJob, DeliveryState, NextPoll, SendResult
-from tracker.observe import parse_prediction, plan_observation
+from tracker.poll.observe import parse_prediction, plan_observation
 from tracker.simulator import PredictionPlan, SimConfig, SimulatedPrediction
 from tracker.store.store import Store
 from tracker.store.tables import deliveries

@@ -19,7 +19,7 @@ import httpx
 from sqlalchemy import insert
 
 from tracker.domain import CallbackSpec
-from tracker.runtimes import MIN_SAMPLES
+from tracker.poll.runtimes import MIN_SAMPLES
 from tracker.store.store import Store
 from tracker.store.tables import predictions
 from tracker.timeparse import utcnow

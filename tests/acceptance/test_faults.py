@@ -655,7 +655,7 @@ class ShutdownTraceback(AssertionError):
     """A daemon logged a traceback while stopping normally."""
 
 
-#: Bug (tracker/daemon.py, Daemon._run_scheduled): on SIGTERM the scheduler is shut
+#: Bug (tracker/poll/daemon.py, Daemon._run_scheduled): on SIGTERM the scheduler is shut
 #: down with wait=False, which cancels a tick that is waiting for claim_due; APScheduler
 #: logs that as an ERROR with a CancelledError traceback (about one SIGTERM in five
 #: under load), while the claim itself goes on in its thread.

@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from tracker.config import Settings
-from tracker.daemon import build_daemon
-from tracker.sanitize import MAX_JSON_DEPTH
+from tracker.poll.daemon import build_daemon
+from tracker.poll.upstream import UpstreamClient
 from tracker.store.store import Store
-from tracker.upstream import UpstreamClient
+from tracker.text.sanitize import MAX_JSON_DEPTH
 
 KEY = "sk-property-secret-1234"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 
 from tracker.config import Settings
-from tracker.daemon import build_daemon
 from tracker.exceptions import StoreUnavailable
+from tracker.poll.daemon import build_daemon
 from tracker.store.store import Store
 from tracker.timeparse import utcnow
 

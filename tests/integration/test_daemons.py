@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tracker.daemon import pid_alive
 from tracker.exceptions import ConfigError
+from tracker.poll.daemon import pid_alive
 from tracker.store.store import Store
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)

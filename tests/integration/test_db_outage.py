@@ -10,9 +10,9 @@ from sqlalchemy import text
 from tests.integration.test_store import T0, add, claim, observe
 from tracker.callbacks.outbox import Outbox
 from tracker.callbacks.retry import RetryPolicy
-from tracker.dbrunner import DatabaseRunner
 from tracker.domain import DeliveryJob, SendResult
 from tracker.exceptions import StoreUnavailable
+from tracker.store.runner import DatabaseRunner
 from tracker.store.store import CallbackSpec, Store
 
 

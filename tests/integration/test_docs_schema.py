@@ -25,7 +25,7 @@ from tests import docblocks
 from tests.apply import apply_one
 from tests.docblocks import ENGINES_FOR_TAG, Block
 from tracker.domain import CallbackSpec, DeliveryState, NextPoll, PredictionState, SendResult
-from tracker.observe import parse_prediction, plan_observation
+from tracker.poll.observe import parse_prediction, plan_observation
 from tracker.store.store import Store
 from tracker.timeparse import utcnow
 

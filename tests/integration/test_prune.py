@@ -24,12 +24,12 @@ import pytest
 from sqlalchemy import bindparam, event, text
 
 from tests.apply import apply_one
-from tracker import daemon as daemon_module
 from tracker.config import Settings
-from tracker.daemon import build_daemon
 from tracker.domain import CallbackSpec, DeliveryState, NextPoll, PredictionState, SendResult
 from tracker.exceptions import InvalidInput, StoreUnavailable
-from tracker.observe import parse_prediction, plan_observation
+from tracker.poll import daemon as daemon_module
+from tracker.poll.daemon import build_daemon
+from tracker.poll.observe import parse_prediction, plan_observation
 from tracker.store.retention import PruneResult
 from tracker.store.store import Store
 from tracker.store.types import UTCDateTime
@@ -612,7 +612,7 @@ async def test_the_daemon_prunes_on_its_schedule(
         prune_older_than=30 * 86400.0,
     )
     daemon = build_daemon(history, None, settings)  # type: ignore[arg-type]  # nothing to poll
-    caplog.set_level(logging.INFO, logger="tracker.daemon")
+    caplog.set_level(logging.INFO, logger="tracker.poll.daemon")
     run = asyncio.create_task(daemon.run())
     try:
         for _ in range(200):
@@ -637,7 +637,7 @@ async def test_a_failing_prune_is_logged_and_never_stops_the_daemon(
 
     monkeypatch.setattr(history, "prune_batches", failing)
     daemon = build_daemon(history, None, Settings(name="pruner", prune_older_than=60.0))  # type: ignore[arg-type]
-    caplog.set_level(logging.INFO, logger="tracker.daemon")
+    caplog.set_level(logging.INFO, logger="tracker.poll.daemon")
     try:
         await daemon._prune()  # returns: nothing raised
     finally:

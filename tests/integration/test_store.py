@@ -13,8 +13,8 @@ from sqlalchemy import text
 from tests.apply import apply_one
 from tracker.domain import NextPoll, PredictionState
 from tracker.exceptions import StaleObservation
-from tracker.observe import parse_prediction, plan_observation
-from tracker.runtimes import RunTimes
+from tracker.poll.observe import parse_prediction, plan_observation
+from tracker.poll.runtimes import RunTimes
 from tracker.store.deliveries import EventBatch, Handoff, enqueue_deliveries
 from tracker.store.reports import ReportFilter
 from tracker.store.store import CallbackSpec, Store

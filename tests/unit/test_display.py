@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from tracker.display import escape_line, escape_text, json_text, mask_url
 from tracker.logsetup import JsonFormatter, TextFormatter
+from tracker.text.display import escape_line, escape_text, json_text, mask_url
 
 #: clears the screen, rings, overwrites the line, hides a link, reverses text
 EVIL = "a\x1b[2Jb\x07c\rd\x1b]8;;https://evil\x07e\x9bf\u202eg"

@@ -7,10 +7,12 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from tracker import daemon, domain, inputs, observe, sanitize, upstream
+from tracker import domain, inputs
 from tracker.callbacks import retry, webhook
-from tracker.dbrunner import WRITE_RETRY_DELAYS
+from tracker.poll import daemon, observe, upstream
 from tracker.store import engine
+from tracker.store.runner import WRITE_RETRY_DELAYS
+from tracker.text import sanitize
 
 DOC = Path(__file__).parents[2] / "docs" / "limits.md"
 MiB = 2**20

@@ -127,12 +127,12 @@ def test_secret_in_exception_text_is_masked() -> None:
 
 
 def test_json_formatter_output_is_json_with_the_fields() -> None:
-    rec = record("polled %s in %.1f s", "abc123", 0.25, name="tracker.daemon")
+    rec = record("polled %s in %.1f s", "abc123", 0.25, name="tracker.poll.daemon")
     rec.levelno, rec.levelname = logging.WARNING, "WARNING"
     entry = json.loads(JsonFormatter().format(rec))
     assert set(entry) == {"ts", "level", "logger", "msg"}
     assert entry["level"] == "warning"
-    assert entry["logger"] == "tracker.daemon"
+    assert entry["logger"] == "tracker.poll.daemon"
     assert entry["msg"] == "polled abc123 in 0.2 s"
     ts = datetime.fromisoformat(entry["ts"])
     assert ts.utcoffset() is not None

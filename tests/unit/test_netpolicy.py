@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tracker.exceptions import ConfigError, InvalidInput
-from tracker.netpolicy import address_kind, parse_policy
+from tracker.net.policy import address_kind, parse_policy
 
 V = "TRACKER_WEBHOOK_ALLOWED_HOSTS"
 

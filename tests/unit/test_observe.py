@@ -9,7 +9,7 @@ import pytest
 
 from tracker.domain import PredictionState
 from tracker.exceptions import UpstreamBadAnswer
-from tracker.observe import parse_prediction, plan_observation
+from tracker.poll.observe import parse_prediction, plan_observation
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

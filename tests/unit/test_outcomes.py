@@ -15,7 +15,7 @@ from tracker.exceptions import (
     UpstreamRateLimited,
     UpstreamTransient,
 )
-from tracker.outcomes import (
+from tracker.poll.outcomes import (
     AnswerWrite,
     RecordError,
     RecordNotFound,
@@ -23,8 +23,8 @@ from tracker.outcomes import (
     plan_answer,
     plan_failure,
 )
-from tracker.runtimes import RunTimes
-from tracker.schedule import PollPolicy
+from tracker.poll.runtimes import RunTimes
+from tracker.poll.schedule import PollPolicy
 
 POLICY = PollPolicy(1.0, 30.0)
 

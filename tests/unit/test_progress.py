@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tracker.progress import Progress, fraction_done, newest_progress, remaining_seconds
+from tracker.poll.progress import Progress, fraction_done, newest_progress, remaining_seconds
 
 TQDM = "  45%|████▌     | 9/20 [00:02<00:02,  4.51it/s]"
 

@@ -1,6 +1,6 @@
 """RateLimiter on virtual time: a fake monotonic clock and a fake asyncio.sleep.
 
-``tracker.ratelimit`` sees an ``asyncio`` whose ``sleep`` parks the caller until the
+``tracker.poll.ratelimit`` sees an ``asyncio`` whose ``sleep`` parks the caller until the
 virtual clock reaches its wake-up time; ``VirtualTime.run`` advances the clock from
 one wake-up to the next, so every test is exact and takes no real time.
 """
@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tracker import ratelimit
-from tracker.ratelimit import RateLimiter
+from tracker.poll import ratelimit
+from tracker.poll.ratelimit import RateLimiter
 
 START = 1000.0
 _real_sleep = asyncio.sleep

@@ -12,8 +12,8 @@ from tracker.callbacks.retry import MAX_DELIVERY_RETRY_AFTER, RetryPolicy
 from tracker.callbacks.webhook import _result
 from tracker.domain import DeliveryState
 from tracker.exceptions import UpstreamRateLimited
+from tracker.poll.upstream import MAX_UPSTREAM_RETRY_AFTER, _interpret
 from tracker.timeparse import parse_retry_after
-from tracker.upstream import MAX_UPSTREAM_RETRY_AFTER, _interpret
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 CAP = 3600.0

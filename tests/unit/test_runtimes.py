@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tracker.runtimes import MIN_SAMPLES, RunTimes, quantile
-from tracker.schedule import PollPolicy
+from tracker.poll.runtimes import MIN_SAMPLES, RunTimes, quantile
+from tracker.poll.schedule import PollPolicy
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tracker.domain import NextPoll
-from tracker.schedule import ERROR_BACKOFF_CAP, GROWTH, POLL_JITTER, PollPolicy
+from tracker.poll.schedule import ERROR_BACKOFF_CAP, GROWTH, POLL_JITTER, PollPolicy
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

@@ -20,7 +20,7 @@ from tracker.exceptions import (
     UpstreamRateLimited,
     UpstreamTransient,
 )
-from tracker.upstream import (
+from tracker.poll.upstream import (
     BODY_SNIPPET,
     DEFAULT_RATE_LIMIT_PAUSE,
     MAX_UPSTREAM_RETRY_AFTER,

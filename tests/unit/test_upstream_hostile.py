@@ -11,7 +11,7 @@ import pytest
 
 from tests.hostile import HostileServer
 from tracker.exceptions import UpstreamBadAnswer, UpstreamTransient
-from tracker.upstream import DEFAULT_MAX_ANSWER_BYTES, UpstreamClient, make_http_client
+from tracker.poll.upstream import DEFAULT_MAX_ANSWER_BYTES, UpstreamClient, make_http_client
 
 MiB = 1024 * 1024
 

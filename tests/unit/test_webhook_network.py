@@ -22,8 +22,8 @@ from tests.hostile import HostileServer
 from tests.receiver import Receiver
 from tracker.callbacks.webhook import WebhookSender, make_webhook_client
 from tracker.domain import DeliveryJob, SendResult
-from tracker.netconnect import PolicyConnector
-from tracker.netpolicy import parse_policy
+from tracker.net.connect import PolicyConnector
+from tracker.net.policy import parse_policy
 
 VARIABLE = "TRACKER_WEBHOOK_ALLOWED_HOSTS"
 

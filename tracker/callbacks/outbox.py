@@ -17,11 +17,11 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from tracker.callbacks.retry import RetryPolicy
-from tracker.dbrunner import Runner
 from tracker.domain import DeliveryJob, DeliveryState, SendResult
 from tracker.exceptions import StoreError
 from tracker.store.deliveries import Handoff
 from tracker.store.interfaces import DeliveryQueue
+from tracker.store.runner import Runner
 from tracker.timeparse import utcnow
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,9 @@ from tracker import __version__
 from tracker.callbacks.retry import MAX_DELIVERY_RETRY_AFTER
 from tracker.domain import DeliveryJob, SendResult
 from tracker.exceptions import ConfigError
-from tracker.httpread import read_prefix
-from tracker.netconnect import PolicyConnector
-from tracker.netpolicy import AddressRefused, HostPolicy
+from tracker.net.connect import PolicyConnector
+from tracker.net.policy import AddressRefused, HostPolicy
+from tracker.net.read import read_prefix
 from tracker.timeparse import parse_retry_after
 
 #: seconds a receiver has to answer, all of the attempt included (TRACKER_WEBHOOK_TIMEOUT)
@@ -34,7 +34,7 @@ ERROR_CHARS = 300
 def make_webhook_client(
     *, timeout: float, max_connections: int, allowed: HostPolicy
 ) -> httpx.AsyncClient:
-    """httpx over aiohttp's pool, as for polling (see ``tracker.upstream``), that
+    """httpx over aiohttp's pool, as for polling (see ``tracker.poll.upstream``), that
     connects only to the addresses ``allowed`` lets through."""
 
     def session() -> aiohttp.ClientSession:

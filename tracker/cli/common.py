@@ -16,8 +16,8 @@ from rich.table import Table
 from rich.text import Text
 
 from tracker.cli.options import database_option as database_option  # re-exported
-from tracker.display import escape_line, escape_text, json_text, mask_url
 from tracker.store.store import Store
+from tracker.text.display import escape_line, escape_text, json_text, mask_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 

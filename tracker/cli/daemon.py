@@ -16,9 +16,9 @@ from tracker.callbacks.webhook import WebhookSender, make_webhook_client
 from tracker.cli.common import database_option, open_store
 from tracker.cli.options import daemon_options
 from tracker.config import Settings
-from tracker.daemon import build_daemon
 from tracker.logsetup import configure_logging
-from tracker.upstream import UpstreamClient, make_http_client
+from tracker.poll.daemon import build_daemon
+from tracker.poll.upstream import UpstreamClient, make_http_client
 
 log = logging.getLogger("tracker")
 

@@ -20,7 +20,6 @@ from tracker.cli.common import (
     print_table,
     to_jsonable,
 )
-from tracker.display import escape_text, json_text
 from tracker.domain import Prediction, PredictionDetail
 from tracker.inputs import (
     MAX_ID_FILE_BYTES,
@@ -29,6 +28,7 @@ from tracker.inputs import (
     read_ids,
     validate_ids,
 )
+from tracker.text.display import escape_text, json_text
 
 LIST_COLUMNS = (
     "id",

@@ -36,10 +36,10 @@ from tracker.domain import (
     Tracking,
 )
 from tracker.exceptions import StaleObservation, StoreError, StoreUnavailable, UnstorableObservation
-from tracker.sanitize import clean_text
 from tracker.store.base import StoreBase
 from tracker.store.deliveries import EventBatch, Handoff, enqueue_deliveries
 from tracker.store.tables import prediction_logs, predictions, status_transitions
+from tracker.text.sanitize import clean_text
 
 log = logging.getLogger(__name__)
 

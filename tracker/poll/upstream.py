@@ -15,6 +15,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from tracker import __version__
+from tracker.config import DEFAULT_MAX_ANSWER_BYTES, DEFAULT_POLL_TIMEOUT
 from tracker.domain import ID_PATTERN
 from tracker.exceptions import (
     ConfigError,
@@ -25,8 +26,8 @@ from tracker.exceptions import (
     UpstreamRateLimited,
     UpstreamTransient,
 )
-from tracker.httpread import MiB, declared_too_long, read_capped, read_prefix, size_text
-from tracker.sanitize import TooDeep, clean_text, decode_json
+from tracker.net.read import MiB, declared_too_long, read_capped, read_prefix, size_text
+from tracker.text.sanitize import TooDeep, clean_text, decode_json
 from tracker.timeparse import parse_retry_after
 
 #: seconds to wait for a TCP/TLS connection
@@ -39,10 +40,6 @@ DEFAULT_RATE_LIMIT_PAUSE = 5.0
 MAX_UPSTREAM_RETRY_AFTER = 3600.0
 #: characters of an unusable body kept in the error text
 BODY_SNIPPET = 120
-#: longest answer body read (TRACKER_MAX_ANSWER_BYTES); a longer one is an error
-DEFAULT_MAX_ANSWER_BYTES = 16 * MiB
-#: seconds one poll may take in all: connect, headers, whole body (TRACKER_POLL_TIMEOUT)
-DEFAULT_POLL_TIMEOUT = 30.0
 #: bytes of an error answer (not 2xx) read: only a snippet of it is kept
 ERROR_BODY_BYTES = 64 * 1024
 #: bodies longer than this are parsed in a worker thread, so polls go on meanwhile
@@ -191,7 +188,7 @@ def _interpret(response: httpx.Response, content: bytes, secrets: Sequence[str])
 
 
 def _json_body(response: httpx.Response, content: bytes, secrets: Sequence[str]) -> object:
-    """The body, parsed and made storable (see ``tracker.sanitize``)."""
+    """The body, parsed and made storable (see ``tracker.text.sanitize``)."""
     try:
         return decode_json(content, secrets)
     except TooDeep as exc:

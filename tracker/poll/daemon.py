@@ -27,16 +27,16 @@ from tracker import __version__
 from tracker.callbacks.outbox import Outbox, Sender
 from tracker.callbacks.retry import RetryPolicy
 from tracker.config import LIVE_WITHIN_SECONDS, Settings
-from tracker.dbrunner import DatabaseRunner
 from tracker.exceptions import StoreError, StoreGone
-from tracker.poller import DRAIN_SECONDS, FETCH_GRACE_SECONDS, Poller, Upstream
-from tracker.schedule import PollPolicy
-from tracker.singleton import DaemonLock, SqliteFileGuard, sqlite_path
+from tracker.poll.poller import DRAIN_SECONDS, FETCH_GRACE_SECONDS, Poller, Upstream
+from tracker.poll.schedule import PollPolicy
+from tracker.poll.singleton import DaemonLock, SqliteFileGuard, sqlite_path
+from tracker.poll.writer import ObservationWriter
 from tracker.store.interfaces import DaemonStore
 from tracker.store.retention import PruneResult
+from tracker.store.runner import DatabaseRunner
 from tracker.store.store import Store
 from tracker.timeparse import utcnow
-from tracker.writer import ObservationWriter
 
 __all__ = ["DRAIN_SECONDS", "FETCH_GRACE_SECONDS", "Daemon", "build_daemon"]
 

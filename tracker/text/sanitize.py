@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Sequence
 
-from tracker.logsetup import MASK
+from tracker.text.display import MASK
 
 #: deepest nesting of arrays and objects accepted in an answer
 MAX_JSON_DEPTH = 100

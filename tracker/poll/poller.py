@@ -2,7 +2,7 @@
 
 Each claimed prediction becomes one asyncio task: wait for a concurrency slot
 and the request budget, GET the prediction, then write what
-``tracker.outcomes`` decided. A rejected key pauses every poll; a rate limit
+``tracker.poll.outcomes`` decided. A rejected key pauses every poll; a rate limit
 pauses every request for the key.
 """
 
@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from tracker.config import Settings
-from tracker.dbrunner import DatabaseRunner
 from tracker.domain import NextPoll, PredictionState, Tracking
 from tracker.exceptions import (
     StaleObservation,
@@ -29,7 +28,7 @@ from tracker.exceptions import (
     UpstreamError,
     UpstreamRateLimited,
 )
-from tracker.outcomes import (
+from tracker.poll.outcomes import (
     AnswerWrite,
     FailureWrite,
     RecordError,
@@ -38,13 +37,14 @@ from tracker.outcomes import (
     plan_answer,
     plan_failure,
 )
-from tracker.ratelimit import RateLimiter
-from tracker.runtimes import RunTimes
-from tracker.schedule import PollPolicy
+from tracker.poll.ratelimit import RateLimiter
+from tracker.poll.runtimes import RunTimes
+from tracker.poll.schedule import PollPolicy
+from tracker.poll.upstream import Answer
+from tracker.poll.writer import ObservationWriter
 from tracker.store.interfaces import PollQueue
+from tracker.store.runner import DatabaseRunner
 from tracker.timeparse import utcnow
-from tracker.upstream import Answer
-from tracker.writer import ObservationWriter
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp.abc import ResolveResult
 from aiohttp.tracing import Trace
 
-from tracker.netpolicy import AddressRefused, HostPolicy
+from tracker.net.policy import AddressRefused, HostPolicy
 
 
 class PolicyConnector(aiohttp.TCPConnector):

@@ -20,10 +20,10 @@ from tracker.exceptions import (
     UpstreamNotFound,
     UpstreamRateLimited,
 )
-from tracker.observe import parse_prediction, plan_observation
-from tracker.progress import remaining_seconds
-from tracker.runtimes import RunTimes
-from tracker.schedule import PollPolicy
+from tracker.poll.observe import parse_prediction, plan_observation
+from tracker.poll.progress import remaining_seconds
+from tracker.poll.runtimes import RunTimes
+from tracker.poll.schedule import PollPolicy
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""The poll loop: the daemon, the poller, the upstream client and the decisions they follow."""
