@@ -77,7 +77,17 @@ def distinct(items: list[object]) -> list[object]:
 # -- the prediction API -----------------------------------------------------------------
 
 
-async def test_prediction_runs_to_success(sim: Simulator, client: httpx.AsyncClient) -> None:
+async def test_prediction_runs_to_success(client: httpx.AsyncClient) -> None:
+    # At speed 2 the run lasts 0.25 s: long enough for polls every 10 ms to see it
+    # processing even on a busy machine (at speed 20 it lasted 25 ms).
+    sim = await started(SimConfig(speed=2.0, seed=3))
+    try:
+        await _runs_to_success(sim, client)
+    finally:
+        await sim.stop()
+
+
+async def _runs_to_success(sim: Simulator, client: httpx.AsyncClient) -> None:
     assert sim.base_url.startswith("http://127.0.0.1:")
     assert sim.base_url.endswith("/v1")
     responses = await poll(client, f"{sim.base_url}/predictions/quick-1")
