@@ -15,7 +15,7 @@ from tracker.domain import NextPoll, PredictionState
 from tracker.exceptions import StaleObservation
 from tracker.poll.observe import parse_prediction, plan_observation
 from tracker.poll.runtimes import RunTimes
-from tracker.store.deliveries import EventBatch, Handoff, enqueue_deliveries
+from tracker.store.enqueue import EventBatch, Handoff, enqueue_deliveries
 from tracker.store.reports import ReportFilter
 from tracker.store.store import CallbackSpec, Store
 from tracker.timeparse import utcnow

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from tracker.callbacks.retry import RetryPolicy
 from tracker.domain import DeliveryJob, DeliveryState, SendResult
 from tracker.exceptions import StoreError
-from tracker.store.deliveries import Handoff
+from tracker.store.enqueue import Handoff
 from tracker.store.interfaces import DeliveryQueue
 from tracker.store.runner import Runner
 from tracker.timeparse import utcnow

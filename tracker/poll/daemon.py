@@ -12,22 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
-
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from tracker import __version__
 from tracker.callbacks.outbox import Outbox, Sender
 from tracker.callbacks.retry import RetryPolicy
 from tracker.config import LIVE_WITHIN_SECONDS, Settings
 from tracker.exceptions import StoreError, StoreGone
+from tracker.poll.jobs import Jobs
 from tracker.poll.poller import DRAIN_SECONDS, FETCH_GRACE_SECONDS, Poller, Upstream
 from tracker.poll.schedule import PollPolicy
 from tracker.poll.singleton import DaemonLock, SqliteFileGuard, sqlite_path
@@ -152,7 +150,6 @@ class Daemon:
             db.add_check(self._check_database_file)
         #: why the daemon had to stop, when it could not go on (the exit code is then 1)
         self.fatal: str | None = None
-        self._jobs: set[asyncio.Future[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -269,58 +266,17 @@ class Daemon:
     # -- scheduled jobs ----------------------------------------------------
 
     async def _run_scheduled(self, exit_when_done: bool) -> None:
-        scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
-        common: dict[str, Any] = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 5}
-        every = self._every
-        scheduler.add_job(every(self.poller.tick), "interval", seconds=TICK_SECONDS, **common)
-        scheduler.add_job(every(self._report), "interval", seconds=REPORT_SECONDS, **common)
-        scheduler.add_job(every(self._outbox_tick), "interval", seconds=OUTBOX_SECONDS, **common)
-        scheduler.add_job(
-            every(self._heartbeat), "interval", seconds=self.heartbeat_seconds, **common
-        )
+        jobs = Jobs(self._stopping)
+        jobs.every(TICK_SECONDS, self.poller.tick)
+        jobs.every(REPORT_SECONDS, self._report)
+        jobs.every(OUTBOX_SECONDS, self._outbox_tick)
+        jobs.every(self.heartbeat_seconds, self._heartbeat)
         if self.settings.prune_older_than is not None:
             first = utcnow() + timedelta(seconds=PRUNE_FIRST_DELAY)
-            scheduler.add_job(
-                every(self._prune), "interval", seconds=PRUNE_SECONDS, next_run_time=first, **common
-            )
+            jobs.every(PRUNE_SECONDS, self._prune, first=first)
         if exit_when_done:
-            scheduler.add_job(every(self._stop_when_done), "interval", seconds=1.0, **common)
-        scheduler.start()
-        try:
-            await self._stopping.wait()
-        finally:
-            scheduler.shutdown(wait=False)
-            await self._finish_jobs()
-
-    def _every(self, job: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], Any]:
-        """``job`` as a scheduled job that shutdown lets finish instead of cancelling.
-
-        APScheduler cancels the jobs still running when it shuts down; a claim
-        cancelled while it waits for the database would still commit in its thread,
-        unseen, and the cancellation would be logged as a crash. The job runs in its
-        own task, which `_finish_jobs` waits for.
-        """
-
-        @functools.wraps(job)
-        async def run() -> None:
-            task = asyncio.ensure_future(job())
-            self._jobs.add(task)
-            task.add_done_callback(self._jobs.discard)
-            try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                if not self._stopping.is_set():
-                    raise
-
-        return run
-
-    async def _finish_jobs(self) -> None:
-        if not self._jobs:
-            return
-        done, _ = await asyncio.wait(set(self._jobs))
-        for task in done:
-            if not task.cancelled() and task.exception() is not None:
-                log.error("a scheduled job failed at shutdown", exc_info=task.exception())
+            jobs.every(1.0, self._stop_when_done)
+        await jobs.run_until_stopped()
 
     async def _heartbeat(self) -> None:
         now = utcnow()

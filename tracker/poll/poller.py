@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -23,23 +21,19 @@ from tracker.exceptions import (
     StaleObservation,
     StoreError,
     UnstorableObservation,
-    UpstreamAuthError,
     UpstreamBadAnswer,
     UpstreamError,
-    UpstreamRateLimited,
 )
+from tracker.poll.failures import FailureWriter
+from tracker.poll.gate import UpstreamGate
 from tracker.poll.outcomes import (
     AnswerWrite,
-    FailureWrite,
-    RecordError,
-    RecordNotFound,
-    Reschedule,
     plan_answer,
     plan_failure,
 )
-from tracker.poll.ratelimit import RateLimiter
 from tracker.poll.runtimes import RunTimes
 from tracker.poll.schedule import PollPolicy
+from tracker.poll.stats import PollStats
 from tracker.poll.upstream import Answer
 from tracker.poll.writer import ObservationWriter
 from tracker.store.interfaces import PollQueue
@@ -52,8 +46,6 @@ log = logging.getLogger(__name__)
 CLAIM_LOOKAHEAD = 1.0
 #: never hold more than this many claimed predictions per concurrency slot
 CLAIM_CAP_PER_SLOT = 8
-#: while the API key is rejected, one probe request this often (seconds)
-AUTH_RECHECK_SECONDS = 60.0
 #: on shutdown, how long in-flight polls may take to finish (seconds) ...
 DRAIN_SECONDS = 8.0
 #: ... of which this long waiting for the upstream's answer (seconds)
@@ -62,25 +54,6 @@ FETCH_GRACE_SECONDS = 2.0
 
 class Upstream(Protocol):
     async def get_prediction(self, prediction_id: str) -> Answer: ...
-
-
-@dataclass
-class PollStats:
-    started: float = field(default_factory=time.monotonic)
-    requests: int = 0
-    answers: int = 0
-    changes: int = 0
-    finished: int = 0
-    errors: int = 0
-    rate_limited: int = 0
-
-    def summary(self) -> str:
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        return (
-            f"{self.requests} requests in {elapsed:.1f} s ({self.requests / elapsed:.1f}/s):"
-            f" {self.answers} answers, {self.changes} with changes, {self.finished} finished,"
-            f" {self.errors} errors, {self.rate_limited} rate-limited"
-        )
 
 
 class Poller:
@@ -107,16 +80,15 @@ class Poller:
         self.run_times = RunTimes()
         #: in --once mode, a rejected key ends the sweep
         self.stop_on_auth_error = False
+        self.gate = UpstreamGate(settings.max_rps, on_auth_error=self._auth_failed)
+        self.failures = FailureWriter(queue, db, settings, owner=owner, stats=self.stats)
         self._on_deliveries = on_deliveries
         self._adaptive = settings.scheduler == "adaptive"
-        self._limiter = RateLimiter(settings.max_rps)
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._follow_ups: set[str] = set()
         self._fetching: set[str] = set()  #: predictions whose request is in flight
         self._stopping = False
-        self.auth_error: str | None = None
-        self._next_auth_probe = 0.0
 
     @property
     def in_flight(self) -> list[str]:
@@ -124,6 +96,14 @@ class Poller:
 
     def stop(self) -> None:
         self._stopping = True
+
+    @property
+    def auth_error(self) -> str | None:
+        return self.gate.auth_error
+
+    def _auth_failed(self) -> None:
+        if self.stop_on_auth_error:
+            self.stop()
 
     async def load_run_times(self) -> None:
         if self._adaptive:
@@ -135,12 +115,7 @@ class Poller:
         """Claim as much due work as the concurrency and the request budget take."""
         if self._stopping:
             return
-        limit = self.claim_budget()
-        if self.auth_error is not None:
-            if time.monotonic() < self._next_auth_probe:
-                return
-            self._next_auth_probe = time.monotonic() + AUTH_RECHECK_SECONDS
-            limit = min(limit, 1)
+        limit = self.gate.claim_limit(self.claim_budget())
         if limit > 0:
             await self._claim(now=utcnow(), limit=limit)
 
@@ -205,7 +180,7 @@ class Poller:
         self.db.note_ok()
         if self._stopping:
             return 0  # stopped while claiming: the claims are released on the way out
-        probe = self.auth_error is not None
+        probe = self.gate.auth_error is not None
         for state in states:
             if state.id in self._in_flight:
                 # Claimed again while its poll runs: either that poll is written and
@@ -246,8 +221,8 @@ class Poller:
     async def _poll(self, state: PredictionState, *, probe: bool = False) -> None:
         try:
             async with self._slots:
-                await self._limiter.acquire()
-                if self._stopping or (self.auth_error is not None and not probe):
+                await self.gate.acquire()
+                if self._stopping or self.gate.paused(probe=probe):
                     await self._put_back(state)
                     return
                 outcome = await self._fetch(state.id)
@@ -283,19 +258,20 @@ class Poller:
             if isinstance(planned, AnswerWrite):
                 await self._write_answer(state, planned)
             else:
-                await self._write_failure(state, planned)
+                await self.failures.write(state, planned)
             return
-        self._note_failure(state, outcome)
-        await self._write_failure(state, plan_failure(state, outcome, now, self.policy))
+        if self.gate.failed(outcome):
+            self.stats.rate_limited += 1
+        await self.failures.write(state, plan_failure(state, outcome, now, self.policy))
 
     async def _write_answer(self, state: PredictionState, planned: AnswerWrite) -> None:
         update = planned.update
-        self._auth_recovered()
+        self.gate.answered()
         try:
             queued = await self.writer.apply(update, planned.next_poll)
         except UnstorableObservation as exc:
             failure = plan_failure(state, UpstreamBadAnswer(str(exc)), utcnow(), self.policy)
-            await self._write_failure(state, failure)
+            await self.failures.write(state, failure)
             return
         model = update.fields.get("model")
         if planned.run_time is not None and model:
@@ -310,89 +286,3 @@ class Poller:
             log.info("%s: %s -> %s", state.id, t.from_status or "(new)", t.to_status)
         if update.terminal and state.tracking == Tracking.ACTIVE:
             self.stats.finished += 1
-
-    async def _write_failure(self, state: PredictionState, write: FailureWrite) -> None:
-        if isinstance(write, Reschedule):
-            await self.db.write(
-                self.queue.reschedule,
-                state.id,
-                next_poll=write.next_poll,
-                owner=self.owner,
-                detail=write.detail,
-                attempted_at=write.attempted_at,
-            )
-        elif isinstance(write, RecordNotFound):
-            await self._write_not_found(state, write)
-        else:
-            await self._write_poll_error(state, write)
-
-    async def _write_not_found(self, state: PredictionState, write: RecordNotFound) -> None:
-        self.stats.errors += 1
-        lost = await self.db.write(
-            self.queue.record_not_found,
-            state.id,
-            now=write.now,
-            detail=write.detail,
-            next_poll=write.next_poll,
-            lost_after=self.settings.lost_after,
-            lost_window=timedelta(seconds=self.settings.lost_window),
-            owner=self.owner,
-        )
-        if lost:
-            log.warning(
-                "%s: upstream answered 404 %d times over %g s or more; marked lost",
-                state.id,
-                state.not_found_count + 1,
-                self.settings.lost_window,
-            )
-
-    async def _write_poll_error(self, state: PredictionState, write: RecordError) -> None:
-        self.stats.errors += 1
-        if state.consecutive_errors % 10 == 0:
-            wait = (write.next_poll.at - write.now).total_seconds() if write.next_poll.at else 0
-            log.warning("%s: poll failed (%s); retrying in %.1f s", state.id, write.detail, wait)
-        await self.db.write(
-            self.queue.record_poll_error,
-            state.id,
-            now=write.now,
-            detail=write.detail,
-            next_poll=write.next_poll,
-            owner=self.owner,
-            raw=write.raw,
-        )
-
-    # -- what an error means for every poll --------------------------------
-
-    def _note_failure(self, state: PredictionState, error: UpstreamError) -> None:
-        if isinstance(error, UpstreamAuthError):
-            self._on_auth_error(error)
-        elif isinstance(error, UpstreamRateLimited):
-            self._on_rate_limited(error)
-
-    def _on_auth_error(self, exc: UpstreamAuthError) -> None:
-        if self.auth_error is None:
-            log.error(
-                "UPSTREAM REJECTED THE API KEY (%s): polling is paused for all predictions;"
-                " checking again every %g s. Set TRACKER_API_KEY to a valid key.",
-                exc.detail,
-                AUTH_RECHECK_SECONDS,
-            )
-            self._next_auth_probe = time.monotonic() + AUTH_RECHECK_SECONDS
-        self.auth_error = exc.detail
-        if self.stop_on_auth_error:
-            self.stop()
-
-    def _auth_recovered(self) -> None:
-        if self.auth_error is not None:
-            log.warning("upstream accepts the API key again: polling resumed")
-            self.auth_error = None
-
-    def _on_rate_limited(self, exc: UpstreamRateLimited) -> None:
-        self.stats.rate_limited += 1
-        if self._limiter.remaining_pause() < 0.5:
-            log.warning(
-                "upstream asks to slow down (%s): no requests for %.1f s",
-                exc.detail[:60],
-                exc.retry_after,
-            )
-        self._limiter.pause_until(time.monotonic() + exc.retry_after)

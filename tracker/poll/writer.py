@@ -9,7 +9,7 @@ from typing import Any
 
 from tracker.domain import CallbackSpec, DeliveryJob, NextPoll, ObservationUpdate
 from tracker.exceptions import StoreError
-from tracker.store.deliveries import Handoff
+from tracker.store.enqueue import Handoff
 from tracker.store.polling import Applied
 
 #: the most observations written in one transaction

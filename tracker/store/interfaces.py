@@ -26,7 +26,7 @@ from tracker.domain import (
 )
 
 if TYPE_CHECKING:
-    from tracker.store.deliveries import Handoff
+    from tracker.store.enqueue import Handoff
     from tracker.store.polling import Applied
     from tracker.store.retention import PruneResult
 

@@ -37,7 +37,7 @@ from tracker.domain import (
 )
 from tracker.exceptions import StaleObservation, StoreError, StoreUnavailable, UnstorableObservation
 from tracker.store.base import StoreBase
-from tracker.store.deliveries import EventBatch, Handoff, enqueue_deliveries
+from tracker.store.enqueue import EventBatch, Handoff, enqueue_deliveries
 from tracker.store.tables import prediction_logs, predictions, status_transitions
 from tracker.text.sanitize import clean_text
 

@@ -36,10 +36,8 @@ from tracker.exceptions import (
 from tracker.store import revisions
 from tracker.store.base import SCHEMA_HINT, batches
 from tracker.store.daemons import DaemonOps
-from tracker.store.deliveries import (
-    DeliveryOps,
-    queue_completed_for_finished,
-)
+from tracker.store.deliveries import DeliveryOps
+from tracker.store.enqueue import queue_completed_for_finished
 from tracker.store.polling import PollOps
 from tracker.store.reports import ReportOps
 from tracker.store.retention import RetentionOps
