@@ -15,7 +15,7 @@ from tracker.domain import DeliveryJob, DeliveryState, NextPoll, SendResult
 from tracker.poll.observe import parse_prediction, plan_observation
 from tracker.simulator import PredictionPlan, SimConfig, SimulatedPrediction
 from tracker.store.store import Store
-from tracker.store.tables import deliveries
+from tracker.store.tables import deliveries, predictions
 from tracker.timeparse import utcnow
 
 
@@ -156,7 +156,7 @@ def _other_operations(
         "exit-when-done: next delivery (Store.next_delivery_due)",
         lambda: store.next_delivery_due(("webhook",)),
     )
-    op("next due poll (Store.next_due_at)", store.next_due_at)
+    op("next due poll (the due index)", lambda: _next_due_at(store))
     op("daemon start: run-time history (Store.recent_run_times)", store.recent_run_times)
 
 
@@ -213,3 +213,14 @@ def _full_scans(lines: list[str], sqlite: bool) -> list[str]:
         if hit:
             found.append(text)
     return found
+
+
+def _next_due_at(store: Store) -> datetime | None:
+    """The earliest next_poll_at of an active prediction: the due index's own query."""
+    with store.engine.connect() as conn:
+        return conn.execute(
+            select(predictions.c.next_poll_at)
+            .where(predictions.c.tracking == "active", predictions.c.next_poll_at.is_not(None))
+            .order_by(predictions.c.next_poll_at)
+            .limit(1)
+        ).scalar()

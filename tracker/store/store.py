@@ -301,19 +301,6 @@ class Store(PollOps, DeliveryOps, DaemonOps, ReportOps, RetentionOps):
             values.reverse()
         return samples
 
-    def next_due_at(self) -> datetime | None:
-        """The earliest next_poll_at of an active prediction (uses the due index)."""
-        with self._reading() as conn:
-            return conn.execute(
-                select(predictions.c.next_poll_at)
-                .where(
-                    predictions.c.tracking == Tracking.ACTIVE.value,
-                    predictions.c.next_poll_at.is_not(None),
-                )
-                .order_by(predictions.c.next_poll_at)
-                .limit(1)
-            ).scalar()
-
 
 def merge_events(current: str, new: Iterable[str]) -> str:
     """The union of two event lists, in canonical order."""
