@@ -1,8 +1,15 @@
 """Shared fixtures: real SQLite files and real PostgreSQL databases.
 
-PostgreSQL: one template database is migrated per test session and cloned per
-test (``CREATE DATABASE ... TEMPLATE``). Without a reachable server the
-PostgreSQL tests are skipped locally, but fail under ``CI=true``.
+PostgreSQL: one template database is migrated per test process (each pytest-xdist
+worker builds its own, named after the worker and its pid) and cloned per test
+(``CREATE DATABASE ... TEMPLATE``), so no two workers ever share a database. Without
+a reachable server the PostgreSQL tests are skipped locally, but fail under ``CI=true``.
+
+Markers, set here at collection: ``postgres`` on every test that gets a PostgreSQL
+database (``-m "not postgres"`` runs without the server), ``slow`` on the tests listed
+in SLOW (``-m "not slow"`` for a quick loop; under xdist they are handed out first so
+that no long test starts last). The tests of test_bench.py, which share one benchmark
+run, stay on one worker (pytest_xdist_make_scheduler).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -21,6 +29,116 @@ from tracker.store.store import Store
 
 PG_ADMIN_URL = os.environ.get("TRACKER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 ENGINES = ("sqlite", "postgresql")
+#: "gw0", "gw1", ... in a pytest-xdist worker, "main" in a serial run
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+PG_FIXTURES = frozenset({"pg_template", "pg_url", "empty_pg_url"})
+
+#: Tests (node ids, or their prefixes: a module, a test with all its parameters) that
+#: take more than about 5 s on a quiet 2-core machine, longest first; marked ``slow``.
+ACC, INT = "tests/acceptance", "tests/integration"
+SLOW: tuple[str, ...] = (
+    f"{ACC}/test_bench.py",
+    f"{ACC}/test_faults.py::test_several_daemons_share_the_work_without_overlap",
+    f"{ACC}/test_callbacks.py::test_gone_and_exhausted_deliveries_end_dead_and_can_be_retried",
+    f"{INT}/test_prune.py::test_pruning_100k_finished_predictions_leaves_the_active_ones_alone",
+    f"{ACC}/test_faults.py::test_a_killed_daemon_restarts_under_its_name_and_takes_its_claims_back",
+    f"{ACC}/test_faults.py::test_sigkill_at_random_moments_loses_and_repeats_nothing",
+    f"{ACC}/test_tracking.py::test_a_progress_bar_lets_the_adaptive_scheduler_poll_far_less",
+    f"{ACC}/test_callbacks.py::test_callback_added_after_completion_fires_completed_once",
+    f"{ACC}/test_cli_hardening.py::test_lists_do_not_read_logs_raw_bodies_or_payloads",
+    f"{ACC}/test_hostile_network.py::test_receivers_answering_endlessly_cost_bounded_memory",
+    f"{ACC}/test_faults.py::test_add_never_fails_while_a_daemon_polls_hard",
+    f"{ACC}/test_faults.py::test_claims_expiring_during_slow_polls_waste_no_answer",
+    f"{ACC}/test_callbacks.py::test_secrets_never_reach_rows_logs_or_output",
+    f"{ACC}/test_faults.py::test_expired_lease_hands_a_frozen_daemons_work_over",
+    f"{ACC}/test_faults.py::test_status_reports_live_and_stopped_daemons",
+    f"{ACC}/test_cli.py::test_show_unknown_and_forget",
+    f"{ACC}/test_faults.py::test_terminated_database_connections_are_survived",
+    f"{ACC}/test_callbacks.py::test_hanging_receiver_does_not_hold_up_others",
+    f"{ACC}/test_callbacks.py::test_default_webhook_for_every_prediction",
+    f"{ACC}/test_tracking.py::test_list_and_show_formats",
+    f"{ACC}/test_hostile_answers.py::test_hostile_answers_cost_only_their_own_prediction",
+    f"{ACC}/test_callbacks.py::test_each_event_fires_exactly_when_it_should",
+    f"{ACC}/test_hostile_network.py::test_literal_addresses_the_policy_refuses_are_refused_at_add",
+    f"{ACC}/test_tracking.py::test_api_key_never_reaches_database_or_output",
+    f"{ACC}/test_hostile_network.py::test_a_dribbling_receiver_fails_at_the_webhook_timeout",
+    f"{ACC}/test_tracking.py::test_sigterm_finishes_in_flight_work_and_exits_zero",
+    f"{ACC}/test_tracking.py::test_rate_limit_is_honoured_for_the_whole_key",
+    f"{ACC}/test_cli.py::test_add_from_file_and_stdin",
+    f"{INT}/test_reports.py::test_cli_since_and_until_take_durations_dates_and_rfc3339",
+    f"{ACC}/test_callbacks.py::test_killed_daemon_sends_after_restart_with_the_same_webhook_id",
+    f"{INT}/test_docs_python.py::test_the_examples_print_what_the_page_shows",
+    f"{ACC}/test_cli.py::test_unmigrated_database_says_to_upgrade",
+    f"{ACC}/test_callbacks.py::test_email_arrives_once_per_event_with_both_parts",
+    f"{INT}/test_docs_reporting.py::test_documented_report_commands_run",
+    f"{ACC}/test_cli_hardening.py::test_list_json_keeps_its_keys",
+    f"{ACC}/test_faults.py::test_second_daemon_on_one_sqlite_file_is_refused",
+    f"{ACC}/test_hostile_network.py::test_a_name_resolving_to_a_refused_address_is_a_failed_attempt",
+    f"{ACC}/test_tracking.py::test_faulty_answers_end_in_the_right_state",
+    f"{ACC}/test_cli.py::test_callbacks_are_registered_once",
+    f"{ACC}/test_hostile_network.py::test_sigterm_stops_the_daemon_with_slowloris_polls_in_flight",
+)
+
+
+#: Modules whose tests share an expensive module-scoped fixture (the benchmark run): under
+#: xdist all their tests go to one worker, which runs the fixture once.
+ONE_WORKER_MODULES = frozenset({"tests/acceptance/test_bench.py"})
+
+
+def _uses_postgres(item: pytest.Item) -> bool:
+    if PG_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params.values() if callspec is not None else ()
+    return any(isinstance(value, str) and value == "postgresql" for value in params)
+
+
+def _slow_rank(item: pytest.Item) -> int | None:
+    for rank, prefix in enumerate(SLOW):
+        if item.nodeid == prefix or item.nodeid.startswith((f"{prefix}[", f"{prefix}::")):
+            return rank
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    ranks: dict[str, int] = {}
+    for item in items:
+        if _uses_postgres(item):
+            item.add_marker(pytest.mark.postgres)
+        rank = _slow_rank(item)
+        if rank is not None or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+            ranks[item.nodeid] = -1 if rank is None else rank
+    if WORKER != "main":
+        # Every worker collects the same order; the scheduler hands the slow tests out
+        # first, so that none of them starts when the rest is nearly done.
+        items.sort(key=lambda item: ranks.get(item.nodeid, len(SLOW)))
+
+
+class OneWorkerModules:
+    """With ``--dist load`` (what ``-n`` gives): every test goes to whichever worker is
+    free, except that the tests of ONE_WORKER_MODULES stay together on one worker. (Not
+    xdist_group marks with ``--dist loadgroup``: pytest-xdist 3.8 cannot rename the node
+    ids of pytest 9.2, so those marks are silently ignored there.)"""
+
+    @staticmethod
+    def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+        if config.getoption("dist") != "load":
+            return None
+        from xdist.scheduler import LoadScopeScheduling
+
+        class Scheduler(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                module = nodeid.partition("::")[0]
+                return module if module in ONE_WORKER_MODULES else nodeid
+
+        return Scheduler(config, log)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.pluginmanager.hasplugin("xdist"):  # -p no:xdist works too
+        config.pluginmanager.register(OneWorkerModules(), "tracker-one-worker-modules")
 
 
 def _pg_url(dbname: str) -> str:
@@ -48,7 +166,9 @@ def pg_template() -> Iterator[str]:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
-    name = f"tracker_tpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    # One template per process: an xdist worker never clones another worker's template
+    # (CREATE DATABASE ... TEMPLATE fails while anyone else is connected to it).
+    name = f"tracker_tpl_{WORKER}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     _pg_admin(f'CREATE DATABASE "{name}"')
     store = Store.from_url(_pg_url(name))
     migrate.upgrade(store)
@@ -57,19 +177,26 @@ def pg_template() -> Iterator[str]:
     _drop_pg(name)
 
 
+def _check_marked(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("postgres") is None:
+        pytest.fail(f"{request.node.nodeid} uses PostgreSQL but is not marked postgres")
+
+
 @pytest.fixture
-def pg_url(pg_template: str) -> Iterator[str]:
+def pg_url(pg_template: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh migrated PostgreSQL database for one test."""
-    name = f"tracker_t_{uuid.uuid4().hex[:12]}"
+    _check_marked(request)
+    name = f"tracker_t_{WORKER}_{uuid.uuid4().hex[:12]}"
     _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
     yield _pg_url(name)
     _drop_pg(name)
 
 
 @pytest.fixture
-def empty_pg_url(pg_template: str) -> Iterator[str]:
+def empty_pg_url(pg_template: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A PostgreSQL database with no tables at all."""
-    name = f"tracker_e_{uuid.uuid4().hex[:12]}"
+    _check_marked(request)
+    name = f"tracker_e_{WORKER}_{uuid.uuid4().hex[:12]}"
     _pg_admin(f'CREATE DATABASE "{name}"')
     yield _pg_url(name)
     _drop_pg(name)
