@@ -17,13 +17,11 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from tracker.callbacks.retry import DEFAULT_RETRY_SCHEDULE, parse_schedule
-from tracker.callbacks.webhook import DEFAULT_WEBHOOK_TIMEOUT
 from tracker.domain import CallbackSpec
 from tracker.events import parse_events
 from tracker.exceptions import ConfigError, InvalidInput
 from tracker.inputs import validate_email, validate_webhook_url
 from tracker.net.policy import DEFAULT_ALLOWED_HOSTS, HostPolicy, parse_policy
-from tracker.net.read import MiB
 from tracker.settingtypes import Choice, Duration, HttpUrl, Number, Parsed, Text, ValueType
 
 #: where predictions are polled unless TRACKER_API_BASE says otherwise
@@ -40,8 +38,10 @@ DEFAULT_MAIL_FROM = "tracker@localhost"
 #: a daemon is live if it sent a heartbeat within this many seconds (`tracker status`,
 #: and a second daemon of the same name refuses to start)
 LIVE_WITHIN_SECONDS = 30.0
+#: seconds a receiver has to answer, all of the attempt included (TRACKER_WEBHOOK_TIMEOUT)
+DEFAULT_WEBHOOK_TIMEOUT = 15.0
 #: longest answer body read (TRACKER_MAX_ANSWER_BYTES); a longer one is an error
-DEFAULT_MAX_ANSWER_BYTES = 16 * MiB
+DEFAULT_MAX_ANSWER_BYTES = 16 * 2**20  # 16 MiB
 #: seconds one poll may take in all: connect, headers, whole body (TRACKER_POLL_TIMEOUT)
 DEFAULT_POLL_TIMEOUT = 30.0
 

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from tracker import domain, inputs
+from tracker import config, domain, inputs
 from tracker.callbacks import retry, webhook
 from tracker.poll import daemon, observe, upstream
 from tracker.store import engine
@@ -50,7 +50,7 @@ EXPECTED: dict[str, Callable[[], tuple[str, str]]] = {
     "`predict_time` copied to its column": lambda: (f"0 to {observe.MAX_PREDICT_TIME:,.0f} s", ""),
     "`Retry-After` from the upstream": lambda: (seconds(upstream.MAX_UPSTREAM_RETRY_AFTER), ""),
     "one webhook attempt in all (connect, send, answer)": lambda: (
-        seconds(webhook.DEFAULT_WEBHOOK_TIMEOUT),
+        seconds(config.DEFAULT_WEBHOOK_TIMEOUT),
         "`TRACKER_WEBHOOK_TIMEOUT`",
     ),
     "a webhook receiver's answer": lambda: (f"{webhook.ANSWER_BYTES // KiB} KiB read", ""),

@@ -123,13 +123,13 @@ async def test_a_public_looking_name_that_resolves_to_loopback_is_refused(
 ) -> None:
     target = receiver.url("ok/a").replace("127.0.0.1", "hooks.example.com")
     async with rebinding_client("external") as http:
-        result = await WebhookSender(http).send(job(target))
+        result = await WebhookSender(http, timeout=15.0).send(job(target))
     assert result.error == (
         f"refused: hooks.example.com is 127.0.0.1 (loopback): not allowed by {VARIABLE}=external"
     )
     assert receiver.received() == []
     async with rebinding_client("*.example.com") as http:  # the name is trusted: sent
-        assert (await WebhookSender(http).send(job(target))).ok
+        assert (await WebhookSender(http, timeout=15.0).send(job(target))).ok
     assert len(receiver.received("ok/a")) == 1
 
 

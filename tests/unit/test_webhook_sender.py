@@ -74,7 +74,7 @@ async def send_with(
     job: DeliveryJob | None = None,
     secret: str | None = None,
 ) -> SendResult:
-    sender = WebhookSender(client_for(handler), secret=secret)
+    sender = WebhookSender(client_for(handler), timeout=15.0, secret=secret)
     return await sender.send(job or make_job())
 
 
@@ -161,7 +161,7 @@ async def test_changed_webhook_id_fails_verification(client_for) -> None:
 
 async def test_same_job_twice_keeps_the_webhook_id(client_for) -> None:
     rec = Recorder()
-    sender = WebhookSender(client_for(rec), secret=SECRET)
+    sender = WebhookSender(client_for(rec), timeout=15.0, secret=SECRET)
     job = make_job()
     await sender.send(job)
     await sender.send(job)
@@ -174,7 +174,7 @@ async def test_same_job_twice_keeps_the_webhook_id(client_for) -> None:
 
 async def test_different_jobs_have_different_webhook_ids(client_for) -> None:
     rec = Recorder()
-    sender = WebhookSender(client_for(rec))
+    sender = WebhookSender(client_for(rec), timeout=15.0)
     await sender.send(make_job(id=1, message_id="msg_a"))
     await sender.send(make_job(id=2, message_id="msg_b"))
     assert [r.headers["webhook-id"] for r in rec.requests] == ["msg_a", "msg_b"]
@@ -332,4 +332,4 @@ def test_load_signer_rejects_a_value_that_is_not_a_secret(bad: str) -> None:
 
 async def test_sender_with_a_bad_secret_fails_at_construction(client_for) -> None:
     with pytest.raises(ConfigError):
-        WebhookSender(client_for(Recorder()), secret="whsec_")
+        WebhookSender(client_for(Recorder()), timeout=15.0, secret="whsec_")

@@ -23,8 +23,6 @@ from tracker.net.policy import AddressRefused, HostPolicy
 from tracker.net.read import read_prefix
 from tracker.timeparse import parse_retry_after
 
-#: seconds a receiver has to answer, all of the attempt included (TRACKER_WEBHOOK_TIMEOUT)
-DEFAULT_WEBHOOK_TIMEOUT = 15.0
 #: bytes of a receiver's answer read: its status code is what counts
 ANSWER_BYTES = 64 * 1024
 #: characters of an error text kept
@@ -92,7 +90,7 @@ class WebhookSender:
         http: httpx.AsyncClient,
         *,
         secret: str | None = None,
-        timeout: float = DEFAULT_WEBHOOK_TIMEOUT,
+        timeout: float,
     ) -> None:
         self._http = http
         self._signer = load_signer(secret)

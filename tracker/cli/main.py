@@ -2,25 +2,54 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
 import click
 
 from tracker import __version__
-from tracker.cli.daemon import daemon_command
-from tracker.cli.db import db_group
-from tracker.cli.deliveries import deliveries_group
-from tracker.cli.demo import demo_command
-from tracker.cli.predictions import add_command, forget_command, list_command, show_command
-from tracker.cli.prune import prune_command
-from tracker.cli.report import report_command
-from tracker.cli.simulate import simulate_command
-from tracker.cli.status import status_command
 from tracker.exceptions import InvalidInput, TrackerError
 
+#: every command and where it lives: a command's module (and what it imports: the
+#: daemon's HTTP clients, SQLAlchemy) is loaded only when that command runs
+COMMANDS = {
+    "add": "tracker.cli.predictions:add_command",
+    "daemon": "tracker.cli.daemon:daemon_command",
+    "db": "tracker.cli.db:db_group",
+    "deliveries": "tracker.cli.deliveries:deliveries_group",
+    "demo": "tracker.cli.demo:demo_command",
+    "forget": "tracker.cli.predictions:forget_command",
+    "list": "tracker.cli.predictions:list_command",
+    "prune": "tracker.cli.prune:prune_command",
+    "report": "tracker.cli.report:report_command",
+    "show": "tracker.cli.predictions:show_command",
+    "simulate": "tracker.cli.simulate:simulate_command",
+    "status": "tracker.cli.status:status_command",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported when they are used (click's documented
+    pattern): `tracker add` no longer pays for importing the daemon."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="tracker")
 def cli() -> None:
     """Keep watch over long-running predictions on a Replicate-compatible API.
@@ -28,20 +57,6 @@ def cli() -> None:
     Register prediction IDs with `tracker add`, run `tracker daemon`, and find
     every status transition, log line and metric in the database.
     """
-
-
-cli.add_command(db_group)
-cli.add_command(add_command)
-cli.add_command(list_command)
-cli.add_command(show_command)
-cli.add_command(forget_command)
-cli.add_command(daemon_command)
-cli.add_command(deliveries_group)
-cli.add_command(status_command)
-cli.add_command(report_command)
-cli.add_command(prune_command)
-cli.add_command(simulate_command)
-cli.add_command(demo_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 from importlib import resources
+from typing import TYPE_CHECKING
 
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
+if TYPE_CHECKING:
+    from alembic.script import ScriptDirectory
 
 
 def script_directory() -> ScriptDirectory:
+    # alembic is imported here, not at the top: every command imports the store,
+    # and only the rare check of an unknown revision needs alembic.
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory(str(resources.files("tracker.migrations")))
 
 
 def is_known(revision: str) -> bool:
     """Whether ``revision`` is one of this tracker's migrations."""
+    from alembic.util.exc import CommandError
+
     try:
         return script_directory().get_revision(revision) is not None
     except CommandError:
