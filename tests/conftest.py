@@ -182,14 +182,95 @@ def _check_marked(request: pytest.FixtureRequest) -> None:
         pytest.fail(f"{request.node.nodeid} uses PostgreSQL but is not marked postgres")
 
 
+class PgPool:
+    """Migrated databases of one worker, emptied between tests instead of created
+    and dropped for each (CREATE DATABASE ... TEMPLATE costs about 0.3 s; emptying
+    every table, about 0.02 s). A database whose schema or revision a test changed
+    is dropped and replaced by a fresh clone of the template."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self.free: list[str] = []
+        self.made: set[str] = set()
+        with psycopg.connect(_pg_url(template), connect_timeout=5) as conn:
+            self.tables = _user_tables(conn)
+            self.revision = _revision(conn)
+
+    def take(self) -> str:
+        while self.free:
+            name = self.free.pop()
+            if self._emptied(name):
+                return name
+            self._drop(name)
+        name = f"tracker_t_{WORKER}_{uuid.uuid4().hex[:12]}"
+        _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        self.made.add(name)
+        return name
+
+    def give_back(self, name: str) -> None:
+        """End every session a test left on it (as DROP ... WITH (FORCE) did)."""
+        try:
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (name,),
+                )
+        except psycopg.Error:
+            self._drop(name)
+            return
+        self.free.append(name)
+
+    def close(self) -> None:
+        for name in list(self.made):
+            self._drop(name)
+
+    def _emptied(self, name: str) -> bool:
+        """Empty every table (sequences restarted), if the schema is still the template's."""
+        try:
+            with psycopg.connect(_pg_url(name), connect_timeout=5) as conn:
+                conn.execute("SET lock_timeout = '2s'")
+                if _user_tables(conn) != self.tables or _revision(conn) != self.revision:
+                    return False
+                listed = ", ".join(f'"{t}"' for t in sorted(self.tables) if ":" not in t)
+                conn.execute(f"TRUNCATE {listed} RESTART IDENTITY CASCADE")
+        except psycopg.Error:
+            return False
+        return True
+
+    def _drop(self, name: str) -> None:
+        _drop_pg(name)
+        self.made.discard(name)
+
+
+def _user_tables(conn: psycopg.Connection[Any]) -> frozenset[str]:
+    """The tables and views (``view:`` + name) of the public schema but alembic's."""
+    rows = conn.execute(
+        "SELECT table_name, table_type FROM information_schema.tables"
+        " WHERE table_schema = 'public' AND table_name <> 'alembic_version'"
+    ).fetchall()
+    return frozenset(name if kind == "BASE TABLE" else f"view:{name}" for name, kind in rows)
+
+
+def _revision(conn: psycopg.Connection[Any]) -> str | None:
+    row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    return None if row is None else str(row[0])
+
+
+@pytest.fixture(scope="session")
+def pg_pool(pg_template: str) -> Iterator[PgPool]:
+    pool = PgPool(pg_template)
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
-def pg_url(pg_template: str, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh migrated PostgreSQL database for one test."""
+def pg_url(pg_pool: PgPool, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A migrated PostgreSQL database with empty tables, for one test."""
     _check_marked(request)
-    name = f"tracker_t_{WORKER}_{uuid.uuid4().hex[:12]}"
-    _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    name = pg_pool.take()
     yield _pg_url(name)
-    _drop_pg(name)
+    pg_pool.give_back(name)
 
 
 @pytest.fixture
