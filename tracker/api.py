@@ -102,13 +102,7 @@ class Tracker:
             if self._closed:
                 raise TrackerError("this Tracker is closed")
             if self._store is None:
-                store = Store.from_url(self.database_url)
-                try:
-                    store.check_schema()
-                except BaseException:
-                    store.close()
-                    raise
-                self._store = store
+                self._store = Store.open_checked(self.database_url)
             return self._store
 
     # -- predictions -----------------------------------------------------------------

@@ -38,14 +38,7 @@ def format_option(choices: Sequence[str] = FORMATS, default: str = "table") -> C
 def open_store(database_url: str, *, check: bool = True) -> Store:
     """The store, its schema checked unless ``check`` is False; use it as
     ``with open_store(url) as store:`` so it is closed whatever happens."""
-    store = Store.from_url(database_url)
-    if check:
-        try:
-            store.check_schema()
-        except BaseException:
-            store.close()
-            raise
-    return store
+    return Store.open_checked(database_url) if check else Store.from_url(database_url)
 
 
 def to_jsonable(value: Any) -> Any:

@@ -4,7 +4,7 @@ The addresses are judged where aiohttp has them in hand, after DNS and just
 before it connects, so the address judged is the address connected to. Literal
 addresses in URLs skip aiohttp's resolver, so this hooks ``_resolve_host``, the
 one place that sees both (aiohttp itself documents it as the place for such a
-policy); a test (tests/unit/test_netconnect.py) proves the hook still holds.
+policy); a test (tests/unit/test_webhook_network.py) proves the hook still holds.
 """
 
 from __future__ import annotations

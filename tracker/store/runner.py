@@ -47,17 +47,21 @@ class DatabaseRunner:
         self._checks: list[Callable[[], None]] = []
 
     def add_check(self, check: Callable[[], None]) -> None:
-        """Run ``check`` (in the pool) before every write; it raises StoreError to refuse."""
+        """Run ``check`` (in the pool) before every call; it raises StoreError to refuse."""
         self._checks.append(check)
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        if self._checks:
+            call = functools.partial(self._checked, fn, *args, **kwargs)
+        else:
+            call = functools.partial(fn, *args, **kwargs)
+        return await loop.run_in_executor(self._executor, call)
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         for delay in (*WRITE_RETRY_DELAYS, None):
             try:
-                result = await self.read(self._checked, fn, *args, **kwargs)
+                result = await self.read(fn, *args, **kwargs)
             except StoreUnavailable as exc:
                 if delay is None or self._stopping():
                     raise

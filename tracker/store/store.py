@@ -69,6 +69,17 @@ class Store(PollOps, DeliveryOps, DaemonOps, ReportOps, RetentionOps):
                 return None
             return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
 
+    @classmethod
+    def open_checked(cls, url: str) -> Store:
+        """A store on ``url`` whose schema is this tracker's (closed again if not)."""
+        store = cls.from_url(url)
+        try:
+            store.check_schema()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
     def check_schema(self) -> None:
         revision = self.schema_revision()
         if revision is None:

@@ -16,15 +16,15 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 #: what replaces a secret wherever it would be shown or logged
 MASK = "***"
 
-#: C0 controls but tab and newline, DEL, C1 controls (0x9b is a one-byte CSI),
-#: and the bidirectional overrides that make text read in another order
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+#: DEL and the C1 controls (0x9b is a one-byte CSI), and the bidirectional
+#: overrides that make text read in another order
+_ACTED_ON = "\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
+#: those and the C0 controls but tab and newline
+_CONTROL = re.compile(f"[\x00-\x08\x0b-\x1f{_ACTED_ON}]")
 #: the same plus newline and tab, for text that must stay on one line
-_CONTROL_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-#: what JSON may carry raw but a terminal would act on: C1 controls, bidi overrides
-_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_ONE_LINE = re.compile(f"[\x00-\x1f{_ACTED_ON}]")
+#: what JSON may carry raw (it escapes C0 itself) but a terminal would act on
+_JSON_UNSAFE = re.compile(f"[{_ACTED_ON}]")
 
 
 def _escape(match: re.Match[str]) -> str:
