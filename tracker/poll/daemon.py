@@ -18,7 +18,6 @@ import signal
 import socket
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
 
 from tracker import __version__
 from tracker.callbacks.outbox import Outbox, Sender
@@ -29,6 +28,7 @@ from tracker.poll.jobs import Jobs
 from tracker.poll.poller import DRAIN_SECONDS, FETCH_GRACE_SECONDS, Poller, Upstream
 from tracker.poll.schedule import PollPolicy
 from tracker.poll.singleton import DaemonLock, SqliteFileGuard, sqlite_path
+from tracker.poll.stats import PollStats
 from tracker.poll.writer import ObservationWriter
 from tracker.store.interfaces import DaemonStore
 from tracker.store.retention import PruneResult
@@ -153,7 +153,7 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
-    def stats(self) -> Any:
+    def stats(self) -> PollStats:
         return self.poller.stats
 
     # -- life --------------------------------------------------------------
