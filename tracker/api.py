@@ -39,7 +39,7 @@ from tracker.exceptions import (
 )
 from tracker.inputs import parse_labels, validate_email, validate_ids, validate_webhook_url
 from tracker.store.store import AddResult, Store
-from tracker.timeparse import parse_moment, utcnow
+from tracker.timeparse import read_moment, utcnow
 
 __all__ = ["AddResult", "AsyncTracker", "ForgetResult", "Tracker"]
 
@@ -403,10 +403,7 @@ def _moment(since: datetime | str | None) -> datetime | None:
         return None
     if isinstance(since, datetime):
         return since if since.tzinfo else since.replace(tzinfo=UTC)
-    moment = parse_moment(since)
-    if moment is None:
-        raise InvalidInput(f"cannot read --since {since!r}: use 2026-11-01, an RFC 3339 time or 7d")
-    return moment
+    return read_moment(since, "--since")
 
 
 # -- waiting ---------------------------------------------------------------------------
