@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 import click
 
 from tracker.api import Tracker
 from tracker.cli.common import database_option, emit_rows, format_option, mask_targets
+from tracker.cli.when import since_option
 from tracker.domain import DeliveryState
 
 LIST_COLUMNS = (
@@ -62,10 +64,13 @@ def _columns(records: list[dict[str, Any]]) -> list[str]:
 @deliveries_group.command("retry")
 @click.argument("delivery_ids", nargs=-1, type=int)
 @click.option("--prediction", "prediction_id", metavar="ID", help="Every dead delivery of it.")
-@click.option("--since", metavar="TIME", help="Every dead delivery created since (date, time, 7d).")
+@since_option("Every dead delivery created")
 @database_option
 def retry_command(
-    delivery_ids: tuple[int, ...], prediction_id: str | None, since: str | None, database_url: str
+    delivery_ids: tuple[int, ...],
+    prediction_id: str | None,
+    since: datetime | None,
+    database_url: str,
 ) -> None:
     """Re-queue dead deliveries: the ones given, a prediction's, or all since a time.
 
