@@ -7,9 +7,10 @@ import json
 import click
 
 from tracker.cli.common import database_option, format_option, open_store
+from tracker.cli.when import METAVAR
 from tracker.exceptions import InvalidInput
 from tracker.store.retention import DEFAULT_BATCH_SIZE, PruneResult
-from tracker.timeparse import parse_moment, utcnow
+from tracker.timeparse import MOMENT_FORMS, read_moment, utcnow
 
 #: the text output: one line per count
 LABELS = {
@@ -30,9 +31,8 @@ LABELS = {
 @click.option(
     "--older-than",
     required=True,
-    metavar="AGE",
-    help="Prune predictions that finished before this: a duration ago (30d, 12h)"
-    " or a date or time (2026-11-01).",
+    metavar=METAVAR,
+    help=f"Prune predictions that finished before WHEN: {MOMENT_FORMS}.",
 )
 @click.option(
     "--keep-logs",
@@ -79,12 +79,7 @@ def prune_command(
     if keep_logs and delete_predictions:
         raise click.UsageError("--keep-logs cannot be combined with --all")
     now = utcnow()
-    cutoff = parse_moment(older_than, now=now)
-    if cutoff is None:
-        raise InvalidInput(
-            f"cannot read --older-than {older_than!r}: use a duration such as 30d or 12h,"
-            " a date such as 2026-11-01, or an RFC 3339 time"
-        )
+    cutoff = read_moment(older_than, "--older-than", now=now)
     if cutoff > now:
         raise InvalidInput(f"--older-than {older_than!r} is in the future")
     with open_store(database_url) as store:
