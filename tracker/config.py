@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -44,6 +45,11 @@ DEFAULT_WEBHOOK_TIMEOUT = 15.0
 DEFAULT_MAX_ANSWER_BYTES = 16 * 2**20  # 16 MiB
 #: seconds one poll may take in all: connect, headers, whole body (TRACKER_POLL_TIMEOUT)
 DEFAULT_POLL_TIMEOUT = 30.0
+
+#: seconds between the daemon's summary lines (TRACKER_LOG_INTERVAL)
+DEFAULT_LOG_INTERVAL = 60.0
+#: what --log-level / TRACKER_LOG_LEVEL take (as tracker.logsetup.LOG_LEVELS)
+LOG_LEVEL_NAMES = ("debug", "info", "warning", "error")
 
 #: where webhooks may be sent (see tracker.net.policy)
 WEBHOOK_HOSTS_VARIABLE = "TRACKER_WEBHOOK_ALLOWED_HOSTS"
@@ -182,6 +188,19 @@ SETTINGS: tuple[Setting, ...] = (
         flag="--log-format",
     ),
     Setting(
+        "log_level", "TRACKER_LOG_LEVEL", Choice(LOG_LEVEL_NAMES), "info",
+        "info: a summary a minute, problems, and grouped failures of an endpoint;"
+        " debug: every transition, poll error and delivery attempt too (-v);"
+        " warning: problems only (-q).",
+        flag="--log-level",
+    ),
+    Setting(
+        "log_interval", "TRACKER_LOG_INTERVAL", _SECONDS_ABOVE_0, DEFAULT_LOG_INTERVAL,
+        "Seconds between summary lines, and between the lines about an endpoint"
+        " that keeps failing.",
+        flag="--log-interval",
+    ),
+    Setting(
         "api_key", "TRACKER_API_KEY", Text(strip=True), None,
         "Sent as `Authorization: Bearer …`; never stored, never logged.",
         fallbacks=("ANYAPI_API_KEY", "REPLICATE_API_TOKEN"),
@@ -217,6 +236,32 @@ def api_key_from_env(env: Mapping[str, str] | None = None) -> str | None:
     return key
 
 
+#: why a daemon (or `tracker serve`) without an API key does not start
+API_KEY_MISSING = f"set {API_KEY_VARIABLES[0]} (or {', '.join(API_KEY_VARIABLES[1:])})"
+
+
+def on_loopback(url: str) -> bool:
+    """Whether ``url``'s host is this machine: 127.0.0.0/8, ::1 or ``localhost``."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host.rstrip(".") == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def require_api_key(settings: Settings) -> None:
+    """Refuse to poll without an API key (SettingError: exit 2), unless the upstream
+    is on this machine (the simulator, a test server): any other upstream would
+    answer every poll with 401."""
+    if not settings.api_key and not on_loopback(settings.api_base):
+        raise SettingError(API_KEY_MISSING)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
@@ -230,6 +275,8 @@ class Settings:
     lost_window: float = DEFAULT_LOST_WINDOW
     lease_seconds: float = DEFAULT_LEASE
     log_format: str = "text"
+    log_level: str = "info"  #: one of LOG_LEVEL_NAMES
+    log_interval: float = DEFAULT_LOG_INTERVAL  #: seconds between summary lines
     name: str | None = None
     scheduler: str = "adaptive"  #: "adaptive" (learns run times) or "backoff"
     max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES  #: longest upstream answer read

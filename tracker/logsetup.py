@@ -1,4 +1,13 @@
-"""Logging to stderr, as readable lines or JSON, with secrets masked."""
+"""Logging to stderr, as readable lines or JSON, with secrets masked.
+
+A record's ``extra`` fields (``log.info("...", extra={"prediction_id": pid})``)
+are fields of its JSON object beside ``msg``, so a log pipeline can filter on them
+without parsing the text; the text format shows the message alone. Field names
+the daemon uses: ``prediction_id``, ``from_status``, ``to_status``, ``event``,
+``kind`` (``upstream``, ``webhook``, ``email``), ``endpoint`` (masked), ``error``,
+``failures``, ``given_up``, ``status_code``, ``duration_ms``, ``retry_in_s``,
+``interval_s``, ``duration_s``, and the summary's counts.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +15,37 @@ import logging
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from tracker.text.display import MASK, escape_line, escape_text, json_text
 
-__all__ = ["MASK", "JsonFormatter", "RedactSecrets", "TextFormatter", "configure_logging"]
+__all__ = [
+    "LOG_LEVELS",
+    "MASK",
+    "JsonFormatter",
+    "RedactSecrets",
+    "TextFormatter",
+    "configure_logging",
+    "extra_fields",
+]
+
+#: the names --log-level takes, and their levels
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+#: attributes every LogRecord has: anything else on a record came from ``extra``
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+#: JSON keys the formatter writes itself; an extra field of the same name is prefixed
+_OWN_KEYS = frozenset({"ts", "level", "logger", "msg", "exc"})
+
+
+def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The fields a record was given through ``extra``."""
+    return {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRIBUTES}
 
 
 class RedactSecrets(logging.Filter):
@@ -27,6 +63,9 @@ class RedactSecrets(logging.Filter):
             # Tracebacks can quote secrets too: render them here, masked.
             record.exc_text = self._redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
+        for name, value in extra_fields(record).items():
+            if isinstance(value, str):
+                setattr(record, name, self._redact(value))
         return True
 
     def _redact(self, text: str) -> str:
@@ -48,16 +87,29 @@ class TextFormatter(logging.Formatter):
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        for name, value in extra_fields(record).items():
+            entry[f"extra_{name}" if name in _OWN_KEYS else name] = _json_value(value)
         trace = _exception_text(self, record)
         if trace:
             entry["exc"] = trace
         return json_text(entry)
+
+
+def _json_value(value: Any) -> Any:
+    """``value`` if JSON holds it as it is, else its text."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    return str(value)
 
 
 def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> str | None:
@@ -69,8 +121,11 @@ def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> 
 
 
 def configure_logging(
-    *, fmt: str = "text", level: int = logging.INFO, secrets: Iterable[str] = ()
+    *, fmt: str = "text", level: int | str = logging.INFO, secrets: Iterable[str] = ()
 ) -> None:
+    """Log to stderr at ``level`` (a level or one of ``LOG_LEVELS``' names)."""
+    if isinstance(level, str):
+        level = LOG_LEVELS[level]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RedactSecrets(secrets))

@@ -36,6 +36,8 @@ EXAMPLES: dict[str, tuple[str, Any]] = {
     "scheduler": ("backoff", "backoff"),
     "name": ("worker-7", "worker-7"),
     "log_format": ("json", "json"),
+    "log_level": ("warning", "warning"),
+    "log_interval": ("5", 5.0),
     "api_key": ("  r8_key  ", "r8_key"),
     "webhook_secret": ("whsec_c2VjcmV0", "whsec_c2VjcmV0"),
     "smtp_url": ("smtp://mail.example.test:25", "smtp://mail.example.test:25"),
@@ -60,6 +62,8 @@ BAD: dict[str, str] = {
     "prune_older_than": "soon",
     "scheduler": "random",
     "log_format": "xml",
+    "log_level": "loud",
+    "log_interval": "0",
     "retry_schedule": "5,soon",
 }
 

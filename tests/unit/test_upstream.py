@@ -8,8 +8,10 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
+import aiohttp
 import httpx
 import pytest
+from aiohttp.client_reqrep import ConnectionKey
 
 from tracker.exceptions import (
     TrackerError,
@@ -288,21 +290,42 @@ def raising(make: Callable[[httpx.Request], Exception]) -> Handler:
     return handler
 
 
+def refused(request: httpx.Request) -> Exception:
+    """What httpx-aiohttp raises for a refused connection: ConnectTimeout (its mapping
+    picks the wrong type), from aiohttp's ClientConnectorError with the OS error."""
+    key = ConnectionKey("api.example.test", 443, True, True, None, None, None, None)
+    cause = aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "Connect call failed"))
+    exc = httpx.ConnectTimeout(str(cause), request=request)
+    exc.__cause__ = cause
+    return exc
+
+
 @pytest.mark.parametrize(
-    ("make", "prefix"),
+    ("make", "detail"),
     [
-        (lambda r: httpx.ConnectError("Connection refused", request=r), "connection failed: "),
-        (lambda r: httpx.RemoteProtocolError("peer closed", request=r), "connection failed: "),
-        (lambda r: httpx.ReadTimeout("timed out", request=r), "timeout: ReadTimeout"),
-        (lambda r: httpx.ConnectTimeout("timed out", request=r), "timeout: ConnectTimeout"),
+        (refused, "connection refused to api.example.test:443"),
+        (
+            lambda r: httpx.ConnectError("Connection refused", request=r),
+            "request to api.example.test:443 failed: ConnectError: Connection refused",
+        ),
+        (
+            lambda r: httpx.RemoteProtocolError("peer closed", request=r),
+            "request to api.example.test:443 failed: RemoteProtocolError: peer closed",
+        ),
+        (lambda r: httpx.ReadTimeout("timed out", request=r), "timeout after 30 s"),
+        (
+            lambda r: httpx.ConnectTimeout("timed out", request=r),
+            "timeout after 5 s connecting to api.example.test:443",
+        ),
     ],
+    ids=["refused", "connect-error", "protocol", "read-timeout", "connect-timeout"],
 )
-async def test_transport_failures_are_transient(
-    make: Callable[[httpx.Request], Exception], prefix: str
+async def test_transport_failures_are_transient_and_say_what_happened(
+    make: Callable[[httpx.Request], Exception], detail: str
 ) -> None:
     with pytest.raises(UpstreamTransient) as info:
         await fetch(raising(make))
-    assert info.value.detail.startswith(prefix)
+    assert info.value.detail == detail
     assert info.value.status_code is None
     assert isinstance(info.value.__cause__, httpx.HTTPError)
 
@@ -311,7 +334,7 @@ async def test_other_httpx_error_is_plain_upstream_error() -> None:
     with pytest.raises(UpstreamError) as info:
         await fetch(raising(lambda r: httpx.DecodingError("bad gzip", request=r)))
     assert type(info.value) is UpstreamError
-    assert info.value.detail.startswith("request failed: DecodingError")
+    assert info.value.detail == "request to api.example.test:443 failed: DecodingError: bad gzip"
 
 
 # --- the key never leaks --------------------------------------------------------------------

@@ -17,8 +17,10 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from tracker.callbacks.retry import RetryPolicy
+from tracker.config import DEFAULT_LOG_INTERVAL
 from tracker.domain import DeliveryJob, DeliveryState, SendResult
 from tracker.exceptions import StoreError
+from tracker.net.failurelog import FailureLog
 from tracker.store.enqueue import Handoff
 from tracker.store.interfaces import DeliveryQueue
 from tracker.store.runner import Runner
@@ -48,6 +50,7 @@ class Outbox:
         lease_seconds: float,
         concurrency: int = DEFAULT_DELIVERY_CONCURRENCY,
         per_target: int = DEFAULT_PER_TARGET,
+        failure_log: FailureLog | None = None,
     ) -> None:
         self.store = store
         self.senders = dict(senders)
@@ -69,8 +72,19 @@ class Outbox:
         self._wanted = False
         self._runner: asyncio.Task[None] | None = None
         self._stopping = False
-        self.sent = 0
-        self.failed = 0
+        #: failures of each receiver, logged as a group (tracker.net.failurelog)
+        self.failure_log = failure_log or FailureLog(log, interval=DEFAULT_LOG_INTERVAL)
+        self.sent = 0  #: deliveries delivered
+        self.failed = 0  #: deliveries given up (dead)
+        self.failed_attempts = 0  #: attempts that failed, given up or not
+
+    def counters(self) -> dict[str, int]:
+        """Counts since the start, for the daemon's summary line."""
+        return {
+            "delivered": self.sent,
+            "failed_attempts": self.failed_attempts,
+            "given_up": self.failed,
+        }
 
     @property
     def busy(self) -> bool:
@@ -238,18 +252,59 @@ class Outbox:
         next_at: datetime | None,
         kept: bool,
     ) -> None:
-        where = f"{job.event} of {job.prediction_id} to {display_target(job)}"
+        """Each attempt at DEBUG; a receiver's failures as a group (its first at once,
+        then a count per interval, then its recovery) at WARNING and ERROR."""
+        where = display_target(job)
+        fields = {
+            "prediction_id": job.prediction_id,
+            "event": job.event,
+            "kind": job.kind,
+            "endpoint": where,
+            "delivery_id": job.id,
+            "attempt": job.attempts + 1,
+            "status_code": result.status_code,
+            "duration_ms": result.duration_ms,
+        }
+        about = f"{job.event} of {job.prediction_id} to {where}"
         if not kept:
-            log.warning("delivery %d (%s): claim lost while sending", job.id, where)
-        elif state is DeliveryState.DELIVERED:
+            log.warning("delivery %d (%s): claim lost while sending", job.id, about, extra=fields)
+            return
+        if state is DeliveryState.DELIVERED:
             self.sent += 1
-            log.info("delivered %s (%s, %s ms)", where, result.status_code, result.duration_ms)
-        elif state is DeliveryState.DEAD:
+            log.debug(
+                "delivered %s (%s, %s ms)",
+                about,
+                result.status_code,
+                result.duration_ms,
+                extra=fields,
+            )
+            self.failure_log.succeeded(job.kind, job.target)
+            return
+        self.failed_attempts += 1
+        error = result.error or "failed"
+        if state is DeliveryState.DEAD:
             self.failed += 1
-            log.error("gave up on %s after %d attempts: %s", where, job.attempts + 1, result.error)
+            what = f"gave up after {job.attempts + 1} attempts"
+            retry_in = None
         else:
-            wait = (next_at - utcnow()).total_seconds() if next_at else 0.0
-            log.warning("could not deliver %s: %s; retrying in %.0f s", where, result.error, wait)
+            retry_in = round((next_at - utcnow()).total_seconds(), 1) if next_at else 0.0
+            what = f"retrying in {retry_in:.0f} s"
+        extra = {**fields, "error": error, "retry_in_s": retry_in}
+        log.debug("could not deliver %s: %s; %s", about, error, what, extra=extra)
+        self.failure_log.failed(
+            job.kind,
+            job.target,
+            error,
+            display=where,
+            about=f"{job.event} of {job.prediction_id}: {what}",
+            given_up=state is DeliveryState.DEAD,
+            prediction_id=job.prediction_id,
+            event=job.event,
+            delivery_id=job.id,
+            status_code=result.status_code,
+            duration_ms=result.duration_ms,
+            retry_in_s=retry_in,
+        )
 
 
 def display_target(job: DeliveryJob) -> str:

@@ -19,6 +19,7 @@ from tracker.callbacks.retry import MAX_DELIVERY_RETRY_AFTER
 from tracker.domain import DeliveryJob, SendResult
 from tracker.exceptions import ConfigError
 from tracker.net.connect import PolicyConnector
+from tracker.net.errors import NETWORK_ERRORS, describe_failure, host_port
 from tracker.net.policy import AddressRefused, HostPolicy
 from tracker.net.read import read_prefix
 from tracker.timeparse import parse_retry_after
@@ -27,6 +28,8 @@ from tracker.timeparse import parse_retry_after
 ANSWER_BYTES = 64 * 1024
 #: characters of an error text kept
 ERROR_CHARS = 300
+#: longest connect phase of an attempt (seconds)
+MAX_CONNECT_SECONDS = 10.0
 
 
 def make_webhook_client(
@@ -46,9 +49,14 @@ def make_webhook_client(
 
     return httpx.AsyncClient(
         transport=AiohttpTransport(client=session),
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        timeout=httpx.Timeout(timeout, connect=connect_timeout(timeout)),
         follow_redirects=False,  # a 3xx is a failure: the receiver must fix its URL
     )
+
+
+def connect_timeout(timeout: float) -> float:
+    """Seconds the connect phase of an attempt may take (the attempt has ``timeout``)."""
+    return min(timeout, MAX_CONNECT_SECONDS)
 
 
 def split_credentials(target: str) -> tuple[httpx.URL, httpx.BasicAuth | None]:
@@ -118,32 +126,36 @@ class WebhookSender:
         except (httpx.InvalidURL, ValueError):  # checked at add: only an old row
             return SendResult(ok=False, error="invalid URL", permanent=True)
         answered: httpx.Response | None = None
+        deadline = asyncio.timeout(self._timeout)
         try:
-            async with asyncio.timeout(self._timeout):
-                async with self._http.stream(
+            async with (
+                deadline,
+                self._http.stream(
                     "POST",
                     url,
                     content=job.payload.encode("utf-8"),
                     headers=self.headers(job, datetime.now(UTC)),
                     auth=auth,
-                ) as response:
-                    answered = response
-                    # Read a little so the connection can be reused; a receiver that
-                    # breaks off or dribbles its answer has still given its status.
-                    with contextlib.suppress(httpx.HTTPError):
-                        await read_prefix(response, ANSWER_BYTES)
-        except TimeoutError:
-            if answered is None:
-                error = f"timed out: no answer within {self._timeout:g} s"
-                return SendResult(ok=False, error=error, duration_ms=_ms(started))
+                ) as response,
+            ):
+                answered = response
+                # Read a little so the connection can be reused; a receiver that
+                # breaks off or dribbles its answer has still given its status.
+                with contextlib.suppress(*NETWORK_ERRORS):
+                    await read_prefix(response, ANSWER_BYTES)
         except AddressRefused as exc:
             return SendResult(ok=False, error=f"refused: {exc}", duration_ms=_ms(started))
-        except httpx.TimeoutException:
-            return SendResult(ok=False, error="timed out", duration_ms=_ms(started))
-        except httpx.HTTPError as exc:
-            error = _without_password(f"{type(exc).__name__}: {exc}", job.target)
-            error = error[:ERROR_CHARS]
-            return SendResult(ok=False, error=error, duration_ms=_ms(started))
+        except NETWORK_ERRORS as exc:
+            if answered is None:  # else the status was given: it stands
+                error = describe_failure(
+                    exc,
+                    where=_where(url),
+                    timeout=self._timeout,
+                    connect_timeout=connect_timeout(self._timeout),
+                    timed_out=deadline.expired(),
+                )
+                error = _without_password(error, job.target)[:ERROR_CHARS]
+                return SendResult(ok=False, error=error, duration_ms=_ms(started))
         assert answered is not None
         return _result(answered, _ms(started))
 
@@ -176,6 +188,13 @@ def _without_password(text: str, target: str) -> str:
     for secret in {url.password, raw} - {""}:
         text = text.replace(secret, "***")
     return text
+
+
+def _where(url: httpx.URL) -> str:
+    try:
+        return host_port(url)
+    except httpx.InvalidURL:
+        return "the receiver"
 
 
 def _ms(started: float) -> int:

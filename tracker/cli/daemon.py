@@ -14,38 +14,39 @@ from tracker.callbacks.email import Mailer, parse_smtp_url, redacted
 from tracker.callbacks.outbox import Sender
 from tracker.callbacks.webhook import WebhookSender, make_webhook_client
 from tracker.cli.common import database_option, open_store
-from tracker.cli.options import daemon_options
-from tracker.config import Settings
+from tracker.cli.options import daemon_options, daemon_settings
+from tracker.config import Settings, require_api_key
 from tracker.logsetup import configure_logging
-from tracker.poll.daemon import build_daemon
+from tracker.poll.daemon import NothingPolled, build_daemon
 from tracker.poll.upstream import UpstreamClient, make_http_client
 
 log = logging.getLogger("tracker")
 
 
 @click.command("daemon")
-@click.option("--once", is_flag=True, help="Poll everything due now once, then exit.")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Poll everything due now once, send due callbacks, then exit;"
+    " exit 1 when polls were due and none succeeded.",
+)
 @click.option("--exit-when-done", is_flag=True, help="Exit once no prediction is active.")
 @daemon_options
-@click.option("-v", "--verbose", is_flag=True, help="Log debug lines too.")
 @database_option
-def daemon_command(once: bool, exit_when_done: bool, verbose: bool, **options: Any) -> None:
+def daemon_command(once: bool, exit_when_done: bool, **options: Any) -> None:
     """Poll due predictions until stopped (SIGINT/SIGTERM finish in-flight polls, exit 0).
 
     The API key comes from TRACKER_API_KEY, ANYAPI_API_KEY or REPLICATE_API_TOKEN
-    (first one set); it is never logged or stored. Callbacks: TRACKER_WEBHOOK_SECRET
-    signs webhooks, TRACKER_SMTP_URL and TRACKER_MAIL_FROM send mail,
-    TRACKER_RETRY_SCHEDULE sets the retry delays, TRACKER_DEFAULT_WEBHOOK,
-    TRACKER_DEFAULT_EMAIL and TRACKER_DEFAULT_EVENTS add callbacks to every prediction.
+    (first one set); it is never logged or stored. Without one the daemon does not
+    start (exit 2), unless TRACKER_API_BASE is on this machine (127.0.0.0/8, ::1,
+    localhost). Callbacks: TRACKER_WEBHOOK_SECRET signs webhooks, TRACKER_SMTP_URL
+    and TRACKER_MAIL_FROM send mail, TRACKER_RETRY_SCHEDULE sets the retry delays,
+    TRACKER_DEFAULT_WEBHOOK, TRACKER_DEFAULT_EMAIL and TRACKER_DEFAULT_EVENTS add
+    callbacks to every prediction.
     """
-    settings = Settings.build(**options)
-    configure_logging(
-        fmt=settings.log_format,
-        level=logging.DEBUG if verbose else logging.INFO,
-        secrets=settings.secrets(),
-    )
-    if not settings.api_key:
-        log.warning("no API key set (TRACKER_API_KEY, ANYAPI_API_KEY or REPLICATE_API_TOKEN)")
+    settings = daemon_settings(options)
+    require_api_key(settings)
+    configure_logging(fmt=settings.log_format, level=settings.log_level, secrets=settings.secrets())
     code = asyncio.run(run_daemon(settings, once=once, exit_when_done=exit_when_done))
     sys.exit(code)
 
@@ -53,6 +54,8 @@ def daemon_command(once: bool, exit_when_done: bool, verbose: bool, **options: A
 async def run_daemon(
     settings: Settings, *, once: bool = False, exit_when_done: bool = False
 ) -> int:
+    """Run the daemon until it stops; its exit code. NothingPolled (an ``Error:``
+    line, exit 1) when ``once`` found polls due and none of them succeeded."""
     with open_store(settings.database_url) as store:
         async with contextlib.AsyncExitStack() as stack:
             http = await stack.enter_async_context(
@@ -67,7 +70,10 @@ async def run_daemon(
             )
             senders = await _senders(settings, stack)
             daemon = build_daemon(store, upstream, settings, senders=senders)
-            return await daemon.run(once=once, exit_when_done=exit_when_done)
+            code = await daemon.run(once=once, exit_when_done=exit_when_done)
+    if once and daemon.nothing_polled is not None:
+        raise NothingPolled(daemon.nothing_polled)
+    return code
 
 
 async def _senders(settings: Settings, stack: contextlib.AsyncExitStack) -> dict[str, Sender]:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from tracker.config import SETTING, SETTINGS, Setting
+from tracker.config import SETTING, SETTINGS, Setting, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,8 +79,41 @@ def setting_options(*names: str) -> Callable[[F], F]:
     return decorate
 
 
+def verbosity_options(fn: F) -> F:
+    """``-v``/``--verbose`` and ``-q``/``--quiet``: short for ``--log-level debug`` and
+    ``--log-level warning`` (see ``daemon_settings``)."""
+    fn = click.option(
+        "-q", "--quiet", is_flag=True, help="Log problems only (as --log-level warning)."
+    )(fn)
+    fn = click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        help="Log every transition, poll error and delivery attempt (as --log-level debug).",
+    )(fn)
+    return fn
+
+
 #: every command takes --database-url
 database_option = setting_option("database_url")
 #: the options of `tracker daemon` (and `serve`): every other row with a flag, in table order
 DAEMON_SETTINGS = tuple(s.name for s in SETTINGS if s.flag and s.name != "database_url")
-daemon_options = setting_options(*DAEMON_SETTINGS)
+
+
+def daemon_options(fn: F) -> F:
+    """The options of `tracker daemon`, for every command that runs the daemon (`serve`
+    too): its settings, then -v and -q. Read them with ``daemon_settings``."""
+    return setting_options(*DAEMON_SETTINGS)(verbosity_options(fn))
+
+
+def daemon_settings(options: dict[str, Any]) -> Settings:
+    """Settings from what ``daemon_options`` (and ``database_option``) parsed: they are
+    taken out of ``options``, so what is left is the command's own. -v or -q win over
+    --log-level and TRACKER_LOG_LEVEL; both at once is a usage error."""
+    verbose, quiet = options.pop("verbose", False), options.pop("quiet", False)
+    if verbose and quiet:
+        raise click.UsageError("-v/--verbose and -q/--quiet cannot be used together")
+    values = {name: options.pop(name) for name in list(options) if name in SETTING}
+    if verbose or quiet:
+        values["log_level"] = "debug" if verbose else "warning"
+    return Settings.build(**values)

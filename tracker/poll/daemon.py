@@ -17,18 +17,20 @@ import os
 import signal
 import socket
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from tracker import __version__
 from tracker.callbacks.outbox import Outbox, Sender
 from tracker.callbacks.retry import RetryPolicy
 from tracker.config import LIVE_WITHIN_SECONDS, Settings
-from tracker.exceptions import StoreError, StoreGone
+from tracker.exceptions import StoreError, StoreGone, TrackerError
+from tracker.net.failurelog import FailureLog
 from tracker.poll.jobs import Jobs
 from tracker.poll.poller import DRAIN_SECONDS, FETCH_GRACE_SECONDS, Poller, Upstream
 from tracker.poll.schedule import PollPolicy
 from tracker.poll.singleton import DaemonLock, SqliteFileGuard, sqlite_path
-from tracker.poll.stats import PollStats
+from tracker.poll.stats import IntervalSummary, PollStats, Snapshot
 from tracker.poll.writer import ObservationWriter
 from tracker.store.interfaces import DaemonStore
 from tracker.store.retention import PruneResult
@@ -36,9 +38,21 @@ from tracker.store.runner import DatabaseRunner
 from tracker.store.store import Store
 from tracker.timeparse import utcnow
 
-__all__ = ["DRAIN_SECONDS", "FETCH_GRACE_SECONDS", "Daemon", "build_daemon"]
+__all__ = ["DRAIN_SECONDS", "FETCH_GRACE_SECONDS", "Daemon", "NothingPolled", "build_daemon"]
 
 log = logging.getLogger(__name__)
+outbox_log = logging.getLogger("tracker.callbacks.outbox")
+
+
+class NothingPolled(TrackerError):
+    """``--once`` found polls due and none of them succeeded (exit 1)."""
+
+
+class HealthCheck(Protocol):
+    """``Store.health``: the database's state, which the summary line ends with."""
+
+    def __call__(self, *, now: datetime, live_within: timedelta) -> Snapshot: ...
+
 
 #: how often the due-work tick runs (seconds)
 TICK_SECONDS = 0.1
@@ -48,8 +62,6 @@ OUTBOX_SECONDS = 0.25
 EXIT_RETRY_HORIZON_SECONDS = 60.0
 #: how often the daemon says it is alive and extends its leases (seconds)
 HEARTBEAT_SECONDS = 5.0
-#: how often a summary line is logged (seconds)
-REPORT_SECONDS = 60.0
 #: with --prune-older-than, how often old history is pruned (seconds) ...
 PRUNE_SECONDS = 3600.0
 #: ... the first time this long after the start (seconds)
@@ -90,6 +102,7 @@ def build_daemon(
         db=db,
         policy=RetryPolicy(settings.retry_schedule),
         lease_seconds=settings.lease_seconds,
+        failure_log=FailureLog(outbox_log, interval=settings.log_interval),
     )
     writer = ObservationWriter(
         store.apply_observations,
@@ -119,6 +132,7 @@ def build_daemon(
         writer=writer,
         stopping=stopping,
         sqlite_file=sqlite_path(store),
+        health=store.health,
     )
 
 
@@ -135,6 +149,7 @@ class Daemon:
         writer: ObservationWriter,
         stopping: asyncio.Event,
         sqlite_file: str | None = None,
+        health: HealthCheck | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -150,7 +165,11 @@ class Daemon:
             db.add_check(self._check_database_file)
         #: why the daemon had to stop, when it could not go on (the exit code is then 1)
         self.fatal: str | None = None
+        #: with --once: why it counts as failed (polls were due and none succeeded)
+        self.nothing_polled: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._health = health
+        self._summary = IntervalSummary(self.poller.stats, outbox.counters)
 
     @property
     def stats(self) -> PollStats:
@@ -234,6 +253,9 @@ class Daemon:
                     self.store.mark_stopped, self.owner, now=utcnow(), polls=self.stats.requests
                 )
         self.db.shutdown()
+        # Failures counted since the last interval line are told before the end.
+        self.poller.failure_log.flush()
+        self.outbox.failure_log.flush()
         log.info(
             "daemon %s stopped: %s; %d callbacks delivered, %d given up",
             self.owner,
@@ -248,8 +270,13 @@ class Daemon:
             return 1
         if once and self.poller.auth_error:
             log.error("upstream rejected the API key: %s", self.poller.auth_error)
-            return 1
-        return 0
+        stats = self.stats
+        if once and stats.requests and not stats.answers:
+            last = f" (last: {stats.last_error})" if stats.last_error else ""
+            self.nothing_polled = (
+                f"no poll succeeded: {stats.failed_polls()} of {stats.requests} failed{last}"
+            )
+        return 1 if once and (self.poller.auth_error or self.nothing_polled) else 0
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -268,7 +295,7 @@ class Daemon:
     async def _run_scheduled(self, exit_when_done: bool) -> None:
         jobs = Jobs(self._stopping)
         jobs.every(TICK_SECONDS, self.poller.tick)
-        jobs.every(REPORT_SECONDS, self._report)
+        jobs.every(self.settings.log_interval, self._report)
         jobs.every(OUTBOX_SECONDS, self._outbox_tick)
         jobs.every(self.heartbeat_seconds, self._heartbeat)
         if self.settings.prune_older_than is not None:
@@ -296,7 +323,19 @@ class Daemon:
         self.outbox.wake()
 
     async def _report(self) -> None:
-        log.info("%s; %d in flight", self.stats.summary(), len(self.poller.in_flight))
+        """The failing endpoints' interval lines, then the summary of the interval."""
+        self.poller.failure_log.flush()
+        self.outbox.failure_log.flush()
+        snapshot = None
+        if self._health is not None:
+            try:
+                snapshot = await self.db.read(
+                    self._health, now=utcnow(), live_within=timedelta(seconds=LIVE_WITHIN_SECONDS)
+                )
+            except StoreError as exc:
+                self.db.note_trouble(exc)
+        text, fields = self._summary.take(snapshot, len(self.poller.in_flight))
+        log.info("%s", text, extra=fields)
 
     async def _prune(self) -> None:
         """Prune old history one batch (one short transaction) at a time, so polls

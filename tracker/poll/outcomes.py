@@ -19,6 +19,7 @@ from tracker.exceptions import (
     UpstreamError,
     UpstreamNotFound,
     UpstreamRateLimited,
+    UpstreamTransient,
 )
 from tracker.poll.observe import parse_prediction, plan_observation
 from tracker.poll.progress import remaining_seconds
@@ -43,6 +44,8 @@ class RecordError:
     detail: str
     next_poll: NextPoll
     raw: Any = None  #: the JSON body, when the answer was JSON but not a prediction
+    #: the upstream itself failed (no connection, a timeout, 5xx), not this prediction
+    endpoint: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +92,7 @@ def _poll_error(
 ) -> RecordError:
     next_poll = policy.after_error(consecutive_errors=state.consecutive_errors, now=now)
     raw = error.body if isinstance(error, UpstreamBadAnswer) else None
-    return RecordError(now, error.detail, next_poll, raw)
+    return RecordError(now, error.detail, next_poll, raw, isinstance(error, UpstreamTransient))
 
 
 def plan_answer(

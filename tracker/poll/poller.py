@@ -24,6 +24,7 @@ from tracker.exceptions import (
     UpstreamBadAnswer,
     UpstreamError,
 )
+from tracker.net.failurelog import FailureLog
 from tracker.poll.failures import FailureWriter
 from tracker.poll.gate import UpstreamGate
 from tracker.poll.outcomes import (
@@ -81,7 +82,11 @@ class Poller:
         #: in --once mode, a rejected key ends the sweep
         self.stop_on_auth_error = False
         self.gate = UpstreamGate(settings.max_rps, on_auth_error=self._auth_failed)
-        self.failures = FailureWriter(queue, db, settings, owner=owner, stats=self.stats)
+        #: the upstream's failures, logged as a group (the daemon flushes it)
+        self.failure_log = FailureLog(log, interval=settings.log_interval)
+        self.failures = FailureWriter(
+            queue, db, settings, owner=owner, stats=self.stats, failure_log=self.failure_log
+        )
         self._on_deliveries = on_deliveries
         self._adaptive = settings.scheduler == "adaptive"
         self._slots = asyncio.Semaphore(settings.concurrency)
@@ -252,6 +257,9 @@ class Poller:
 
     async def _carry_out(self, state: PredictionState, outcome: Answer | UpstreamError) -> None:
         now = utcnow()
+        code = outcome.status_code
+        if code is not None and code < 500:  # the upstream answers: it is not failing
+            self.failure_log.succeeded("upstream", self.settings.api_base)
         if isinstance(outcome, Answer):
             run_times = self.run_times if self._adaptive else None
             planned = plan_answer(state, outcome.body, now, self.policy, run_times)
@@ -281,8 +289,18 @@ class Poller:
         self.stats.answers += 1
         if update.changed:
             self.stats.changes += 1
-        if update.transition is not None:
+        if update.transition is not None and log.isEnabledFor(logging.DEBUG):
             t = update.transition
-            log.info("%s: %s -> %s", state.id, t.from_status or "(new)", t.to_status)
+            log.debug(
+                "%s: %s -> %s",
+                state.id,
+                t.from_status or "(new)",
+                t.to_status,
+                extra={
+                    "prediction_id": state.id,
+                    "from_status": t.from_status,
+                    "to_status": t.to_status,
+                },
+            )
         if update.terminal and state.tracking == Tracking.ACTIVE:
             self.stats.finished += 1

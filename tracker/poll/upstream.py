@@ -1,7 +1,7 @@
 """The HTTP client for the upstream prediction API.
 
 Every failure leaves this module as an ``UpstreamError`` subclass; nothing
-above it sees an httpx exception.
+above it sees an httpx or aiohttp exception.
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from tracker.exceptions import (
     UpstreamRateLimited,
     UpstreamTransient,
 )
+from tracker.net.errors import NETWORK_ERRORS, describe_failure, host_port
 from tracker.net.read import MiB, declared_too_long, read_capped, read_prefix, size_text
 from tracker.text.sanitize import TooDeep, clean_text, decode_json
 from tracker.timeparse import parse_retry_after
 
-#: seconds to wait for a TCP/TLS connection
+#: seconds to wait for a TCP/TLS connection (the rest of a poll has only the
+#: poll's own timeout, TRACKER_POLL_TIMEOUT, for all of it)
 CONNECT_TIMEOUT = 5.0
-#: seconds to wait for the answer
-READ_TIMEOUT = 20.0
 #: pause for a 429 that gives no Retry-After (seconds)
 DEFAULT_RATE_LIMIT_PAUSE = 5.0
 #: longest pause of all polling an upstream's Retry-After may impose (seconds)
@@ -85,7 +85,9 @@ def make_http_client(*, max_connections: int) -> httpx.AsyncClient:
     )
     return _CookielessClient(
         transport=AiohttpTransport(limits=limits),
-        timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT),
+        # No read limit of its own: the poll's timeout covers the whole request, so a
+        # silent server is reported as what it is ("timeout after N s", N as configured).
+        timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT),
         follow_redirects=False,
         headers={"User-Agent": f"tracker/{__version__}", "Accept": "application/json"},
     )
@@ -112,6 +114,11 @@ class UpstreamClient:
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._max_bytes = max_answer_bytes
         self._timeout = timeout
+        #: host:port of the upstream, as error texts name it
+        try:
+            self._where = host_port(self._base)
+        except httpx.InvalidURL:
+            self._where = "the upstream"
 
     def prediction_url(self, prediction_id: str) -> str:
         # The pattern rules out "." and "..", which quote() would leave for the
@@ -122,31 +129,40 @@ class UpstreamClient:
 
     async def get_prediction(self, prediction_id: str) -> Answer:
         """The answer, or an ``UpstreamError``; never longer than the timeout in all
-        (a server sending one byte a second does not hold a poll)."""
+        (a server sending one byte a second does not hold a poll). A failure says
+        what happened (``tracker.net.errors``): a refused connection is not a timeout."""
         url = self.prediction_url(prediction_id)
+        answered: list[httpx.Response] = []
+        deadline = asyncio.timeout(self._timeout)
         try:
-            async with asyncio.timeout(self._timeout):
-                response, content = await self._fetch(url)
-        except TimeoutError as exc:
-            raise UpstreamTransient(
-                f"timeout: no complete answer within {self._timeout:g} s"
-            ) from exc
+            async with deadline:
+                response, content = await self._fetch(url, answered)
+        except UpstreamError:
+            raise
+        except NETWORK_ERRORS as exc:
+            detail = describe_failure(
+                exc,
+                where=self._where,
+                timeout=self._timeout,
+                connect_timeout=min(CONNECT_TIMEOUT, self._timeout),
+                timed_out=deadline.expired(),
+                answered=bool(answered),
+            )
+            transient = not isinstance(exc, httpx.HTTPError) or isinstance(
+                exc, httpx.TransportError
+            )
+            error = UpstreamTransient if transient else UpstreamError
+            raise error(self._redact(detail)) from exc
         if len(content) > THREAD_PARSE_BYTES:
             return await asyncio.to_thread(_interpret, response, content, self._secrets)
         return _interpret(response, content, self._secrets)
 
-    async def _fetch(self, url: str) -> tuple[httpx.Response, bytes]:
-        try:
-            async with self._http.stream("GET", url, headers=self._headers) as response:
-                return response, await self._read(response)
-        except httpx.TimeoutException as exc:
-            raise UpstreamTransient(f"timeout: {type(exc).__name__}") from exc
-        except httpx.TransportError as exc:
-            detail = self._redact(f"connection failed: {type(exc).__name__}: {exc}")
-            raise UpstreamTransient(detail) from exc
-        except httpx.HTTPError as exc:
-            detail = self._redact(f"request failed: {type(exc).__name__}: {exc}")
-            raise UpstreamError(detail) from exc
+    async def _fetch(
+        self, url: str, answered: list[httpx.Response]
+    ) -> tuple[httpx.Response, bytes]:
+        async with self._http.stream("GET", url, headers=self._headers) as response:
+            answered.append(response)
+            return response, await self._read(response)
 
     async def _read(self, response: httpx.Response) -> bytes:
         """The body: all of a 2xx one up to the cap, a prefix of any other."""
