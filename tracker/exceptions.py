@@ -40,6 +40,10 @@ class SchemaMissing(StoreError):
     """The database has not been migrated: run ``tracker db upgrade``."""
 
 
+class DatabaseMissing(SchemaMissing):
+    """The SQLite file does not exist: nothing was created; ``tracker db upgrade`` creates it."""
+
+
 class SchemaTooNew(StoreError):
     """The database was migrated by a newer tracker: upgrade the tracker, not the database."""
 

@@ -6,7 +6,7 @@ import click
 
 from tracker.cli.common import database_option, open_store
 from tracker.store import migrate, revisions
-from tracker.store.store import SCHEMA_HEAD
+from tracker.store.store import SCHEMA_HEAD, Store
 
 
 @click.group("db")
@@ -32,7 +32,7 @@ def upgrade_command(database_url: str) -> None:
 @database_option
 def current_command(database_url: str) -> None:
     """Print the schema revision of the database."""
-    with open_store(database_url, check=False) as store:
+    with Store.open_existing(database_url) as store:  # never creates a SQLite file
         revision = store.schema_revision()
     click.echo(revision or "empty (run `tracker db upgrade`)")
     if revision is not None and not revisions.is_known(revision):

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
     Connection,
-    RowMapping,
-    Select,
     func,
     insert,
     inspect,
@@ -23,13 +21,13 @@ from tracker.domain import (
     Callback,
     CallbackSpec,
     LogChunk,
-    Prediction,
     PredictionDetail,
     Tracking,
     Transition,
 )
 from tracker.events import canonical_events
 from tracker.exceptions import (
+    DatabaseMissing,
     SchemaMissing,
     SchemaTooNew,
 )
@@ -37,7 +35,9 @@ from tracker.store import revisions
 from tracker.store.base import SCHEMA_HINT, batches
 from tracker.store.daemons import DaemonOps
 from tracker.store.deliveries import DeliveryOps
+from tracker.store.engine import sqlite_file
 from tracker.store.enqueue import queue_completed_for_finished
+from tracker.store.listing import PREDICTION_COLUMNS, ListingOps, prediction_record
 from tracker.store.polling import PollOps
 from tracker.store.reports import ReportOps
 from tracker.store.retention import RetentionOps
@@ -59,7 +59,7 @@ class AddResult:
     callbacks_added: int
 
 
-class Store(PollOps, DeliveryOps, DaemonOps, ReportOps, RetentionOps):
+class Store(PollOps, DeliveryOps, DaemonOps, ListingOps, ReportOps, RetentionOps):
     """Named operations on the tracker's tables, each one transaction."""
 
     def schema_revision(self) -> str | None:
@@ -70,9 +70,20 @@ class Store(PollOps, DeliveryOps, DaemonOps, ReportOps, RetentionOps):
             return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
 
     @classmethod
+    def open_existing(cls, url: str) -> Store:
+        """A store on a database that exists: a SQLite file that is not there is
+        DatabaseMissing, and is not created (SQLite would create it empty). Only
+        ``tracker db upgrade`` (``from_url`` and a migration) creates one."""
+        path = sqlite_file(url)
+        if path is not None and not os.path.exists(path):
+            raise DatabaseMissing(f"no database at {path} (run tracker db upgrade to create it)")
+        return cls.from_url(url)
+
+    @classmethod
     def open_checked(cls, url: str) -> Store:
-        """A store on ``url`` whose schema is this tracker's (closed again if not)."""
-        store = cls.from_url(url)
+        """A store on ``url`` whose schema is this tracker's (closed again if not);
+        a SQLite file that does not exist is DatabaseMissing (``open_existing``)."""
+        store = cls.open_existing(url)
         try:
             store.check_schema()
         except BaseException:
@@ -215,39 +226,10 @@ class Store(PollOps, DeliveryOps, DaemonOps, ReportOps, RetentionOps):
 
     # -- reading -----------------------------------------------------------
 
-    def list_predictions(
-        self,
-        *,
-        statuses: Sequence[str] = (),
-        active_only: bool = False,
-        model: str | None = None,
-        limit: int | None = None,
-    ) -> list[Prediction]:
-        """Whole predictions, logs included: for a few rows; listings use ``list_columns``."""
-        stmt = _listing(select(*_PREDICTION_COLUMNS), statuses, active_only, model, limit)
-        with self._reading() as conn:
-            return [_prediction(row) for row in conn.execute(stmt).mappings()]
-
-    def list_columns(
-        self,
-        columns: Sequence[str],
-        *,
-        statuses: Sequence[str] = (),
-        active_only: bool = False,
-        model: str | None = None,
-        limit: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """These columns of the predictions, oldest registration first: a listing
-        reads only what it prints, never the logs or raw bodies (they can be huge)."""
-        selected = select(*(predictions.c[name] for name in columns))
-        stmt = _listing(selected, statuses, active_only, model, limit)
-        with self._reading() as conn:
-            return [dict(row) for row in conn.execute(stmt).mappings()]
-
     def get_detail(self, prediction_id: str) -> PredictionDetail | None:
         with self._reading() as conn:
             row = (
-                conn.execute(select(*_PREDICTION_COLUMNS).where(predictions.c.id == prediction_id))
+                conn.execute(select(*PREDICTION_COLUMNS).where(predictions.c.id == prediction_id))
                 .mappings()
                 .first()
             )
@@ -278,7 +260,7 @@ class Store(PollOps, DeliveryOps, DaemonOps, ReportOps, RetentionOps):
                 )
             ]
         sent = self.list_deliveries(prediction_id=prediction_id, with_history=True)
-        return PredictionDetail(_prediction(row), transitions, logs, cbs, sent)
+        return PredictionDetail(prediction_record(row), transitions, logs, cbs, sent)
 
     def count_active(self) -> int:
         with self._reading() as conn:
@@ -316,55 +298,3 @@ class Store(PollOps, DeliveryOps, DaemonOps, ReportOps, RetentionOps):
 def merge_events(current: str, new: Iterable[str]) -> str:
     """The union of two event lists, in canonical order."""
     return ",".join(canonical_events([*current.split(","), *new]))
-
-
-def _listing(
-    stmt: Select[Any],
-    statuses: Sequence[str],
-    active_only: bool,
-    model: str | None,
-    limit: int | None,
-) -> Select[Any]:
-    """``stmt`` with a listing's filters and order."""
-    stmt = stmt.order_by(predictions.c.registered_at, predictions.c.id)
-    if statuses:
-        stmt = stmt.where(predictions.c.status.in_(statuses))
-    if active_only:
-        stmt = stmt.where(predictions.c.tracking == Tracking.ACTIVE.value)
-    if model:
-        stmt = stmt.where(predictions.c.model == model)
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    return stmt
-
-
-#: the columns a ``Prediction`` is made of (not ``raw``, the last body as received)
-_PREDICTION_COLUMNS = tuple(predictions.c[f.name] for f in fields(Prediction))
-
-
-def _prediction(row: RowMapping) -> Prediction:
-    return Prediction(
-        id=row["id"],
-        status=row["status"],
-        tracking=row["tracking"],
-        model=row["model"],
-        version=row["version"],
-        input=row["input"],
-        output=row["output"],
-        error=row["error"],
-        logs=row["logs"] or "",
-        metrics=row["metrics"],
-        predict_time=row["predict_time"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        completed_at=row["completed_at"],
-        data_removed=row["data_removed"],
-        urls=row["urls"],
-        labels=row["labels"] or {},
-        registered_at=row["registered_at"],
-        last_polled_at=row["last_polled_at"],
-        next_poll_at=row["next_poll_at"],
-        poll_count=row["poll_count"],
-        error_count=row["error_count"],
-        last_error=row["last_error"],
-    )
