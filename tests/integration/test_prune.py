@@ -654,6 +654,7 @@ def tracker(db_url: str, *args: str, **variables: str) -> subprocess.CompletedPr
     env.update(TRACKER_DATABASE_URL=db_url, **variables)
     return subprocess.run(
         [sys.executable, "-m", "tracker", *args],
+        stdin=subprocess.DEVNULL,  # not a terminal: `prune --all` needs --yes
         capture_output=True,
         text=True,
         timeout=120,
@@ -683,7 +684,7 @@ def test_prune_command_reports_what_it_removed(history: Store, db_url: str) -> N
     ]
 
     cutoff = CUTOFF.date().isoformat()
-    gone = tracker(db_url, "prune", "--older-than", cutoff, "--all", "--batch-size", "2")
+    gone = tracker(db_url, "prune", "--older-than", cutoff, "--all", "--yes", "--batch-size", "2")
     assert gone.returncode == 0, gone.stderr
     lines = [" ".join(line.split()) for line in gone.stdout.splitlines()]
     assert "predictions deleted 5" in lines

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import sys
+from datetime import datetime
 
 import click
 
-from tracker.cli.common import database_option, format_option, open_store
+from tracker.cli.common import cell, database_option, format_option, open_store
 from tracker.cli.when import METAVAR
 from tracker.exceptions import InvalidInput
 from tracker.store.retention import DEFAULT_BATCH_SIZE, PruneResult
@@ -25,6 +28,32 @@ LABELS = {
     "callbacks_deleted": "callbacks deleted",
     "deliveries_deleted": "deliveries deleted",
 }
+#: the text output of a dry run: what would happen, one sentence per count
+WOULD = {
+    "affected": ("would prune", "prediction", "predictions"),
+    "log_rows_deleted": ("would delete", "log row", "log rows"),
+    "raw_bodies_cleared": ("would clear", "raw body", "raw bodies"),
+    "attempts_deleted": ("would delete", "delivery attempt", "delivery attempts"),
+    "predictions_deleted": ("would delete", "prediction", "predictions"),
+    "kept_pending": (
+        "would keep",
+        "prediction (delivery pending)",
+        "predictions (delivery pending)",
+    ),
+    "transitions_deleted": ("would delete", "status transition", "status transitions"),
+    "callbacks_deleted": ("would delete", "callback", "callbacks"),
+    "deliveries_deleted": ("would delete", "delivery", "deliveries"),
+}
+#: counts that only --all makes
+ONLY_WITH_ALL = frozenset(
+    {
+        "predictions_deleted",
+        "kept_pending",
+        "transitions_deleted",
+        "callbacks_deleted",
+        "deliveries_deleted",
+    }
+)
 
 
 @click.command("prune")
@@ -48,6 +77,12 @@ LABELS = {
 )
 @click.option("--dry-run", is_flag=True, help="Count what would go; change nothing.")
 @click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="Do not ask before --all deletes predictions (needed when stdin is not a terminal).",
+)
+@click.option(
     "--batch-size",
     type=click.IntRange(min=1, max=100_000),
     default=DEFAULT_BATCH_SIZE,
@@ -61,6 +96,7 @@ def prune_command(
     keep_logs: bool,
     delete_predictions: bool,
     dry_run: bool,
+    yes: bool,
     batch_size: int,
     fmt: str,
     database_url: str,
@@ -75,6 +111,8 @@ def prune_command(
     to NULL and deletes the attempts of their delivered and dead deliveries;
     every other column stays. The work goes in short transactions of
     --batch-size predictions, so a running daemon is never held up for long.
+
+    --all asks first in a terminal; elsewhere (a script, cron) it needs --yes.
     """
     if keep_logs and delete_predictions:
         raise click.UsageError("--keep-logs cannot be combined with --all")
@@ -82,14 +120,23 @@ def prune_command(
     cutoff = read_moment(older_than, "--older-than", now=now)
     if cutoff > now:
         raise InvalidInput(f"--older-than {older_than!r} is in the future")
+    ask = delete_predictions and not dry_run and not yes
+    if ask and not sys.stdin.isatty():
+        raise click.UsageError(
+            "--all deletes predictions for good: add --yes to confirm (stdin is not a terminal)"
+        )
     with open_store(database_url) as store:
-        result = store.prune(
+        prune = functools.partial(
+            store.prune,
             cutoff=cutoff,
             keep_logs=keep_logs,
             delete_predictions=delete_predictions,
-            dry_run=dry_run,
             batch_size=batch_size,
         )
+        if ask and not _confirmed(prune(dry_run=True), cutoff):
+            click.echo("nothing was deleted", err=True)
+            sys.exit(1)
+        result = prune(dry_run=dry_run)
     if fmt == "json":
         document = {"cutoff": cutoff.isoformat(), "dry_run": dry_run, **result.counts()}
         click.echo(json.dumps(document, indent=2))
@@ -97,19 +144,29 @@ def prune_command(
         _print_text(result, dry_run=dry_run, delete_predictions=delete_predictions)
 
 
+def _confirmed(planned: PruneResult, cutoff: datetime) -> bool:
+    """Ask in the terminal before --all deletes predictions (nothing to delete: no question)."""
+    if not planned.predictions_deleted:
+        return True
+    count = planned.predictions_deleted
+    return click.confirm(
+        f"Delete {count:,} prediction{'' if count == 1 else 's'} that finished before"
+        f" {cell(cutoff)}, with their transitions, logs, callbacks and deliveries?",
+        default=False,
+        err=True,
+    )
+
+
 def _print_text(result: PruneResult, *, dry_run: bool, delete_predictions: bool) -> None:
     counts = result.counts()
-    only_with_all = {
-        "predictions_deleted",
-        "kept_pending",
-        "transitions_deleted",
-        "callbacks_deleted",
-        "deliveries_deleted",
-    }
-    width = max(len(label) for label in LABELS.values())
-    for name, label in LABELS.items():
-        if name in only_with_all and not delete_predictions:
-            continue
-        click.echo(f"{label:<{width}}  {counts[name]}")
+    shown = [n for n in LABELS if delete_predictions or n not in ONLY_WITH_ALL]
     if dry_run:
+        click.echo(f"{counts['examined']:,} finished predictions examined")
+        for name in shown[1:]:
+            verb, one, many = WOULD[name]
+            click.echo(f"{verb} {counts[name]:,} {one if counts[name] == 1 else many}")
         click.echo("dry run: nothing was changed")
+        return
+    width = max(len(label) for label in LABELS.values())
+    for name in shown:
+        click.echo(f"{LABELS[name]:<{width}}  {counts[name]}")
