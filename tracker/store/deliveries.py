@@ -3,11 +3,22 @@ re-queueing them (queueing them is ``tracker.store.enqueue``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    RowMapping,
+    Select,
+    and_,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from tracker.domain import (
     Delivery,
@@ -17,7 +28,47 @@ from tracker.domain import (
     SendResult,
 )
 from tracker.store.base import StoreBase
-from tracker.store.tables import callbacks, deliveries, delivery_attempts
+from tracker.store.listing import streaming
+from tracker.store.tables import callbacks, deliveries, delivery_attempts, predictions
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryQuery:
+    """Which deliveries a listing covers, and in which order. ``since`` and ``until``
+    bound when a delivery was created (since inclusive, until exclusive, as
+    ``retry_deliveries`` reads ``since``); ``labels`` are those of its prediction."""
+
+    states: Sequence[str] = ()
+    prediction_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    limit: int | None = None
+    newest_first: bool = False
+
+    def select(self, *, count: bool = False) -> Select[Any]:
+        """The listing (or, with ``count``, the number of its rows, limit aside)."""
+        d = deliveries.c
+        source = deliveries.join(callbacks, callbacks.c.id == d.callback_id)
+        conditions: list[ColumnElement[bool]] = []
+        if self.states:
+            conditions.append(d.state.in_(self.states))
+        if self.prediction_id is not None:
+            conditions.append(d.prediction_id == self.prediction_id)
+        if self.since is not None:
+            conditions.append(d.created_at >= self.since)
+        if self.until is not None:
+            conditions.append(d.created_at < self.until)
+        if self.labels:
+            source = source.join(predictions, predictions.c.id == d.prediction_id)
+            for key, value in self.labels.items():
+                conditions.append(predictions.c.labels[key].as_string() == value)
+        if count:
+            return select(func.count()).select_from(source).where(*conditions)
+        stmt = select(*_DELIVERY_COLUMNS).select_from(source).where(*conditions)
+        stmt = stmt.order_by(d.id.desc() if self.newest_first else d.id)
+        return stmt if self.limit is None else stmt.limit(self.limit)
+
 
 _DELIVERY_COLUMNS = (
     deliveries.c.id,
@@ -189,22 +240,27 @@ class DeliveryOps(StoreBase):
         prediction_id: str | None = None,
         limit: int | None = None,
         with_history: bool = False,
+        query: DeliveryQuery | None = None,
     ) -> list[Delivery]:
-        stmt = (
-            select(*_DELIVERY_COLUMNS)
-            .join(callbacks, callbacks.c.id == deliveries.c.callback_id)
-            .order_by(deliveries.c.id)
-        )
-        if states:
-            stmt = stmt.where(deliveries.c.state.in_(states))
-        if prediction_id is not None:
-            stmt = stmt.where(deliveries.c.prediction_id == prediction_id)
-        if limit is not None:
-            stmt = stmt.limit(limit)
+        """Deliveries, oldest first unless ``query`` (every filter and the order, in
+        place of the keyword filters) says otherwise; their attempts only when asked."""
+        query = query or DeliveryQuery(states, prediction_id, limit=limit)
         with self._reading() as conn:
-            rows = conn.execute(stmt).mappings().all()
+            rows = conn.execute(query.select()).mappings().all()
             history = self._history(conn, [r["id"] for r in rows]) if with_history else {}
         return [_delivery(r, history.get(r["id"], [])) for r in rows]
+
+    def iter_deliveries(self, query: DeliveryQuery) -> Iterator[Delivery]:
+        """``list_deliveries`` a row at a time, without attempts (as
+        ``ListingOps.iter_columns`` streams predictions)."""
+        with self._reading() as conn, streaming(conn).execute(query.select()) as result:
+            for row in result.mappings():
+                yield _delivery(row, [])
+
+    def count_listed_deliveries(self, query: DeliveryQuery) -> int:
+        """How many deliveries ``query`` covers, its limit aside."""
+        with self._reading() as conn:
+            return int(conn.execute(query.select(count=True)).scalar_one())
 
     @staticmethod
     def _history(conn: Connection, ids: list[int]) -> dict[int, list[DeliveryAttempt]]:
