@@ -6,6 +6,7 @@ import json
 import sys
 from dataclasses import asdict
 from datetime import timedelta
+from typing import Any, NoReturn
 
 import click
 
@@ -19,11 +20,15 @@ from tracker.cli.common import (
     to_jsonable,
 )
 from tracker.config import LIVE_WITHIN_SECONDS
+from tracker.exceptions import ConfigError, StoreError
 from tracker.store.daemons import Health
 from tracker.timeparse import utcnow
 
 #: schedule lag beyond which the tracker is unhealthy (seconds)
 DEFAULT_MAX_LAG = 60.0
+
+#: exit codes, as monitoring plugins read them (OK, WARNING/CRITICAL, UNKNOWN)
+EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_UNKNOWN = 0, 1, 3
 
 
 @click.command("status")
@@ -44,18 +49,39 @@ DEFAULT_MAX_LAG = 60.0
 @format_option(("table", "json"))
 @database_option
 def status_command(max_lag: float, live_within: float, fmt: str, database_url: str) -> None:
-    """Daemons, schedule lag and deliveries; exits 1 when the tracker is unhealthy
-    (no live daemon while predictions are active, or lag beyond --max-lag)."""
-    with open_store(database_url) as store:
-        health = store.health(now=utcnow(), live_within=timedelta(seconds=live_within))
+    """Daemons, schedule lag and deliveries, as a health check: exits 0 when healthy,
+    1 when unhealthy (no live daemon while predictions are active, or lag beyond
+    --max-lag), 3 when the database cannot be read (unreachable, no such file, no
+    or a newer schema: health unknown, as monitoring plugins say UNKNOWN).
+
+    With --format json the answer is JSON whatever the outcome: "healthy" is
+    true, false or null (unknown), "reachable" says whether the database could
+    be read and "error" why not.
+    """
+    try:
+        with open_store(database_url) as store:
+            health = store.health(now=utcnow(), live_within=timedelta(seconds=live_within))
+    except (StoreError, ConfigError) as exc:
+        _unknown(str(exc), fmt)
     problems = diagnose(health, max_lag)
     if fmt == "json":
-        report = to_jsonable(asdict(health))
-        report.update(schedule_lag=health.schedule_lag, healthy=not problems, problems=problems)
+        report: dict[str, Any] = {"healthy": not problems, "reachable": True, "error": None}
+        report.update(to_jsonable(asdict(health)))
+        report.update(schedule_lag=health.schedule_lag, problems=problems)
         click.echo(json.dumps(report, indent=2))
     else:
         _print(health, problems)
-    sys.exit(1 if problems else 0)
+    sys.exit(EXIT_UNHEALTHY if problems else EXIT_HEALTHY)
+
+
+def _unknown(error: str, fmt: str) -> NoReturn:
+    """The database could not be read: health unknown, exit 3."""
+    if fmt == "json":
+        report = {"healthy": None, "reachable": False, "error": error, "problems": [error]}
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(f"Error: {error}", err=True)
+    sys.exit(EXIT_UNKNOWN)
 
 
 def diagnose(health: Health, max_lag: float) -> list[str]:
