@@ -13,16 +13,18 @@ import builtins
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime, timedelta
-from typing import Any, Self
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, Self, Unpack
 
+from tracker import arguments as args
+from tracker.arguments import Window
 from tracker.config import SETTING, Settings
 from tracker.domain import (
     CallbackSpec,
     Delivery,
-    DeliveryState,
     Prediction,
     PredictionDetail,
     Tracking,
@@ -37,18 +39,17 @@ from tracker.exceptions import (
     TrackerError,
     WaitTimeout,
 )
-from tracker.inputs import parse_labels, validate_email, validate_ids, validate_webhook_url
+from tracker.inputs import validate_email, validate_ids, validate_webhook_url
 from tracker.store.store import AddResult, Store
-from tracker.timeparse import read_moment, utcnow
+from tracker.timeparse import utcnow
 
-__all__ = ["AddResult", "AsyncTracker", "ForgetResult", "Tracker"]
+__all__ = ["AddResult", "AsyncTracker", "ForgetResult", "Tracker", "Window"]
 
 #: how often ``wait`` reads the prediction again
 WAIT_INTERVAL = 0.5  # seconds
 
 #: what ``list_columns`` may read: the fields of a Prediction
 PREDICTION_COLUMNS = tuple(f.name for f in fields(Prediction))
-DELIVERY_STATES = tuple(s.value for s in DeliveryState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,19 +120,21 @@ class Tracker:
         """Register one ID or many. A known ID keeps its row and gains the new labels
         and callbacks (``events``, default ``completed``, apply to the callbacks given
         here). ``deadline`` is not supported yet: anything but None is refused."""
-        wanted = validate_ids(_strings(ids))
+        wanted = validate_ids(args.strings(ids))
         if not wanted:
             raise InvalidInput("give at least one prediction ID")
         if deadline is not None:
             raise InvalidInput("deadlines are not supported yet")
-        wanted_events = parse_events("completed" if events is None else ",".join(_strings(events)))
-        hooks, addresses = _strings(webhooks), _strings(emails)
+        wanted_events = parse_events(
+            "completed" if events is None else ",".join(args.strings(events))
+        )
+        hooks, addresses = args.strings(webhooks), args.strings(emails)
         allowed = self.settings.webhook_allowed_hosts if hooks else None  # literal addresses
         specs = [
             CallbackSpec("webhook", validate_webhook_url(u, allowed), wanted_events) for u in hooks
         ]
         specs += [CallbackSpec("email", validate_email(a), wanted_events) for a in addresses]
-        label_map = _labels(labels)
+        label_map = args.labels(labels)
         now = utcnow()
         first_poll_at = now + timedelta(seconds=self.settings.poll_min)
         return self._open().add_predictions(
@@ -157,10 +160,15 @@ class Tracker:
         active: bool | None = None,
         model: str | None = None,
         limit: int | None = None,
+        *,
+        newest_first: bool = False,
+        **window: Unpack[Window],
     ) -> builtins.list[Prediction]:
-        """Whole predictions (logs included), oldest registration first. ``status``:
-        one or several upstream statuses; ``active=True``: only those still polled."""
-        return self._open().list_predictions(**_filters(status, active, model, limit))
+        """Whole predictions (logs included), oldest registration first (newest with
+        ``newest_first``). ``status``: one or several upstream statuses; ``active=True``:
+        only those still polled; ``since``, ``until``, ``labels``: see ``Window``."""
+        query = args.prediction_query(status, active, model, limit, newest_first, **window)
+        return self._open().list_predictions(query=query)
 
     def list_columns(
         self,
@@ -169,21 +177,48 @@ class Tracker:
         active: bool | None = None,
         model: str | None = None,
         limit: int | None = None,
+        *,
+        newest_first: bool = False,
+        **window: Unpack[Window],
     ) -> builtins.list[dict[str, Any]]:
         """Only these columns of the predictions ``list`` would return, as dicts: a
         listing that never reads the logs (they can be large)."""
-        wanted = _strings(columns)
-        unknown = [c for c in wanted if c not in PREDICTION_COLUMNS]
-        if unknown or not wanted:
-            raise InvalidInput(
-                f"unknown column(s) {', '.join(map(repr, unknown)) or '(none given)'}:"
-                f" choose from {', '.join(PREDICTION_COLUMNS)}"
-            )
-        return self._open().list_columns(wanted, **_filters(status, active, model, limit))
+        query = args.prediction_query(status, active, model, limit, newest_first, **window)
+        return self._open().list_columns(args.columns(columns, PREDICTION_COLUMNS), query=query)
+
+    def iter_columns(
+        self,
+        columns: Iterable[str],
+        status: str | Iterable[str] | None = None,
+        active: bool | None = None,
+        model: str | None = None,
+        limit: int | None = None,
+        *,
+        newest_first: bool = False,
+        **window: Unpack[Window],
+    ) -> Iterator[dict[str, Any]]:
+        """``list_columns`` a row at a time, as the database hands them over (``tracker
+        list`` prints each as it comes). The arguments are checked at the call; the
+        rows are read while iterating, in one read transaction that lasts until the
+        iterator is exhausted or closed."""
+        wanted = args.columns(columns, PREDICTION_COLUMNS)
+        query = args.prediction_query(status, active, model, limit, newest_first, **window)
+        return self._open().iter_columns(wanted, query)
+
+    def count(
+        self,
+        status: str | Iterable[str] | None = None,
+        active: bool | None = None,
+        model: str | None = None,
+        **window: Unpack[Window],
+    ) -> int:
+        """How many predictions ``list`` with these filters returns, without a limit."""
+        query = args.prediction_query(status, active, model, None, False, **window)
+        return self._open().count_predictions(query)
 
     def forget(self, ids: str | Iterable[str]) -> ForgetResult:
         """Stop polling these predictions; their history stays (``add`` tracks one again)."""
-        wanted = validate_ids(_strings(ids))
+        wanted = validate_ids(args.strings(ids))
         if not wanted:
             raise InvalidInput("give at least one prediction ID")
         found = set(self._open().forget(wanted))
@@ -198,7 +233,7 @@ class Tracker:
         database. WaitTimeout after ``timeout`` seconds; NotTracked when it is lost
         or forgotten (it would never end)."""
         validate_id(prediction_id)
-        give_up = _give_up_at(timeout, interval)
+        give_up = args.give_up_at(timeout, interval)
         while True:
             prediction = self.get(prediction_id)
             if _ended(prediction):
@@ -212,19 +247,38 @@ class Tracker:
         state: str | Iterable[str] | None = None,
         prediction_id: str | None = None,
         limit: int | None = None,
+        *,
+        newest_first: bool = False,
+        **window: Unpack[Window],
     ) -> builtins.list[Delivery]:
-        """Callback deliveries, oldest first (without their attempts: ``detail`` has them)."""
-        states = _strings(state)
-        for value in states:
-            if value not in DELIVERY_STATES:
-                raise InvalidInput(
-                    f"unknown delivery state {value!r}: choose from {', '.join(DELIVERY_STATES)}"
-                )
-        if prediction_id is not None:
-            validate_id(prediction_id)
-        return self._open().list_deliveries(
-            states=states, prediction_id=prediction_id, limit=_limit(limit)
-        )
+        """Callback deliveries, oldest first (newest with ``newest_first``), without
+        their attempts (``detail`` has them). ``since`` and ``until`` bound when a
+        delivery was created; ``labels`` are its prediction's."""
+        query = args.delivery_query(state, prediction_id, limit, newest_first, **window)
+        return self._open().list_deliveries(query=query)
+
+    def iter_deliveries(
+        self,
+        state: str | Iterable[str] | None = None,
+        prediction_id: str | None = None,
+        limit: int | None = None,
+        *,
+        newest_first: bool = False,
+        **window: Unpack[Window],
+    ) -> Iterator[Delivery]:
+        """``list_deliveries`` a row at a time (as ``iter_columns``)."""
+        query = args.delivery_query(state, prediction_id, limit, newest_first, **window)
+        return self._open().iter_deliveries(query)
+
+    def count_deliveries(
+        self,
+        state: str | Iterable[str] | None = None,
+        prediction_id: str | None = None,
+        **window: Unpack[Window],
+    ) -> int:
+        """How many deliveries ``list_deliveries`` with these filters returns, no limit."""
+        query = args.delivery_query(state, prediction_id, None, False, **window)
+        return self._open().count_listed_deliveries(query)
 
     def retry_deliveries(
         self,
@@ -235,13 +289,13 @@ class Tracker:
         """Re-queue dead deliveries: these IDs, a prediction's, or all created since a
         time (``datetime``, a date, an RFC 3339 time or ``7d``). Each keeps its
         webhook-id and payload and gets the whole retry schedule again."""
-        wanted = _delivery_ids(ids)
+        wanted = args.delivery_ids(ids)
         if not (wanted or prediction_id or since):
             raise InvalidInput("give delivery IDs, --prediction ID or --since TIME")
         if prediction_id is not None:
             validate_id(prediction_id)
         return self._open().retry_deliveries(
-            now=utcnow(), ids=wanted, prediction_id=prediction_id, since=_moment(since)
+            now=utcnow(), ids=wanted, prediction_id=prediction_id, since=args.moment(since)
         )
 
 
@@ -291,8 +345,12 @@ class AsyncTracker:
         active: bool | None = None,
         model: str | None = None,
         limit: int | None = None,
+        *,
+        newest_first: bool = False,
+        **window: Unpack[Window],
     ) -> builtins.list[Prediction]:
-        return await asyncio.to_thread(self.sync.list, status, active, model, limit)
+        call = partial(self.sync.list, newest_first=newest_first, **window)
+        return await asyncio.to_thread(call, status, active, model, limit)
 
     async def list_columns(
         self,
@@ -301,10 +359,21 @@ class AsyncTracker:
         active: bool | None = None,
         model: str | None = None,
         limit: int | None = None,
+        *,
+        newest_first: bool = False,
+        **window: Unpack[Window],
     ) -> builtins.list[dict[str, Any]]:
-        return await asyncio.to_thread(
-            self.sync.list_columns, columns, status, active, model, limit
-        )
+        call = partial(self.sync.list_columns, newest_first=newest_first, **window)
+        return await asyncio.to_thread(call, columns, status, active, model, limit)
+
+    async def count(
+        self,
+        status: str | Iterable[str] | None = None,
+        active: bool | None = None,
+        model: str | None = None,
+        **window: Unpack[Window],
+    ) -> int:
+        return await asyncio.to_thread(partial(self.sync.count, **window), status, active, model)
 
     async def forget(self, ids: str | Iterable[str]) -> ForgetResult:
         return await asyncio.to_thread(self.sync.forget, ids)
@@ -314,7 +383,7 @@ class AsyncTracker:
     ) -> Prediction:
         """As :meth:`Tracker.wait`, sleeping with ``asyncio.sleep`` between reads."""
         validate_id(prediction_id)
-        give_up = _give_up_at(timeout, interval)
+        give_up = args.give_up_at(timeout, interval)
         while True:
             prediction = await self.get(prediction_id)
             if _ended(prediction):
@@ -326,8 +395,21 @@ class AsyncTracker:
         state: str | Iterable[str] | None = None,
         prediction_id: str | None = None,
         limit: int | None = None,
+        *,
+        newest_first: bool = False,
+        **window: Unpack[Window],
     ) -> builtins.list[Delivery]:
-        return await asyncio.to_thread(self.sync.list_deliveries, state, prediction_id, limit)
+        call = partial(self.sync.list_deliveries, newest_first=newest_first, **window)
+        return await asyncio.to_thread(call, state, prediction_id, limit)
+
+    async def count_deliveries(
+        self,
+        state: str | Iterable[str] | None = None,
+        prediction_id: str | None = None,
+        **window: Unpack[Window],
+    ) -> int:
+        call = partial(self.sync.count_deliveries, **window)
+        return await asyncio.to_thread(call, state, prediction_id)
 
     async def retry_deliveries(
         self,
@@ -338,87 +420,7 @@ class AsyncTracker:
         return await asyncio.to_thread(self.sync.retry_deliveries, ids, prediction_id, since)
 
 
-# -- checking arguments ----------------------------------------------------------------
-
-
-def _strings(value: str | Iterable[str] | None) -> builtins.list[str]:
-    """One string or several, as a list (a lone string is one value, not characters)."""
-    if value is None:
-        return []
-    items = [value] if isinstance(value, str) else builtins.list(value)
-    for item in items:
-        if not isinstance(item, str):
-            raise InvalidInput(f"expected text, got {type(item).__name__} {item!r:.40}")
-    return items
-
-
-def _labels(labels: Mapping[str, str] | None) -> dict[str, str]:
-    if labels is None:
-        return {}
-    if not isinstance(labels, Mapping):
-        raise InvalidInput("labels must be a mapping of KEY to VALUE")
-    checked: dict[str, str] = {}
-    for key, value in labels.items():
-        item = f"{key}={value}"
-        if not isinstance(value, str):
-            raise InvalidInput(f"invalid label {item!r}: the value must be text")
-        if not isinstance(key, str) or parse_labels([item]) != {key: value}:
-            raise InvalidInput(
-                f"invalid label {item!r}: expected KEY=VALUE, KEY of letters, digits, _.:/-"
-            )
-        checked[key] = value
-    return checked
-
-
-def _limit(limit: int | None) -> int | None:
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise InvalidInput(f"limit must be a whole number of at least 1 (got {limit!r:.40})")
-    return limit
-
-
-def _filters(
-    status: str | Iterable[str] | None, active: bool | None, model: str | None, limit: int | None
-) -> dict[str, Any]:
-    if model is not None and not isinstance(model, str):
-        raise InvalidInput(f"model must be text (owner/name), got {model!r:.40}")
-    return {
-        "statuses": _strings(status),
-        "active_only": bool(active),
-        "model": model,
-        "limit": _limit(limit),
-    }
-
-
-def _delivery_ids(ids: int | Iterable[int]) -> builtins.list[int]:
-    items: builtins.list[Any] = [ids] if isinstance(ids, int) else builtins.list(ids)
-    for item in items:
-        if isinstance(item, bool) or not isinstance(item, int):
-            raise InvalidInput(f"invalid delivery ID {item!r:.40}: expected a whole number")
-    return items
-
-
-def _moment(since: datetime | str | None) -> datetime | None:
-    """A point in time; a naive datetime is taken as UTC, text as ``--since`` reads it."""
-    if since is None:
-        return None
-    if isinstance(since, datetime):
-        return since if since.tzinfo else since.replace(tzinfo=UTC)
-    return read_moment(since, "--since")
-
-
 # -- waiting ---------------------------------------------------------------------------
-
-
-def _give_up_at(timeout: float | None, interval: float) -> float | None:
-    """The monotonic time ``wait`` gives up at; InvalidInput for a bad timeout or interval."""
-    for name, value in (("timeout", timeout), ("interval", interval)):
-        if value is None and name == "timeout":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9:
-            raise InvalidInput(f"{name} must be a number of seconds (got {value!r:.40})")
-    if not interval > 0:
-        raise InvalidInput("interval must be above 0 seconds")
-    return None if timeout is None else time.monotonic() + timeout
 
 
 def _ended(prediction: Prediction) -> bool:

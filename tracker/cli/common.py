@@ -1,37 +1,79 @@
-"""What every command shares: options, opening the store, printing rows."""
+"""What every command shares: options, opening the store, printing rows (the
+printing itself lives in tracker.cli.output)."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import sys
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from tracker.cli.options import database_option as database_option  # re-exported
+from tracker.cli.options import database_option
+from tracker.cli.output import (
+    Col,
+    cell,
+    console,
+    csv_cell,
+    emit,
+    is_terminal,
+    print_table,
+    to_jsonable,
+)
 from tracker.store.store import Store
-from tracker.text.display import escape_line, escape_text, json_text, mask_url
+from tracker.text.display import mask_url
+
+__all__ = [  # what commands import from here, printing included
+    "Col",
+    "cell",
+    "console",
+    "csv_cell",
+    "database_option",
+    "emit",
+    "emit_rows",
+    "format_option",
+    "is_terminal",
+    "mask_target",
+    "mask_targets",
+    "open_store",
+    "print_table",
+    "to_jsonable",
+    "wide_option",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 FORMATS = ("table", "json", "csv")
 
+#: what each --format word means, for the help of the commands that take it
+FORMAT_HELP = {
+    "table": "table (aligned in a terminal; tab-separated lines, one per row, when piped)",
+    "text": "text (for people)",
+    "json": "json",
+    "csv": "csv (with a header row)",
+}
+
 
 def format_option(choices: Sequence[str] = FORMATS, default: str = "table") -> Callable[[F], F]:
+    """``--format`` with the words this command takes (the same words everywhere:
+    table or text for people, json and csv for scripts); its help names only those."""
+    described = ", ".join(FORMAT_HELP[c] for c in choices)
     return click.option(
         "--format",
         "fmt",
         type=click.Choice(choices),
         default=default,
         show_default=True,
-        help="Output format: a table for people, JSON or CSV for scripts.",
+        help=f"Output format: {described}.",
+    )
+
+
+def wide_option(what: str = "every column") -> Callable[[F], F]:
+    """``--wide``: the table shows every column (JSON and CSV always have them all)."""
+    return click.option(
+        "--wide",
+        "-w",
+        is_flag=True,
+        help=f"In the table, show {what}, not only the main ones (JSON and CSV have them all).",
     )
 
 
@@ -41,92 +83,17 @@ def open_store(database_url: str, *, check: bool = True) -> Store:
     return Store.open_checked(database_url) if check else Store.from_url(database_url)
 
 
-def to_jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    return value
-
-
-def cell(value: Any) -> str:
-    """A value as one short line for tables and CSV."""
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ", timespec="seconds").replace("+00:00", "Z")
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return str(value)
-
-
-def csv_cell(value: Any) -> str:
-    """A value for CSV: exact (no rounding), timestamps in ISO 8601, JSON as JSON."""
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return str(value)
-
-
-def emit_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str) -> None:
-    """Print rows as an aligned table, a JSON array or CSV with a header."""
-    if fmt == "json":
-        ordered = [{**{c: r[c] for c in columns if c in r}, **r} for r in rows]
-        click.echo(json_text([to_jsonable(r) for r in ordered], indent=2))
-    elif fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        # csv quotes a field holding "\n" but not one holding a lone "\r", which
-        # readers take for the end of the row: such rows get every field quoted.
-        quoted = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
-        writer.writerow(columns)
-        for row in rows:
-            cells = [csv_cell(row.get(c)) for c in columns]
-            (quoted if any("\r" in c for c in cells) else writer).writerow(cells)
-        click.echo(_csv_text(buffer.getvalue()), nl=False, color=True)
-    else:
-        print_table(rows, columns)
-
-
-def _csv_text(text: str) -> str:
-    """CSV is data: exact when it goes to a file or a pipe (``color=True`` above keeps
-    click from stripping escape sequences). A person reading it in a terminal gets
-    control characters escaped, as ``ls`` quotes odd file names only there."""
-    return escape_text(text) if _isatty() else text
-
-
-def print_table(
-    rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str | None = None
-) -> None:
-    """Rows as an aligned table; every cell is one line of plain text (never markup)."""
-    table = Table(title=title, box=None, header_style="bold", pad_edge=False)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(Text(escape_line(cell(row.get(c)))) for c in columns))
-    console().print(table)
+def emit_rows(rows: Iterable[dict[str, Any]], columns: Sequence[str | Col], fmt: str) -> None:
+    """Print rows as a table, a JSON array or CSV with a header (``output.emit``)."""
+    emit(rows, fmt, columns)
 
 
 def mask_targets(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows with each webhook ``target`` masked (password, query values): what the
-    CLI prints, in every format; the stored target keeps them for delivery."""
-    return [
-        {**row, "target": mask_url(row["target"])} if row.get("kind") == "webhook" else row
-        for row in rows
-    ]
+    CLI prints, in every format; the stored target keeps them, since delivery needs them."""
+    return [mask_target(row) for row in rows]
 
 
-def console() -> Console:
-    # Wide enough for IDs and timestamps even when stdout is not a terminal.
-    return Console(highlight=False, soft_wrap=False, width=None if _isatty() else 200)
-
-
-def _isatty() -> bool:
-    return sys.stdout.isatty()
+def mask_target(row: dict[str, Any]) -> dict[str, Any]:
+    """One row of ``mask_targets``."""
+    return {**row, "target": mask_url(row["target"])} if row.get("kind") == "webhook" else row

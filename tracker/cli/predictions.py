@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 import click
 
 from tracker.api import Tracker
 from tracker.cli.common import (
+    Col,
     database_option,
-    emit_rows,
+    emit,
     format_option,
+    is_terminal,
+    wide_option,
 )
-from tracker.domain import Prediction
+from tracker.cli.listing import label_option, limit_option, say_how_many
+from tracker.cli.when import since_until_options
+from tracker.domain import Prediction, Status, Tracking
 from tracker.inputs import (
     MAX_ID_FILE_BYTES,
     MAX_ID_LINE_BYTES,
@@ -22,17 +29,25 @@ from tracker.inputs import (
     validate_ids,
 )
 
+#: `tracker list` as a table: the main columns, then those --wide adds
 LIST_COLUMNS = (
-    "id",
-    "status",
-    "tracking",
-    "model",
-    "poll_count",
-    "registered_at",
-    "last_polled_at",
-    "next_poll_at",
-    "last_error",
+    Col("id", kind="key"),
+    Col("status", priority=3, floor=10),
+    Col("tracking", wide=True),  # shown in status when it is news; always read
+    Col("model", priority=2),
+    Col("version", wide=True),
+    Col("registered_at", "registered", kind="ago", priority=2),
+    Col("last_polled_at", "last poll", kind="ago", wide=True),
+    Col("next_poll_at", "next poll", kind="ago", wide=True),
+    Col("poll_count", "polls", kind="count", wide=True),
+    Col("error_count", "errors", kind="count", wide=True),
+    Col("predict_time", "predict", kind="seconds", wide=True),
+    Col("labels", kind="labels", wide=True),
+    Col("last_error", "last error"),
 )
+#: the columns the table reads (its status column is made of status and tracking)
+TABLE_READS = tuple(c.name for c in LIST_COLUMNS)
+STATUSES = tuple(s.value for s in Status)
 
 #: what `list --format json|csv` prints: every field of a prediction but its logs
 RECORD_COLUMNS = tuple(f.name for f in fields(Prediction) if f.name != "logs")
@@ -101,34 +116,73 @@ def add_command(
 
 
 @click.command("list")
-@click.option("--status", "statuses", multiple=True, help="Only this upstream status. Repeatable.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(STATUSES),
+    help="Only this upstream status. Repeatable. (An upstream may send statuses beyond"
+    " these six; they are stored and listed, and --format json shows them.)",
+)
 @click.option("--active", is_flag=True, help="Only predictions still being polled.")
 @click.option("--model", help="Only this model (owner/name).")
-@click.option("--limit", type=click.IntRange(min=1), help="At most this many rows.")
+@since_until_options("Predictions registered")
+@label_option("Only predictions with this label")
+@limit_option("predictions")
+@wide_option()
 @format_option()
 @database_option
 def list_command(
     statuses: tuple[str, ...],
     active: bool,
     model: str | None,
-    limit: int | None,
+    since: datetime | None,
+    until: datetime | None,
+    labels: tuple[str, ...],
+    limit: int,
+    wide: bool,
     fmt: str,
     database_url: str,
 ) -> None:
-    """One row per prediction, oldest registration first."""
-    columns = LIST_COLUMNS if fmt == "table" else RECORD_COLUMNS
+    """One row per prediction, newest registration first.
+
+    In a terminal the table shows the main columns (--wide for all) and says on
+    stderr when --limit left rows out; piped, it prints one tab-separated line per
+    row under a header line. JSON and CSV have every field but the logs.
+    """
+    table = fmt == "table"
+    filters: dict[str, Any] = {
+        "status": statuses,
+        "active": active,
+        "model": model,
+        "since": since,
+        "until": until,
+        "labels": parse_labels(labels),
+    }
     with Tracker(database_url) as tracker:
-        rows = tracker.list_columns(columns, statuses, active=active, model=model, limit=limit)
-    if fmt == "table":
-        emit_rows([_list_row(row) for row in rows], LIST_COLUMNS, fmt)
-    else:
-        emit_rows([{**row, "labels": row["labels"] or {}} for row in rows], RECORD_COLUMNS, fmt)
+        rows = tracker.iter_columns(
+            TABLE_READS if table else RECORD_COLUMNS,
+            limit=limit or None,
+            newest_first=True,
+            **filters,
+        )
+        if table:
+            shown = emit((_table_row(r) for r in rows), fmt, LIST_COLUMNS, wide=wide)
+            if is_terminal():
+                say_how_many(shown, limit, "predictions", partial(tracker.count, **filters))
+        else:
+            records = ({**row, "labels": row["labels"] or {}} for row in rows)
+            emit(records, fmt, RECORD_COLUMNS)
 
 
-def _list_row(row: dict[str, Any]) -> dict[str, Any]:
-    if row["last_error"]:
-        row["last_error"] = row["last_error"][:60]
-    return row
+def _table_row(row: dict[str, Any]) -> dict[str, Any]:
+    """What the table shows: the status, and how the tracker stands with it when that
+    is news (lost, forgotten; not polled yet)."""
+    status, tracking = row["status"], row["tracking"]
+    state = status or ("waiting" if tracking == Tracking.ACTIVE else "never seen")
+    if tracking in (Tracking.LOST, Tracking.FORGOTTEN):
+        state = f"{state} ({tracking})"
+    return {**row, "status": state}
 
 
 @click.command("forget")
