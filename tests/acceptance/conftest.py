@@ -1,4 +1,5 @@
-"""Acceptance tests run the real `tracker` command in a subprocess against the simulator."""
+"""Acceptance tests run the real `tracker` command against the simulator: the daemon as
+a process of its own, short commands through the same entry point in the test process."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from tests.clirun import run_tracker, runs_in_process
 from tracker.simulator import SimConfig, SimulatorThread
 
 #: what the tests use as the upstream API key; it must never show up anywhere
@@ -23,6 +25,8 @@ class Tracker:
     database_url: str
     api_base: str
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: False runs every command as `python -m tracker` in a process of its own
+    in_process: bool = True
 
     def env(self, **overrides: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
@@ -48,6 +52,10 @@ class Tracker:
     def run(
         self, *args: str, input: str | None = None, timeout: float = 120, **env: str
     ) -> subprocess.CompletedProcess[str]:
+        """`tracker ARGS`: short commands in this process (tests/clirun.py), the
+        daemon and anything long-running or given ``subprocess=True``... as a process."""
+        if self.in_process and runs_in_process(args):
+            return run_tracker(args, self.env(**env), input)
         return subprocess.run(
             self.command(*args),
             input=input,

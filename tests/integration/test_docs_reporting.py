@@ -14,8 +14,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import subprocess
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from typing import Any
 import pytest
 
 from tests import docblocks
+from tests.clirun import run_tracker
 from tests.docblocks import ENGINES_FOR_TAG, Block
 from tests.integration.test_reports import (
     HOOK_A,
@@ -421,12 +420,6 @@ def test_documented_report_commands_run(store: Store, db_url: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
     for command in COMMANDS:
         args = shlex.split(command)[1:]
-        result = subprocess.run(
-            [sys.executable, "-m", "tracker", *args, "--database-url", db_url],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
+        result = run_tracker([*args, "--database-url", db_url], env)
         assert result.returncode == 0, f"{command}: {result.stderr}"
         assert result.stderr == "" and result.stdout.strip(), command

@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ import pytest
 from sqlalchemy import bindparam, event, text
 
 from tests.apply import apply_one
+from tests.clirun import run_tracker
 from tracker.config import Settings
 from tracker.domain import CallbackSpec, DeliveryState, NextPoll, PredictionState, SendResult
 from tracker.exceptions import InvalidInput, StoreUnavailable
@@ -652,14 +652,7 @@ async def test_a_failing_prune_is_logged_and_never_stops_the_daemon(
 def tracker(db_url: str, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
     env.update(TRACKER_DATABASE_URL=db_url, **variables)
-    return subprocess.run(
-        [sys.executable, "-m", "tracker", *args],
-        stdin=subprocess.DEVNULL,  # not a terminal: `prune --all` needs --yes
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    return run_tracker(args, env)  # stdin is not a terminal: `prune --all` needs --yes
 
 
 def test_prune_command_reports_what_it_removed(history: Store, db_url: str) -> None:

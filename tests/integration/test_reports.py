@@ -19,7 +19,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -30,6 +29,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, text
 
+from tests.clirun import run_tracker
 from tracker.store.reports import ReportFilter
 from tracker.store.store import Store
 from tracker.store.tables import callbacks, deliveries, predictions, status_transitions
@@ -1021,13 +1021,7 @@ def test_report_models_rounds_like_the_view(store: Store) -> None:
 
 def tracker_report(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "tracker", "report", *args, "--database-url", db_url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    return run_tracker(["report", *args, "--database-url", db_url], env)
 
 
 def ok(db_url: str, *args: str) -> str:
