@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 import click
 from rich.text import Text
 
 from tracker.api import Tracker
+from tracker.cli import timeline
 from tracker.cli.common import (
     cell,
     console,
@@ -21,23 +23,51 @@ from tracker.cli.common import (
 )
 from tracker.domain import PredictionDetail
 from tracker.text.display import escape_text, json_text
+from tracker.timeparse import utcnow
 
-#: how `show` continues a field's value on the next line
-FOLD = "\n" + " " * 15
+#: where the values of `show`'s fields begin, and how a value continues on the next line
+INDENT = " " * 15
+FOLD = "\n" + INDENT
+#: log lines shown unless --tail or --logs says otherwise
+DEFAULT_TAIL = 40
 
 
 @click.command("show")
 @click.argument("prediction_id")
+@click.option(
+    "--tail",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help=f"Show the last N lines of the logs  [default: {DEFAULT_TAIL}].",
+)
+@click.option(
+    "--logs",
+    "logs_shown",
+    type=click.Choice(("tail", "all", "none")),
+    default="tail",
+    show_default=True,
+    help="Which log lines the text shows: the last --tail lines, all of them, or none"
+    " (--format json always has them all).",
+)
 @format_option(("text", "json"), default="text")
 @database_option
-def show_command(prediction_id: str, fmt: str, database_url: str) -> None:
-    """Everything known about one prediction: timeline, logs, metrics, callbacks."""
+def show_command(
+    prediction_id: str, tail: int | None, logs_shown: str, fmt: str, database_url: str
+) -> None:
+    """Everything known about one prediction: timeline, logs, metrics, callbacks.
+
+    The text shows the time spent in each state and the last lines of the logs
+    (a terminal gets a bar of the states too); --format json has everything.
+    """
+    if tail is not None and logs_shown != "tail":
+        raise click.UsageError(f"--tail cannot be combined with --logs {logs_shown}")
     with Tracker(database_url) as tracker:
         detail = tracker.detail(prediction_id)
     if fmt == "json":
         click.echo(json_text(to_jsonable(_masked(asdict(detail))), indent=2))
     else:
-        _print_detail(detail)
+        lines = {"all": None, "none": 0}.get(logs_shown, DEFAULT_TAIL if tail is None else tail)
+        _print_detail(detail, tail=lines, now=utcnow())
 
 
 def _masked(detail: dict[str, Any]) -> dict[str, Any]:
@@ -46,7 +76,8 @@ def _masked(detail: dict[str, Any]) -> dict[str, Any]:
     return {**detail, "callbacks": mask_targets(callbacks), "deliveries": mask_targets(deliveries)}
 
 
-def _print_detail(detail: PredictionDetail) -> None:
+def _print_detail(detail: PredictionDetail, *, tail: int | None, now: datetime) -> None:
+    """The text of ``show``; ``tail``: how many log lines (None: all)."""
     p = detail.prediction
     out = console()
     shown = [
@@ -73,17 +104,8 @@ def _print_detail(detail: PredictionDetail) -> None:
     for name, value in shown:
         if value is not None and value != "":
             out.print(_field_line(name, cell(value)))
-    transitions = [
-        {
-            "observed": t.observed_at,
-            "from": t.from_status or "",
-            "to": t.to_status,
-            "upstream time": t.upstream_at,
-        }
-        for t in detail.transitions
-    ]
     out.print()
-    print_table(transitions, ("observed", "from", "to", "upstream time"), title="timeline")
+    _print_timeline(detail, now)
     if detail.callbacks:
         out.print()
         print_table(
@@ -94,11 +116,86 @@ def _print_detail(detail: PredictionDetail) -> None:
     if detail.deliveries:
         _print_deliveries(detail)
     out.print()
-    counts = f" ({len(detail.logs)} chunks, {len(p.logs)} characters)"
-    out.print(Text.assemble(("logs", "bold"), counts))
+    _print_logs(detail, tail)
+
+
+def _print_timeline(detail: PredictionDetail, now: datetime) -> None:
+    """The transitions with the time spent in each state, that in words and, in a
+    terminal only, as a bar of the states."""
+    p = detail.prediction
+    found = timeline.phases(p, detail.transitions, now=now)
+    # the last phases are the transitions' (states never seen may come first)
+    of_transitions = found[len(found) - len(detail.transitions) :]
+    rows = [
+        {
+            "observed": t.observed_at,
+            "from": t.from_status or "",
+            "to": t.to_status,
+            "upstream time": t.upstream_at,
+            "in state": _in_state(phase),
+        }
+        for t, phase in zip(detail.transitions, of_transitions, strict=True)
+    ]
+    print_table(rows, ("observed", "from", "to", "upstream time", "in state"), title="timeline")
+    words = timeline.in_words(found, tracking=p.tracking)
+    if not words:
+        return
+    out = console()
+    out.print(_field_line("time in state", words))
+    if sys.stdout.isatty():
+        line = timeline.bar(found, min(out.width, 100) - len(INDENT))
+        if line is not None:
+            out.print(Text(INDENT) + line, soft_wrap=True)
+
+
+def _in_state(phase: timeline.Phase) -> str:
+    if phase.seconds is None:
+        return ""
+    return timeline.duration(phase.seconds) + (" so far" if phase.current else "")
+
+
+def _print_logs(detail: PredictionDetail, tail: int | None) -> None:
+    """The logs: a line saying how much there is, then the last ``tail`` lines (all
+    when None) after a line saying how many earlier ones are not shown."""
+    logs = detail.prediction.logs
+    out = console()
+    total = logs.count("\n") + (0 if logs.endswith("\n") or not logs else 1)
+    size = len(logs.encode("utf-8", "surrogatepass"))
+    chunks = len(detail.logs)
+    about = (
+        f"  {total:,} line{'' if total == 1 else 's'}, {_size(size)}"
+        f" in {chunks:,} chunk{'' if chunks == 1 else 's'}"
+        if logs
+        else "  none"
+    )
+    out.print(Text.assemble(("logs", "bold"), about))
+    shown, hidden = _last_lines(logs, total, tail)
+    if hidden and tail != 0:
+        what = "earlier line" if hidden == 1 else "earlier lines"
+        note = f"… {hidden:,} {what} not shown (--tail N, --logs all)"
+        out.print(Text(note, style="dim"))
     sys.stdout.flush()
-    logs = escape_text(p.logs)  # newlines and tabs kept, every other control shown escaped
-    click.echo(logs, nl=not logs.endswith("\n"))
+    text = escape_text(shown)  # newlines and tabs kept, every other control shown escaped
+    if text:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+def _last_lines(logs: str, total: int, tail: int | None) -> tuple[str, int]:
+    """The last ``tail`` lines of ``logs`` (all when None) and how many come before."""
+    if tail is None or total <= tail:
+        return logs, 0
+    if tail == 0:
+        return "", total
+    body = logs[:-1] if logs.endswith("\n") else logs
+    kept = body.rsplit("\n", tail)[1:]
+    return "\n".join(kept) + "\n", total - tail
+
+
+def _size(size: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
 
 
 def _field_line(name: str, value: str) -> Text:
