@@ -2,58 +2,94 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 import click
 
+from tracker.cli import human
 from tracker.cli.common import (
+    Col,
     database_option,
-    emit_rows,
+    emit,
     format_option,
+    is_terminal,
     mask_targets,
     open_store,
+    wide_option,
 )
-from tracker.exceptions import InvalidInput
+from tracker.cli.when import since_until_options
 from tracker.inputs import parse_labels
 from tracker.store.reports import ReportFilter, Row
 from tracker.store.store import Store
-from tracker.timeparse import parse_moment, utcnow
+from tracker.timeparse import utcnow
 
-METRIC_COLUMNS = tuple(
-    f"{m}_{s}"
-    for m in ("predict_time", "queue_seconds", "run_seconds")
-    for s in ("mean", "p50", "p95")
+#: buckets of a run-time sparkline, and the samples per model it is drawn from
+CHART_BUCKETS = 12
+CHART_SAMPLES = 1000
+
+
+@dataclass(frozen=True)
+class Report:
+    columns: tuple[str, ...]  #: what JSON and CSV have, in this order
+    table: tuple[Col, ...]  #: the table: main columns, then those --wide adds
+    run: Callable[[Store, ReportFilter, int], list[Row]]
+
+
+def _stats(metric: str, title: str, shown: Sequence[str] = ()) -> tuple[Col, ...]:
+    """The mean, p50 and p95 columns of a metric; ``shown`` are the main ones."""
+    return tuple(
+        Col(f"{metric}_{s}", f"{title} {s}", kind="seconds", wide=s not in shown, priority=p)
+        for s, p in (("mean", 1), ("p50", 3), ("p95", 2))
+    )
+
+
+MODEL_TABLE = (
+    Col("model", floor=20, priority=9),
+    Col("predictions", "total", kind="count", priority=5),
+    *(Col(s, kind="count", wide=True) for s in ("succeeded", "failed", "canceled", "aborted")),
+    Col("success_rate", "success", kind="percent", priority=4),
+    *_stats("predict_time", "predict"),
+    *_stats("queue_seconds", "queue", ("p95",)),
+    *_stats("run_seconds", "run", ("p50", "p95")),
 )
 
-#: report name -> (columns, how to run it)
-REPORTS: dict[str, tuple[tuple[str, ...], Callable[[Store, ReportFilter, int], list[Row]]]] = {
-    "status": (
+REPORTS: dict[str, Report] = {
+    "status": Report(
         ("status", "tracking", "predictions"),
+        (Col("status"), Col("tracking"), Col("predictions", kind="count")),
         lambda store, flt, limit: store.report_status(flt),
     ),
-    "models": (
-        (
-            "model",
-            "predictions",
-            "succeeded",
-            "failed",
-            "canceled",
-            "aborted",
-            "success_rate",
-            *METRIC_COLUMNS,
-        ),
+    "models": Report(
+        tuple(c.name for c in MODEL_TABLE),
+        MODEL_TABLE,
         lambda store, flt, limit: store.report_models(flt),
     ),
-    "daily": (
+    "daily": Report(
         ("day", "registered", "succeeded", "failed", "canceled", "aborted", "mean_run_seconds"),
+        (
+            Col("day", kind="key"),
+            *(
+                Col(name, kind="count")
+                for name in ("registered", "succeeded", "failed", "canceled", "aborted")
+            ),
+            Col("mean_run_seconds", "mean run", kind="seconds"),
+        ),
         lambda store, flt, limit: store.report_daily(flt),
     ),
-    "failures": (
+    "failures": Report(
         ("predictions", "error", "example_id", "last_seen"),
+        (
+            Col("predictions", kind="count"),
+            Col("example_id", "example", kind="key"),
+            Col("last_seen", "last seen", kind="ago"),
+            Col("error"),
+        ),
         lambda store, flt, limit: store.report_failures(flt, limit=limit),
     ),
-    "deliveries": (
+    "deliveries": Report(
         (
             "kind",
             "target",
@@ -64,30 +100,42 @@ REPORTS: dict[str, tuple[tuple[str, ...], Callable[[Store, ReportFilter, int], l
             "mean_attempts",
             "p95_delivery_seconds",
         ),
+        (
+            Col("kind", priority=0),
+            Col("target", floor=20, priority=9),
+            Col("deliveries", "total", kind="count"),
+            *(Col(state, kind="count") for state in ("delivered", "dead", "pending")),
+            Col("mean_attempts", "tries", kind="number", wide=True),
+            Col("p95_delivery_seconds", "p95 latency", kind="seconds"),
+        ),
         lambda store, flt, limit: store.report_deliveries(flt),
     ),
-    "slow": (
+    "slow": Report(
         ("id", "status", "model", "since", "running_seconds", "poll_count", "last_polled_at"),
+        (
+            Col("id", kind="key"),
+            Col("status", priority=2),
+            Col("model"),
+            Col("since", "started", kind="ago", wide=True),
+            Col("running_seconds", "running", kind="seconds", priority=3),
+            Col("poll_count", "polls", kind="count"),
+            Col("last_polled_at", "last poll", kind="ago", wide=True),
+        ),
         lambda store, flt, limit: store.report_slow(flt, now=utcnow(), limit=limit),
     ),
 }
 
 
 @click.command("report")
-@click.argument("name", metavar="NAME")
-@click.option(
-    "--since", metavar="WHEN", help="Predictions registered since: 2026-11-01, RFC 3339, or 7d."
-)
-@click.option(
-    "--until", metavar="WHEN", help="Predictions registered before: same forms as --since."
-)
+@click.argument("name", type=click.Choice(tuple(REPORTS)))
+@since_until_options("Predictions registered")
 @click.option("--model", help="Only this model.")
 @click.option(
     "--label",
     "labels",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Only predictions with this label. Repeatable.",
+    help="Only predictions with this label (all of them when repeated).",
 )
 @click.option(
     "--limit",
@@ -96,15 +144,24 @@ REPORTS: dict[str, tuple[tuple[str, ...], Callable[[Store, ReportFilter, int], l
     show_default=True,
     help="Rows for `failures` and `slow`.",
 )
+@click.option(
+    "--chart",
+    is_flag=True,
+    help="models: each model's run time distribution (succeeded predictions) as a"
+    " sparkline, in a terminal only.",
+)
+@wide_option()
 @format_option()
 @database_option
 def report_command(
     name: str,
-    since: str | None,
-    until: str | None,
+    since: datetime | None,
+    until: datetime | None,
     model: str | None,
     labels: tuple[str, ...],
     limit: int,
+    chart: bool,
+    wide: bool,
     fmt: str,
     database_url: str,
 ) -> None:
@@ -113,32 +170,43 @@ def report_command(
     \b
     status      predictions per status and tracking state
     models      per model: outcomes, success rate, mean/p50/p95 of predict_time,
-                queue and run seconds
+                queue and run seconds (--chart: run time distribution)
     daily       per UTC day: registered, completed by status, mean run seconds
     failures    failed predictions grouped by error text, most frequent first
     deliveries  per callback target: delivered, dead, pending, attempts, p95 latency
     slow        the longest-running active predictions
+
+    The table shows the main columns in a terminal (--wide for all; piped, one
+    tab-separated line per row); JSON and CSV have every column.
     """
-    if name not in REPORTS:
-        raise InvalidInput(f"unknown report {name!r}: choose from {', '.join(REPORTS)}")
-    flt = ReportFilter(
-        since=_moment("--since", since),
-        until=_moment("--until", until),
-        model=model,
-        labels=parse_labels(labels),
-    )
-    columns, run = REPORTS[name]
+    if chart and name != "models":
+        raise click.UsageError("--chart goes with the models report")
+    flt = ReportFilter(since=since, until=until, model=model, labels=parse_labels(labels))
+    report = REPORTS[name]
+    table = report.table
+    drawn = chart and fmt == "table" and is_terminal()  # a picture is for people
     with open_store(database_url) as store:
-        rows = run(store, flt, limit)
-    emit_rows(mask_targets(rows), columns, fmt)
+        rows = report.run(store, flt, limit)
+        if drawn:
+            samples = store.run_time_samples(flt, per_model=CHART_SAMPLES)
+            rows = [{**row, "run_chart": run_chart(samples.get(row["model"], []))} for row in rows]
+            table = (*table, Col("run_chart", "run time distribution", kind="chart", priority=3))
+    emit(mask_targets(rows), fmt, table, data=report.columns, wide=wide)
 
 
-def _moment(option: str, text: str | None) -> Any:
-    if text is None:
-        return None
-    moment = parse_moment(text)
-    if moment is None:
-        raise InvalidInput(
-            f"cannot read {option} {text!r}: use a date (2026-11-01), an RFC 3339 time or 7d"
-        )
-    return moment
+def run_chart(samples: Sequence[float], buckets: int = CHART_BUCKETS) -> str:
+    """``4.1 s ▁▂▅█▆▃▂▁ 68 s``: how many runs took how long, from the shortest to the
+    longest, on a log scale when they span more than a factor of 4 (run times
+    have a long tail)."""
+    if not samples:
+        return ""
+    low, high = min(samples), max(samples)
+    if high <= low:
+        return f"{human.seconds(low)} {human.BLOCKS[-1]} {human.seconds(high)}"
+    log = low > 0 and high / low > 4
+    scale = (lambda v: math.log(v)) if log else (lambda v: v)
+    start, width = scale(low), scale(high) - scale(low)
+    counts = [0] * buckets
+    for value in samples:
+        counts[min(buckets - 1, int((scale(value) - start) / width * buckets))] += 1
+    return f"{human.seconds(low)} {human.sparkline(counts)} {human.seconds(high)}"

@@ -124,6 +124,30 @@ class ReportOps(StoreBase):
                 row.update({f"{m}_mean": mean, f"{m}_p50": p50, f"{m}_p95": p95})
         return rows
 
+    def run_time_samples(
+        self, flt: ReportFilter, *, per_model: int = 1000
+    ) -> dict[str | None, list[float]]:
+        """Run seconds of each model's latest ``per_model`` succeeded predictions (for
+        a picture of the distribution): bounded, however many predictions there are."""
+        latest = func.row_number().over(
+            partition_by=pt.c.model, order_by=(pt.c.completed_at.desc(), pt.c.id.desc())
+        )
+        ranked = (
+            select(pt.c.model, pt.c.run_seconds, latest.label("n"))
+            .where(
+                pt.c.status == Status.SUCCEEDED.value,
+                pt.c.run_seconds.is_not(None),
+                *flt.conditions(pt),
+            )
+            .subquery()
+        )
+        stmt = select(ranked.c.model, ranked.c.run_seconds).where(ranked.c.n <= per_model)
+        samples: dict[str | None, list[float]] = {}
+        with self._reading() as conn:
+            for model, seconds in conn.execute(stmt):
+                samples.setdefault(model, []).append(float(seconds))
+        return samples
+
     def report_daily(self, flt: ReportFilter) -> list[Row]:
         where = flt.conditions(pt)
         registered_day = self._day(pt.c.registered_at)
