@@ -150,5 +150,18 @@ class BaselineClient:
         return json.loads(self.out.read_text())
 
 
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark.baseline",
+        description="Run the baseline (the official client's wait() loop) on a workload"
+        " spec that the benchmark wrote (it waits for the start time on stdin and writes"
+        " what it saw to the spec's `out`).",
+    )
+    parser.add_argument("spec", help="the JSON spec file the benchmark wrote")
+    serve_baseline(parser.parse_args(argv).spec)
+
+
 if __name__ == "__main__":
-    serve_baseline(sys.argv[1])
+    main()

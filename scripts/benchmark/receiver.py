@@ -8,7 +8,6 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import time
 from typing import Any
 
@@ -74,5 +73,16 @@ def serve_receiver(port: int) -> None:
     asyncio.run(serve())
 
 
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark.receiver",
+        description="Serve the benchmark's webhook receiver (start_receiver runs it).",
+    )
+    parser.add_argument("port", type=int, help="port on 127.0.0.1 (0: any free port)")
+    serve_receiver(parser.parse_args(argv).port)
+
+
 if __name__ == "__main__":
-    serve_receiver(int(sys.argv[1]))
+    main()
