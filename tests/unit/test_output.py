@@ -1,0 +1,124 @@
+"""How rows are printed (tracker.cli.output, tracker.cli.human): units for people,
+columns that fit, the same JSON and CSV text as before rows were streamed."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tracker.cli import human, output
+from tracker.cli.output import Col, emit, fit
+from tracker.cli.report import run_chart
+from tracker.text.display import json_text
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (None, ""),
+        (0, "0 s"),
+        (0.25, "0.25 s"),
+        (3.21, "3.2 s"),
+        (68.4, "68 s"),
+        (270, "4.5 min"),
+        (725, "12 min"),
+        (11_160, "3.1 h"),
+        (216_000, "2 d"),
+    ],
+)
+def test_seconds(value: float | None, shown: str) -> None:
+    assert human.seconds(value) == shown
+
+
+def test_relative_times_percent_and_counts() -> None:
+    assert human.ago(NOW - timedelta(seconds=12), NOW) == "12 s ago"
+    assert human.ago(NOW + timedelta(seconds=3), NOW) == "in 3 s"
+    assert human.ago(NOW - timedelta(minutes=5, seconds=59), NOW) == "5 min ago"
+    assert human.ago(NOW - timedelta(hours=30), NOW) == "30 h ago"
+    assert human.ago(NOW - timedelta(days=9), NOW) == "9 d ago"
+    assert human.ago(NOW, NOW) == "now" and human.ago(None, NOW) == ""
+    assert [human.percent(r) for r in (0.7, 0.6667, 1.0, 0.995, 0.004, 0, None)] == [
+        "70 %",
+        "67 %",
+        "100 %",
+        "99.5 %",
+        "0.4 %",
+        "0 %",
+        "",
+    ]
+    assert human.count(100_000) == "100,000" and human.number(2.5) == "2.5"
+
+
+def test_sparkline_and_run_chart() -> None:
+    assert human.sparkline([0, 1, 4, 8]) == " ▁▄█"
+    assert human.sparkline([]) == "" and human.sparkline([0, 0]) == ""
+    # one run of 125 s among runs of 2 s: log buckets put it at the far end
+    chart = run_chart([2.0] * 20 + [125.0], buckets=6)
+    assert chart == "2.0 s █    ▁ 2.1 min"
+    assert run_chart([]) == "" and run_chart([5.0, 5.0]) == "5.0 s █ 5.0 s"
+
+
+COLS = [
+    Col("id", kind="key"),
+    Col("status", priority=3),
+    Col("model", priority=2),
+    Col("age", kind="ago"),
+    Col("error", priority=1),
+]
+
+
+def test_fit_cuts_text_then_drops_the_least_important_but_never_the_key() -> None:
+    shown = [["r" * 26, "succeeded", "black-forest-labs/flux-schnell", "12 s ago", "x" * 60]]
+    cols, widths = fit(COLS, shown, 120)
+    assert [c.name for c in cols] == ["id", "status", "model", "age", "error"]
+    assert widths == [26, 9, 30, 8, 60 - (26 + 9 + 30 + 8 + 60 + 8 - 120)]
+    cols, widths = fit(COLS, shown, 80)  # cut model and error, both to 14
+    assert widths == [26, 9, 14, 8, 15] and sum(widths) + 8 == 80
+    cols, widths = fit(COLS, shown, 60)  # error goes first (lowest priority)
+    assert [c.name for c in cols] == ["id", "status", "model", "age"]
+    cols, widths = fit(COLS, shown, 20)  # the key stays whole, even wider than the screen
+    assert [c.name for c in cols] == ["id"] and widths == [26]
+    cols, widths = fit(COLS, shown, 20, drop=False)  # --wide: nothing left out
+    assert len(cols) == 5 and widths[0] == 26
+
+
+def printed(capsys: pytest.CaptureFixture[str]) -> str:
+    """What was printed to stdout (captured: not a terminal)."""
+    return capsys.readouterr().out
+
+
+ROWS = [
+    {"id": "a-1", "n": 3, "when": NOW, "data": {"k": ["v", None]}, "text": "tab\there\u009b"},
+    {"id": "a-2", "n": None, "when": None, "data": None, "text": "cr\ronly"},
+]
+
+
+def test_streamed_json_is_the_json_of_the_whole_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert emit(iter(ROWS), "json", ["id", "n", "when", "data", "text"]) == 2
+    expected = json_text([output.to_jsonable(r) for r in ROWS], indent=2)
+    assert printed(capsys) == expected + "\n"
+    emit(iter([]), "json", ["id"])
+    assert printed(capsys) == "[]\n"
+
+
+def test_streamed_csv_quotes_a_lone_cr(capsys: pytest.CaptureFixture[str]) -> None:
+    emit(iter(ROWS), "csv", ["id", "n", "when", "data", "text"])
+    rows = list(csv.reader(io.StringIO(printed(capsys), newline="")))
+    assert rows[0] == ["id", "n", "when", "data", "text"]
+    assert rows[1] == ["a-1", "3", NOW.isoformat(), '{"k":["v",null]}', "tab\there\u009b"]
+    assert rows[2] == ["a-2", "", "", "", "cr\ronly"]
+
+
+def test_piped_table_is_one_escaped_line_per_row(capsys: pytest.CaptureFixture[str]) -> None:
+    emit(iter(ROWS), "table", [Col("id", kind="key"), Col("when", kind="ago"), Col("text")])
+    assert printed(capsys).split("\n") == [
+        "id\twhen\ttext",
+        "a-1\t2026-11-20T12:00:00Z\ttab\\x09here\\x9b",
+        "a-2\t\tcr\\x0donly",
+        "",
+    ]
