@@ -8,7 +8,6 @@ PredictionNotFound). Records are the dataclasses of tracker.domain.
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import os
 import threading
@@ -16,7 +15,6 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any, Self, Unpack
 
 from tracker import arguments as args
@@ -27,26 +25,21 @@ from tracker.domain import (
     Delivery,
     Prediction,
     PredictionDetail,
-    Tracking,
-    is_terminal,
     validate_id,
 )
 from tracker.events import parse_events
 from tracker.exceptions import (
     InvalidInput,
-    NotTracked,
     PredictionNotFound,
     TrackerError,
-    WaitTimeout,
 )
 from tracker.inputs import validate_email, validate_ids, validate_webhook_url
 from tracker.store.store import AddResult, Store
 from tracker.timeparse import utcnow
+from tracker.waiting import WAIT_INTERVAL, ended, give_up_at, pause
 
 __all__ = ["AddResult", "AsyncTracker", "ForgetResult", "Tracker", "Window"]
 
-#: how often ``wait`` reads the prediction again
-WAIT_INTERVAL = 0.5  # seconds
 
 #: what ``list_columns`` may read: the fields of a Prediction
 PREDICTION_COLUMNS = tuple(f.name for f in fields(Prediction))
@@ -233,12 +226,12 @@ class Tracker:
         database. WaitTimeout after ``timeout`` seconds; NotTracked when it is lost
         or forgotten (it would never end)."""
         validate_id(prediction_id)
-        give_up = args.give_up_at(timeout, interval)
+        give_up = give_up_at(timeout, interval)
         while True:
             prediction = self.get(prediction_id)
-            if _ended(prediction):
+            if ended(prediction):
                 return prediction
-            time.sleep(_pause(prediction, timeout, give_up, interval))
+            time.sleep(pause(prediction, timeout, give_up, interval))
 
     # -- deliveries ----------------------------------------------------------------
 
@@ -299,153 +292,5 @@ class Tracker:
         )
 
 
-class AsyncTracker:
-    """:class:`Tracker` for asyncio code: the same methods as coroutines, each call
-    run in a worker thread (``asyncio.to_thread``; an iterable argument is read
-    there). Use ``async with`` or ``await close()``."""
-
-    def __init__(self, database_url: str | None = None, *, settings: Settings | None = None):
-        self.sync = Tracker(database_url, settings=settings)  #: the Tracker it runs
-
-    @property
-    def database_url(self) -> str:
-        return self.sync.database_url
-
-    async def close(self) -> None:
-        await asyncio.to_thread(self.sync.close)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    async def add(
-        self,
-        ids: str | Iterable[str],
-        webhooks: str | Iterable[str] = (),
-        emails: str | Iterable[str] = (),
-        events: str | Iterable[str] | None = None,
-        labels: Mapping[str, str] | None = None,
-        deadline: str | float | None = None,
-    ) -> AddResult:
-        return await asyncio.to_thread(
-            self.sync.add, ids, webhooks, emails, events, labels, deadline
-        )
-
-    async def get(self, prediction_id: str) -> Prediction:
-        return await asyncio.to_thread(self.sync.get, prediction_id)
-
-    async def detail(self, prediction_id: str) -> PredictionDetail:
-        return await asyncio.to_thread(self.sync.detail, prediction_id)
-
-    async def list(
-        self,
-        status: str | Iterable[str] | None = None,
-        active: bool | None = None,
-        model: str | None = None,
-        limit: int | None = None,
-        *,
-        newest_first: bool = False,
-        **window: Unpack[Window],
-    ) -> builtins.list[Prediction]:
-        call = partial(self.sync.list, newest_first=newest_first, **window)
-        return await asyncio.to_thread(call, status, active, model, limit)
-
-    async def list_columns(
-        self,
-        columns: Iterable[str],
-        status: str | Iterable[str] | None = None,
-        active: bool | None = None,
-        model: str | None = None,
-        limit: int | None = None,
-        *,
-        newest_first: bool = False,
-        **window: Unpack[Window],
-    ) -> builtins.list[dict[str, Any]]:
-        call = partial(self.sync.list_columns, newest_first=newest_first, **window)
-        return await asyncio.to_thread(call, columns, status, active, model, limit)
-
-    async def count(
-        self,
-        status: str | Iterable[str] | None = None,
-        active: bool | None = None,
-        model: str | None = None,
-        **window: Unpack[Window],
-    ) -> int:
-        return await asyncio.to_thread(partial(self.sync.count, **window), status, active, model)
-
-    async def forget(self, ids: str | Iterable[str]) -> ForgetResult:
-        return await asyncio.to_thread(self.sync.forget, ids)
-
-    async def wait(
-        self, prediction_id: str, timeout: float | None = None, *, interval: float = WAIT_INTERVAL
-    ) -> Prediction:
-        """As :meth:`Tracker.wait`, sleeping with ``asyncio.sleep`` between reads."""
-        validate_id(prediction_id)
-        give_up = args.give_up_at(timeout, interval)
-        while True:
-            prediction = await self.get(prediction_id)
-            if _ended(prediction):
-                return prediction
-            await asyncio.sleep(_pause(prediction, timeout, give_up, interval))
-
-    async def list_deliveries(
-        self,
-        state: str | Iterable[str] | None = None,
-        prediction_id: str | None = None,
-        limit: int | None = None,
-        *,
-        newest_first: bool = False,
-        **window: Unpack[Window],
-    ) -> builtins.list[Delivery]:
-        call = partial(self.sync.list_deliveries, newest_first=newest_first, **window)
-        return await asyncio.to_thread(call, state, prediction_id, limit)
-
-    async def count_deliveries(
-        self,
-        state: str | Iterable[str] | None = None,
-        prediction_id: str | None = None,
-        **window: Unpack[Window],
-    ) -> int:
-        call = partial(self.sync.count_deliveries, **window)
-        return await asyncio.to_thread(call, state, prediction_id)
-
-    async def retry_deliveries(
-        self,
-        ids: int | Iterable[int] = (),
-        prediction_id: str | None = None,
-        since: datetime | str | None = None,
-    ) -> int:
-        return await asyncio.to_thread(self.sync.retry_deliveries, ids, prediction_id, since)
-
-
-# -- waiting ---------------------------------------------------------------------------
-
-
-def _ended(prediction: Prediction) -> bool:
-    """Whether ``wait`` is over: True at a terminal status, NotTracked when it never will be."""
-    if is_terminal(prediction.status):
-        return True
-    if prediction.tracking in (Tracking.LOST, Tracking.FORGOTTEN):
-        hint = " (`add` tracks it again)" if prediction.tracking == Tracking.FORGOTTEN else ""
-        raise NotTracked(
-            f"prediction {prediction.id!r} is {prediction.tracking}: it is no longer polled"
-            f" and will not reach a terminal status{hint}"
-        )
-    return False
-
-
-def _pause(
-    prediction: Prediction, timeout: float | None, give_up: float | None, interval: float
-) -> float:
-    """Seconds to sleep before reading again; WaitTimeout when the time is up."""
-    if give_up is None:
-        return interval
-    left = give_up - time.monotonic()
-    if left <= 0:
-        status = prediction.status or "not seen yet"
-        raise WaitTimeout(
-            f"prediction {prediction.id!r} did not end within {timeout:g} s (status: {status!r})"
-        )
-    return min(interval, left)
+# AsyncTracker builds on Tracker; imported last so that both import orders work.
+from tracker.asyncapi import AsyncTracker  # noqa: E402

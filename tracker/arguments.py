@@ -3,7 +3,6 @@ a bad one is InvalidInput, whose text the CLI prints after ``Error:``."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypedDict, Unpack
@@ -155,18 +154,6 @@ def columns(names: Iterable[str], allowed: Sequence[str]) -> list[str]:
             f" choose from {', '.join(allowed)}"
         )
     return wanted
-
-
-def give_up_at(timeout: float | None, interval: float) -> float | None:
-    """The monotonic time ``wait`` gives up at; InvalidInput for a bad timeout or interval."""
-    for name, value in (("timeout", timeout), ("interval", interval)):
-        if value is None and name == "timeout":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9:
-            raise InvalidInput(f"{name} must be a number of seconds (got {value!r:.40})")
-    if not interval > 0:
-        raise InvalidInput("interval must be above 0 seconds")
-    return None if timeout is None else time.monotonic() + timeout
 
 
 def _window(window: Window) -> tuple[datetime | None, datetime | None]:

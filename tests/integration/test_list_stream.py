@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import insert
 
-from tracker.api import Tracker
+from tracker.api import AsyncTracker, Tracker
 from tracker.exceptions import InvalidInput
 from tracker.store.deliveries import DeliveryQuery
 from tracker.store.listing import PredictionQuery
@@ -167,3 +167,17 @@ def test_the_api_streams_and_counts_with_the_cli_rules(db_url: str) -> None:
             tracker.count(since=NOW, until=NOW - timedelta(days=1))
         with pytest.raises(InvalidInput, match="limit must be a whole number"):
             list(tracker.iter_columns(["id"], limit=-1))
+
+
+async def test_the_async_tracker_streams_in_batches(db_url: str) -> None:
+    with Store.from_url(db_url) as store:
+        ids = fill(store, 1200)  # more than two batches
+    async with AsyncTracker(db_url) as tracker:
+        rows = tracker.iter_columns(["id"], newest_first=True)
+        assert [row["id"] async for row in rows] == ids[::-1]
+        assert await tracker.count(labels={"team": "b"}) == 400
+        assert await tracker.count_deliveries(state="dead") == 15
+        deliveries = tracker.iter_deliveries(newest_first=True)
+        assert (await anext(deliveries)).id == 30
+        await deliveries.aclose()  # stopping early ends the read transaction
+        assert (await tracker.list_deliveries(limit=1))[0].id == 1
