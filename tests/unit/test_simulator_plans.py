@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from tracker.simulator import (
     scenario_of,
 )
 from tracker.simulator.server import TokenBucket
+from tracker.simulator.targets import LoopbackResolver, is_loopback_host
 
 T0 = 1_752_305_274.577
 BASE = "http://127.0.0.1:9/v1"
@@ -387,6 +389,8 @@ def test_plan_json_round_trip() -> None:
         extra_statuses=["x"],
         faults=[Fault.http(429, retry_after=3), Fault.delay(0.5), Fault.html()],
         error="nope",
+        webhook="http://localhost:8000/hook?x=1",
+        webhook_events_filter=["start", "completed"],
     )
     data = json.loads(json.dumps(plan.to_json()))
     assert PredictionPlan.from_json(data) == plan
@@ -422,6 +426,10 @@ def test_fault_shorthands() -> None:
         {"extra_statuses": ["processing"]},
         {"log_lines": [1, 2]},
         {"outcome": ["failed"]},
+        {"webhook": "http://example.com/hook"},
+        {"webhook": 42},
+        {"webhook": "http://localhost/", "webhook_events_filter": ["finished"]},
+        {"webhook_events_filter": "completed"},
     ],
 )
 def test_bad_plans_are_refused(data: object) -> None:
@@ -431,7 +439,19 @@ def test_bad_plans_are_refused(data: object) -> None:
 
 @pytest.mark.parametrize(
     "settings",
-    [{"speed": 0}, {"fault_rate": 1.5}, {"rate_limit_rps": 0}, {"log_interval_seconds": -1}],
+    [
+        {"speed": 0},
+        {"fault_rate": 1.5},
+        {"rate_limit_rps": 0},
+        {"log_interval_seconds": -1},
+        {"push_drop": 0.6, "push_late": 0.5},
+        {"push_repeat": -0.1},
+        {"push_timeout_seconds": 0},
+        {"push_concurrency": 0},
+        {"push_retries": -1},
+        {"push_retries": 1.5},
+        {"webhook_secret": ""},
+    ],
 )
 def test_bad_configs_are_refused(settings: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
@@ -459,3 +479,52 @@ def test_lone_surrogates_in_logs_are_escaped_not_fatal() -> None:
     plan = PredictionPlan(queue_seconds=0, run_seconds=0, log_lines=["bad \ud800 text", "é"])
     body = make(plan).body(T0 + 1, BASE)
     assert json.loads(body)["logs"] == "bad \ud800 text\né\n"
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("LOCALHOST", True),
+        ("127.0.0.1", True),
+        ("127.255.0.9", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("128.0.0.1", False),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("::ffff:127.0.0.1", False),
+        ("localhost.localdomain", False),
+        ("example.com", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_loopback_hosts(host: str | None, loopback: bool) -> None:
+    assert is_loopback_host(host) is loopback
+
+
+async def test_the_push_resolver_knows_only_localhost() -> None:
+    resolver = LoopbackResolver()
+    answers = await resolver.resolve("localhost", 80, socket.AF_UNSPEC)
+    assert [a["host"] for a in answers] == ["127.0.0.1", "::1"]
+    assert [a["host"] for a in await resolver.resolve("localhost", 80)] == ["127.0.0.1"]
+    with pytest.raises(OSError):
+        await resolver.resolve("example.com", 80)
+
+
+def test_next_change_walks_the_timeline() -> None:
+    plan = PredictionPlan(queue_seconds=1, run_seconds=2, log_lines=["a", "b", "c", "d"])
+    prediction = make(plan)
+    moments = []
+    now = T0
+    while (moment := prediction.next_change(now)) is not None:
+        moments.append(round(moment - T0, 6))
+        now = moment
+    # started at 1 s with line a, then b, c, d every 0.5 s, ended at 3 s
+    assert moments == [1.0, 1.5, 2.0, 2.5, 3.0]
+    assert prediction.next_change(T0 + 3) is None
+    forever = make(PredictionPlan(outcome=None, queue_seconds=0, log_lines=["x"]))
+    assert forever.next_change(T0 + 5) is None
+    aborted = make(PredictionPlan(outcome="aborted", queue_seconds=1))
+    assert aborted.next_change(T0) == T0 + 1

@@ -63,6 +63,37 @@ from tracker.simulator import SimConfig, Simulator
     type=click.FloatRange(min=0, min_open=True),
     help="Time scale: 2 makes every duration half as long.",
 )
+@click.option(
+    "--webhook-secret",
+    envvar="TRACKER_SIM_WEBHOOK_SECRET",
+    show_envvar=True,
+    default=None,
+    metavar="whsec_...",
+    help="Standard Webhooks secret signing the pushes to a prediction's 'webhook' "
+    "(without it, creating a prediction with a webhook gets 422).",
+)
+@click.option(
+    "--push-drop",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of pushes never sent.",
+)
+@click.option(
+    "--push-repeat",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of pushes sent twice, with the same webhook-id.",
+)
+@click.option(
+    "--push-late",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of pushes (never 'completed') held back and sent, with their old body, "
+    "after the prediction's 'completed' push.",
+)
 def simulate_command(
     host: str,
     port: int,
@@ -73,6 +104,10 @@ def simulate_command(
     rate_limit: float | None,
     fault_rate: float,
     speed: float,
+    webhook_secret: str | None,
+    push_drop: float,
+    push_repeat: float,
+    push_late: float,
 ) -> None:
     """Serve a fake Replicate-compatible prediction API for trying the tracker.
 
@@ -82,17 +117,35 @@ def simulate_command(
     with the control API under /_sim/, is the documentation of the
     tracker.simulator module: python -m pydoc tracker.simulator
 
+    \b
+    Pushes: a prediction created with {"webhook": URL} (POST /v1/predictions,
+    or /v1/models/OWNER/NAME/predictions) gets the prediction object POSTed to
+    URL on start, new logs (at most every 0.5 s), output and completion, as
+    Replicate does; "webhook_events_filter" picks among start, output, logs,
+    completed (default: all). Each push is signed per Standard Webhooks with
+    --webhook-secret; failed deliveries are retried with the same webhook-id.
+    URL must be on this machine (127.0.0.0/8, ::1, localhost), else 422.
+    --push-drop, --push-repeat and --push-late (together at most 1) make the
+    pushes unreliable, per prediction, reproducibly under --seed.
+
     Prints 'simulator listening on URL' and serves until SIGINT or SIGTERM.
     """
-    config = SimConfig(
-        queue_seconds=queue_seconds,
-        run_median_seconds=run_median,
-        api_key=api_key or None,
-        rate_limit_rps=rate_limit,
-        seed=seed,
-        fault_rate=fault_rate,
-        speed=speed,
-    )
+    try:
+        config = SimConfig(
+            queue_seconds=queue_seconds,
+            run_median_seconds=run_median,
+            api_key=api_key or None,
+            rate_limit_rps=rate_limit,
+            seed=seed,
+            fault_rate=fault_rate,
+            speed=speed,
+            webhook_secret=webhook_secret or None,
+            push_drop=push_drop,
+            push_repeat=push_repeat,
+            push_late=push_late,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     try:
         asyncio.run(_serve(Simulator(config), host, port))
     except OSError as exc:

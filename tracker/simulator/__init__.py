@@ -82,13 +82,18 @@ HTTP routes
 ===========
 
 - ``GET /v1/predictions/{id}``: the prediction object.
-- ``POST /v1/predictions`` with ``{"version": ... | "model": ..., "input": {...}}``:
+- ``POST /v1/predictions`` with ``{"version": ... | "model": ..., "input": {...}}``
+  and optionally ``"webhook"`` and ``"webhook_events_filter"`` (see Webhook pushes):
   creates a prediction with a fresh ID and the configured timings; 201 and the object
-  (status ``starting``); 422 when malformed.
+  (status ``starting``); 422 when malformed. ``POST /v1/models/{owner}/{name}/predictions``
+  does the same for the model named by the path.
 - ``PUT /_sim/predictions/{id}`` with a plan (below): defines or redefines a prediction;
   its clock and fault count restart. 400 when the plan is malformed.
 - ``GET /_sim/requests[?id=ID]``: ``{"count": N, "requests": [{"at": epoch seconds,
   "prediction_id": ..., "status_code": ...}, ...]}``, every ``/v1`` request answered.
+- ``GET /_sim/pushes[?id=ID]``: ``{"count": N, "pushes": [{"prediction_id", "event",
+  "webhook_id", "fate", "status", "due_at", "attempts": [{"at", "status_code",
+  "error"}, ...]}, ...]}``, every webhook push so far, in the order they were due.
 - ``GET /_sim/health``: ``{"status": "ok", "predictions": N, "requests": N}``.
 
 The control routes need no API key and are never throttled or faulted.
@@ -112,7 +117,9 @@ Every key is optional (defaults shown); unknown keys are refused::
       "error": null,                   // null: a generated message (when failed)
       "delay_seconds": 0.0,            // every answer is this late
       "input": null,                   // null: a generated prompt
-      "version": "hidden"
+      "version": "hidden",
+      "webhook": null,                 // a loopback URL: push the prediction there
+      "webhook_events_filter": null    // e.g. ["completed"]; null: all four events
     }
 
 A fault is one of::
@@ -127,9 +134,32 @@ A fault is one of::
 or a shorthand: ``503`` for ``{"kind": "http", "status": 503}``, ``"html"`` for
 ``{"kind": "html"}``. Example: ``"faults": ["pass", 500, {"kind": "delay", "seconds": 2}]``
 answers the 1st request normally, the 2nd with a 500 and the 3rd two seconds late.
+
+Webhook pushes
+==============
+
+A prediction created with a ``webhook`` (or defined with one) has its object POSTed
+there as it advances, as Replicate does: ``start`` when it starts processing, ``logs``
+as lines appear (at most one push per 0.5 s / ``speed``), ``output`` when it succeeds,
+``completed`` once at the end; ``webhook_events_filter`` picks among them (default: all).
+Each push is signed per Standard Webhooks with ``webhook_secret`` (required) under a
+fresh ``webhook-id``, which its retries keep. The URL must be on loopback
+(127.0.0.0/8, ``::1``, ``localhost``; else 422): the simulator never sends traffic off
+the machine. ``push_drop``, ``push_repeat`` and ``push_late`` make a share of pushes
+vanish, arrive twice or arrive after ``completed``, reproducibly under ``seed``::
+
+    sim = Simulator(SimConfig(webhook_secret="whsec_...", push_drop=0.3, seed=1))
+    base_url = await sim.start()
+    # POST {base_url}/predictions
+    #   {"version": "v", "input": {}, "webhook": "http://127.0.0.1:9000/hook"}
+    sim.pushes()   # [PushRecord(event="start", fate="sent", attempts=[...]), ...]
+
+The details (throttling, retries, timeouts, the fault rules) are in
+:mod:`tracker.simulator.push`.
 """
 
 from tracker.simulator.lifecycle import SimulatedPrediction
+from tracker.simulator.push import PushAttempt, PushRecord
 from tracker.simulator.scenarios import (
     ID_PATTERN,
     SCENARIOS,
@@ -141,15 +171,20 @@ from tracker.simulator.scenarios import (
     plan_for_id,
     scenario_of,
 )
-from tracker.simulator.server import RequestRecord, Simulator, SimulatorThread
+from tracker.simulator.server import RequestRecord, Simulator
+from tracker.simulator.targets import WEBHOOK_EVENTS
+from tracker.simulator.thread import SimulatorThread
 
 __all__ = [
     "ID_PATTERN",
     "SCENARIOS",
     "TERMINAL_STATUSES",
+    "WEBHOOK_EVENTS",
     "Fault",
     "Outcome",
     "PredictionPlan",
+    "PushAttempt",
+    "PushRecord",
     "RequestRecord",
     "SimConfig",
     "SimulatedPrediction",

@@ -80,6 +80,15 @@ class LogScript:
         visible = math.floor(elapsed / self._step) + 1
         return visible if self._endless else min(visible, len(self._lines))
 
+    def next_line_after(self, elapsed: float) -> float | None:
+        """When (seconds into processing) the next line appears; ``None``: no more lines."""
+        if self._step <= 0:
+            return None
+        count = self.count_at(elapsed)
+        if not self._endless and count >= len(self._lines):
+            return None
+        return count * self._step
+
     def text(self, count: int) -> str:
         """The first ``count`` lines (``-1``: all of them plus the trailer), newline-ended."""
         if count == _ALL_LINES:
@@ -171,6 +180,31 @@ class SimulatedPrediction:
             if now >= begins:
                 status = name
         return status
+
+    def next_change(self, now: float) -> float | None:
+        """The first moment after ``now`` when the status or the log lines change.
+
+        ``None`` once nothing will change any more (ended, or run out of lines while
+        processing forever). Data removal does not count.
+        """
+        if self.ended_at is not None and now >= self.ended_at:
+            return None
+        moments = [begins for begins, _ in self._waiting if begins > now]
+        if self.started_at is not None:
+            if now < self.started_at:
+                moments.append(self.started_at)
+            else:
+                line = self._logs.next_line_after(now - self.started_at)
+                if line is not None:
+                    moments.append(self.started_at + line)
+        if self.ended_at is not None:
+            moments.append(self.ended_at)
+        return min(moments, default=None)
+
+    @property
+    def has_output(self) -> bool:
+        """True when the prediction shows an output once it has succeeded."""
+        return self.plan.outcome == "succeeded" and self._output is not None
 
     def state_key(self, now: float, base_url: str) -> StateKey:
         """Everything the answer at ``now`` depends on: status, log lines, removal, base URL."""

@@ -17,6 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, TypeGuard, cast, get_args
 
+from standardwebhooks.webhooks import Webhook
+
+from tracker.simulator.targets import check_events_filter, check_webhook_url
+
 Outcome = Literal["succeeded", "failed", "canceled", "aborted"]
 FaultKind = Literal["http", "html", "not_prediction", "delay", "pass"]
 
@@ -95,6 +99,23 @@ class SimConfig:
     fault_rate: float = 0.0
     #: time scale: 2.0 makes every duration (and delay) half as long in real time
     speed: float = 1.0
+    #: Standard Webhooks secret (``whsec_...``) signing every push; without it, creating
+    #: a prediction with a ``webhook`` is refused
+    webhook_secret: str | None = None
+    #: share of pushes never sent
+    push_drop: float = 0.0
+    #: share of pushes sent twice, with the same ``webhook-id``
+    push_repeat: float = 0.0
+    #: share of pushes (never ``completed``) held back and sent after the prediction's end
+    push_late: float = 0.0
+    #: a late push waits at most this long for the end (simulated seconds)
+    push_late_seconds: float = 30.0
+    #: each POST of a push gives up after this many real seconds (not scaled by ``speed``)
+    push_timeout_seconds: float = 5.0
+    #: a push that meets a connection error, a timeout, 429 or 5xx is retried this often
+    push_retries: int = 2
+    #: at most this many pushes are being sent at once; the others wait their turn
+    push_concurrency: int = 16
 
     def __post_init__(self) -> None:
         """Reject settings that cannot work."""
@@ -107,6 +128,27 @@ class SimConfig:
         _require(rps is None or (_is_number(rps) and rps > 0), "rate_limit_rps must be > 0")
         rate = self.fault_rate
         _require(_is_number(rate) and 0 <= rate <= 1, "fault_rate must be between 0 and 1")
+        self._check_push_settings()
+
+    def _check_push_settings(self) -> None:
+        """Reject push settings that cannot work."""
+        shares = (self.push_drop, self.push_repeat, self.push_late)
+        _require(
+            all(_is_number(share) and 0 <= share <= 1 for share in shares) and sum(shares) <= 1,
+            "push_drop, push_repeat and push_late must be between 0 and 1, together at most 1",
+        )
+        _non_negative(self.push_late_seconds, "push_late_seconds")
+        timeout = self.push_timeout_seconds
+        _require(_is_number(timeout) and timeout > 0, "push_timeout_seconds must be > 0")
+        for name, least in (("push_retries", 0), ("push_concurrency", 1)):
+            value = getattr(self, name)
+            valid = isinstance(value, int) and not isinstance(value, bool) and value >= least
+            _require(valid, f"{name} must be an integer >= {least}")
+        if self.webhook_secret is not None:
+            try:
+                Webhook(self.webhook_secret)
+            except Exception as exc:
+                raise ValueError(f"webhook_secret is not a usable secret: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -228,6 +270,10 @@ class PredictionPlan:
     #: the prediction's input; ``None`` generates a prompt
     input: dict[str, Any] | None = None
     version: str = "hidden"
+    #: loopback URL the prediction object is POSTed to as it advances; ``None``: no pushes
+    webhook: str | None = None
+    #: which pushes to send (``start``, ``output``, ``logs``, ``completed``); ``None``: all
+    webhook_events_filter: list[str] | None = None
 
     def __post_init__(self) -> None:
         """Reject plans that cannot be simulated."""
@@ -252,6 +298,10 @@ class PredictionPlan:
         _require(isinstance(self.version, str), "version must be a string")
         _require(self.error is None or isinstance(self.error, str), "error must be a string")
         _require(self.input is None or isinstance(self.input, dict), "input must be an object")
+        if self.webhook is not None:
+            check_webhook_url(self.webhook)
+        if self.webhook_events_filter is not None:
+            check_events_filter(self.webhook_events_filter)
 
     @classmethod
     def from_json(cls, data: object) -> PredictionPlan:

@@ -1,8 +1,9 @@
-"""The simulator's HTTP server (aiohttp) and a wrapper running it in a background thread.
+"""The simulator's HTTP server (aiohttp).
 
 The handlers stay lean: a request costs a few dictionary lookups and, most of the time,
 the cached JSON of the prediction's current state (see
 :class:`~tracker.simulator.lifecycle.SimulatedPrediction`). Access logging is off.
+Webhook pushes are sent by :class:`~tracker.simulator.push.Pusher`, in tasks of their own.
 """
 
 from __future__ import annotations
@@ -10,17 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from http import HTTPStatus
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 
 from tracker.simulator.lifecycle import SimulatedPrediction
+from tracker.simulator.push import Pusher, PushRecord
 from tracker.simulator.scenarios import (
     DEFAULT_MODEL,
     ID_PATTERN,
@@ -29,8 +30,7 @@ from tracker.simulator.scenarios import (
     SimConfig,
     plan_for_id,
 )
-
-_T = TypeVar("_T")
+from tracker.simulator.targets import check_events_filter, check_webhook_url
 
 _JSON = "application/json"
 _NOT_FOUND = b'{"detail": "Not found."}'
@@ -43,8 +43,7 @@ _HTML_PAGE = (
 _ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 #: seconds the server waits for in-flight answers (e.g. delayed ones) when stopping
 _SHUTDOWN_TIMEOUT = 0.5
-#: seconds :class:`SimulatorThread` waits for the server to start or stop
-_THREAD_TIMEOUT = 10.0
+_NO_SECRET = "this simulator has no webhook secret: start it with --webhook-secret whsec_..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +120,10 @@ def _url_host(host: str) -> str:
 class Simulator:
     """A Replicate-compatible prediction API served over HTTP, driven by plans.
 
-    Serves ``GET /v1/predictions/{id}``, ``POST /v1/predictions`` and the control API
-    under ``/_sim/``. Not thread-safe: use it from its event loop, or through
-    :class:`SimulatorThread`.
+    Serves ``GET /v1/predictions/{id}``, ``POST /v1/predictions`` (and
+    ``/v1/models/{owner}/{name}/predictions``) and the control API under ``/_sim/``.
+    Not thread-safe: use it from its event loop, or through
+    :class:`~tracker.simulator.thread.SimulatorThread`.
     """
 
     def __init__(
@@ -141,6 +141,7 @@ class Simulator:
         self._expected_auth = f"Bearer {key}" if key else None
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
+        self._pusher = Pusher(self.config, clock)
 
     # -- lifecycle of the server -------------------------------------------------------
 
@@ -151,8 +152,10 @@ class Simulator:
             [
                 web.get("/v1/predictions/{prediction_id}", self._handle_get),
                 web.post("/v1/predictions", self._handle_create),
+                web.post("/v1/models/{owner}/{name}/predictions", self._handle_create),
                 web.put("/_sim/predictions/{prediction_id}", self._handle_define),
                 web.get("/_sim/requests", self._handle_requests),
+                web.get("/_sim/pushes", self._handle_pushes),
                 web.get("/_sim/health", self._handle_health),
             ]
         )
@@ -174,11 +177,13 @@ class Simulator:
         self._runner = runner
         bound_port = runner.addresses[0][1]
         self._base_url = f"http://{_url_host(host)}:{bound_port}/v1"
+        await self._pusher.start(self._base_url)
         return self._base_url
 
     async def stop(self) -> None:
-        """Stop listening and close every connection; the records are kept."""
+        """Stop listening and pushing, close every connection; the records are kept."""
         runner, self._runner = self._runner, None
+        await self._pusher.stop()
         if runner is not None:
             await runner.cleanup()
         self._base_url = None
@@ -193,9 +198,14 @@ class Simulator:
     # -- control from Python -----------------------------------------------------------
 
     def define(self, id: str, plan: PredictionPlan) -> None:
-        """Give prediction ``id`` this plan; its clock (and fault count) restarts now."""
+        """Give prediction ``id`` this plan; its clock (and fault count) restarts now.
+
+        A plan with a ``webhook`` is pushed there (which needs ``config.webhook_secret``).
+        """
         if not ID_PATTERN.fullmatch(id):
             raise ValueError(f"not a valid prediction ID: {id!r}")
+        if plan.webhook is not None and not self._pusher.can_sign:
+            raise ValueError(_NO_SECRET)
         self._add(id, plan, self._clock())
 
     def requests(self, id: str | None = None) -> list[RequestRecord]:
@@ -208,6 +218,10 @@ class Simulator:
     def request_count(self, id: str | None = None) -> int:
         """How many requests were answered (for ``id`` if given)."""
         return len(self._records) if id is None else self._counts[id]
+
+    def pushes(self, id: str | None = None) -> list[PushRecord]:
+        """The webhook pushes so far (copies), in the order they were due; ``id``'s only."""
+        return self._pusher.records(id)
 
     # -- the API -----------------------------------------------------------------------
 
@@ -222,14 +236,21 @@ class Simulator:
         return response
 
     async def _handle_create(self, request: web.Request) -> web.Response:
-        """``POST /v1/predictions`` with ``{"version" | "model": ..., "input": {...}}``."""
+        """``POST /v1/predictions`` with ``{"version" | "model": ..., "input": {...}}``.
+
+        Also ``POST /v1/models/{owner}/{name}/predictions``, where the path names the model.
+        """
         arrival = self._clock()
         response = self._gate(request)
         if response is not None:
             self._record(arrival, None, response.status)
             return response
+        info = request.match_info
+        model = f"{info['owner']}/{info['name']}" if "owner" in info else None
         try:
-            plan_fields = _create_fields(await _read_json(request))
+            plan_fields = _create_fields(await _read_json(request), model)
+            if "webhook" in plan_fields and not self._pusher.can_sign:
+                raise ValueError(_NO_SECRET)
         except ValueError as exc:
             self._record(arrival, None, 422)
             return _detail(422, str(exc))
@@ -287,6 +308,7 @@ class Simulator:
         """Create (or replace) a prediction whose life starts at ``now``."""
         prediction = SimulatedPrediction(prediction_id, plan, self.config, created_at=now)
         self._predictions[prediction_id] = prediction
+        self._pusher.watch(prediction)
         return prediction
 
     def _record(self, arrival: float, prediction_id: str | None, status: int) -> None:
@@ -320,6 +342,12 @@ class Simulator:
         body = {"count": len(records), "requests": [record.to_json() for record in records]}
         return _json_response(200, json.dumps(body).encode())
 
+    async def _handle_pushes(self, request: web.Request) -> web.Response:
+        """``GET /_sim/pushes[?id=ID]``: the webhook pushes so far."""
+        records = self.pushes(request.query.get("id"))
+        body = {"count": len(records), "pushes": [record.to_json() for record in records]}
+        return _json_response(200, json.dumps(body).encode())
+
     async def _handle_health(self, request: web.Request) -> web.Response:
         """``GET /_sim/health``."""
         body = {
@@ -338,121 +366,26 @@ async def _read_json(request: web.Request) -> object:
         raise ValueError(f"the body is not JSON: {exc}") from exc
 
 
-def _create_fields(payload: object) -> dict[str, Any]:
-    """The plan fields a create request sets; ``ValueError`` when it is malformed."""
+def _create_fields(payload: object, path_model: str | None = None) -> dict[str, Any]:
+    """The plan fields a create request sets; ``ValueError`` when it is malformed.
+
+    ``path_model`` is the model named by the path (``/v1/models/{owner}/{name}/...``).
+    """
     if not isinstance(payload, dict):
         raise ValueError("the body must be a JSON object")
     if not isinstance(payload.get("input"), dict):
         raise ValueError("- input: input is required and must be an object")
-    version, model = payload.get("version"), payload.get("model")
+    version, model = payload.get("version"), path_model or payload.get("model")
     if not isinstance(version, str) and not isinstance(model, str):
         raise ValueError("- version or model is required")
-    return {
+    fields = {
         "input": payload["input"],
         "model": model if isinstance(model, str) else DEFAULT_MODEL,
         "version": version if isinstance(version, str) else "hidden",
     }
-
-
-class SimulatorThread:
-    """A :class:`Simulator` on its own event loop in a daemon thread, for synchronous code.
-
-    Use it as a context manager::
-
-        with SimulatorThread(SimConfig(speed=10)) as sim:
-            httpx.get(f"{sim.base_url}/predictions/quick-1")
-    """
-
-    def __init__(
-        self, config: SimConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
-    ) -> None:
-        self.simulator = Simulator(config)
-        self._host = host
-        self._port = port
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-
-    def __enter__(self) -> SimulatorThread:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def start(self) -> str:
-        """Start the thread and the server; return the API base URL."""
-        if self._thread is not None:
-            raise RuntimeError("the simulator thread is already running")
-        self._ready.clear()
-        self._error = None
-        self._thread = threading.Thread(target=self._serve, name="tracker-simulator", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(_THREAD_TIMEOUT):
-            raise RuntimeError("the simulator did not start in time")
-        if self._error is not None:
-            self._thread.join(_THREAD_TIMEOUT)
-            self._thread = None
-            raise self._error
-        return self.base_url
-
-    def stop(self) -> None:
-        """Stop the server and wait for the thread to end."""
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        thread.join(_THREAD_TIMEOUT)
-
-    @property
-    def base_url(self) -> str:
-        """The API base URL, e.g. ``http://127.0.0.1:PORT/v1``."""
-        return self.simulator.base_url
-
-    def define(self, id: str, plan: PredictionPlan) -> None:
-        """:meth:`Simulator.define`, run on the server's loop."""
-        self._call(self.simulator.define, id, plan)
-
-    def requests(self, id: str | None = None) -> list[RequestRecord]:
-        """:meth:`Simulator.requests` (a snapshot copy)."""
-        return self._call(self.simulator.requests, id)
-
-    def request_count(self, id: str | None = None) -> int:
-        """:meth:`Simulator.request_count`."""
-        return self._call(self.simulator.request_count, id)
-
-    def _call(self, function: Callable[..., _T], *args: Any) -> _T:
-        """Run ``function(*args)`` on the server's loop and return its result."""
-        loop = self._loop
-        if loop is None or self._thread is None:
-            return function(*args)
-
-        async def call() -> _T:
-            return function(*args)
-
-        coroutine: Coroutine[Any, Any, _T] = call()
-        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(_THREAD_TIMEOUT)
-
-    def _serve(self) -> None:
-        """Thread body: run the server until :meth:`stop`."""
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        """Start the server, signal readiness, wait for the stop request, clean up."""
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        try:
-            await self.simulator.start(self._host, self._port)
-        except BaseException as exc:
-            self._error = exc
-            return
-        finally:
-            self._ready.set()
-        try:
-            await self._stopping.wait()
-        finally:
-            await self.simulator.stop()
-            self._loop = None
+    if payload.get("webhook") is not None:
+        fields["webhook"] = check_webhook_url(payload["webhook"])
+        events = payload.get("webhook_events_filter")
+        if events is not None:
+            fields["webhook_events_filter"] = check_events_filter(events)
+    return fields
