@@ -82,6 +82,31 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+async def prune_in_batches(
+    store: DaemonStore, db: DatabaseRunner, older_than: timedelta, stopping: asyncio.Event
+) -> None:
+    """Prune history older than ``older_than`` one batch (one short transaction) at a
+    time, so polls and deliveries keep getting the database in between."""
+    cutoff = utcnow() - older_than
+    total = PruneResult()
+    try:
+        batches = store.prune_batches(cutoff=cutoff)
+        while not stopping.is_set():
+            batch = await db.read(next, batches, None)
+            if batch is None:
+                break
+            total += batch
+    except StoreError as exc:
+        log.error("pruning stopped: %s", exc)
+    except Exception:
+        log.exception("pruning stopped by an unexpected error")
+    log.info(
+        "pruned predictions finished before %s: %s",
+        cutoff.isoformat(timespec="seconds"),
+        total.summary(),
+    )
+
+
 def build_daemon(
     store: Store,
     upstream: Upstream,
@@ -338,28 +363,9 @@ class Daemon:
         log.info("%s", text, extra=fields)
 
     async def _prune(self) -> None:
-        """Prune old history one batch (one short transaction) at a time, so polls
-        and deliveries keep getting the database in between."""
-        if self.settings.prune_older_than is None:
-            return
-        cutoff = utcnow() - timedelta(seconds=self.settings.prune_older_than)
-        total = PruneResult()
-        try:
-            batches = self.store.prune_batches(cutoff=cutoff)
-            while not self._stopping.is_set():
-                batch = await self.db.read(next, batches, None)
-                if batch is None:
-                    break
-                total += batch
-        except StoreError as exc:
-            log.error("pruning stopped: %s", exc)
-        except Exception:
-            log.exception("pruning stopped by an unexpected error")
-        log.info(
-            "pruned predictions finished before %s: %s",
-            cutoff.isoformat(timespec="seconds"),
-            total.summary(),
-        )
+        if self.settings.prune_older_than is not None:
+            older_than = timedelta(seconds=self.settings.prune_older_than)
+            await prune_in_batches(self.store, self.db, older_than, self._stopping)
 
     async def _stop_when_done(self) -> None:
         if self.poller.in_flight or self.outbox.busy:
