@@ -38,11 +38,32 @@ from tracker.store.store import AddResult, Store
 from tracker.timeparse import utcnow
 from tracker.waiting import WAIT_INTERVAL, ended, give_up_at, pause
 
-__all__ = ["AddResult", "AsyncTracker", "ForgetResult", "Tracker", "Window"]
+__all__ = ["AddResult", "AsyncTracker", "ForgetResult", "Registration", "Tracker", "Window"]
 
 
 #: what ``list_columns`` may read: the fields of a Prediction
 PREDICTION_COLUMNS = tuple(f.name for f in fields(Prediction))
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """One entry of ``Tracker.add_batch``: the arguments of ``add``."""
+
+    ids: str | Iterable[str]
+    webhooks: str | Iterable[str] = ()
+    emails: str | Iterable[str] = ()
+    events: str | Iterable[str] | None = None
+    labels: Mapping[str, str] | None = None
+    deadline: str | float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A Registration checked: what the store is given."""
+
+    ids: list[str]
+    callbacks: tuple[CallbackSpec, ...]
+    labels: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,26 +134,70 @@ class Tracker:
         """Register one ID or many. A known ID keeps its row and gains the new labels
         and callbacks (``events``, default ``completed``, apply to the callbacks given
         here). ``deadline`` is not supported yet: anything but None is refused."""
-        wanted = validate_ids(args.strings(ids))
+        checked = self._checked(Registration(ids, webhooks, emails, events, labels, deadline))
+        return self._register([checked])
+
+    def add_batch(self, registrations: Iterable[Registration]) -> AddResult:
+        """Several ``add`` calls in one, each ``Registration`` with its own callbacks and
+        labels (what `tracker serve` does with a JSON list). Every entry is checked
+        before anything is written: InvalidInput names the first bad one (``[3]: ...``,
+        counted from 0); then entries with the same callbacks and labels are written
+        together. The counts add up as those of the ``add`` calls would."""
+        entries = list(registrations)
+        if not entries:
+            raise InvalidInput("give at least one prediction ID")
+        checked = []
+        for position, entry in enumerate(entries):
+            try:
+                checked.append(self._checked(entry))
+            except InvalidInput as exc:
+                raise InvalidInput(
+                    f"[{position}]: {exc}" if len(entries) > 1 else str(exc)
+                ) from None
+        return self._register(checked)
+
+    def _checked(self, entry: Registration) -> _Checked:
+        """``add``'s arguments checked with the command line's rules and messages."""
+        wanted = validate_ids(args.strings(entry.ids))
         if not wanted:
             raise InvalidInput("give at least one prediction ID")
-        if deadline is not None:
+        if entry.deadline is not None:
             raise InvalidInput("deadlines are not supported yet")
+        events = entry.events
         wanted_events = parse_events(
             "completed" if events is None else ",".join(args.strings(events))
         )
-        hooks, addresses = args.strings(webhooks), args.strings(emails)
+        hooks, addresses = args.strings(entry.webhooks), args.strings(entry.emails)
         allowed = self.settings.webhook_allowed_hosts if hooks else None  # literal addresses
         specs = [
             CallbackSpec("webhook", validate_webhook_url(u, allowed), wanted_events) for u in hooks
         ]
         specs += [CallbackSpec("email", validate_email(a), wanted_events) for a in addresses]
-        label_map = args.labels(labels)
-        now = utcnow()
-        first_poll_at = now + timedelta(seconds=self.settings.poll_min)
-        return self._open().add_predictions(
-            wanted, now=now, first_poll_at=first_poll_at, labels=label_map, callbacks_to_add=specs
-        )
+        return _Checked(wanted, tuple(specs), args.labels(entry.labels))
+
+    def _register(self, entries: builtins.list[_Checked]) -> AddResult:
+        """Write checked entries, one transaction per group with the same callbacks and
+        labels (usually one in all)."""
+        groups: dict[tuple[Any, ...], builtins.list[str]] = {}
+        for entry in entries:
+            key = (entry.callbacks, tuple(sorted(entry.labels.items())))
+            groups.setdefault(key, []).extend(entry.ids)
+        store = self._open()
+        added = known = callbacks_added = 0
+        for (specs, label_items), ids in groups.items():
+            now = utcnow()
+            first_poll_at = now + timedelta(seconds=self.settings.poll_min)
+            result = store.add_predictions(
+                ids,
+                now=now,
+                first_poll_at=first_poll_at,
+                labels=dict(label_items),
+                callbacks_to_add=specs,
+            )
+            added += result.added
+            known += result.already_known
+            callbacks_added += result.callbacks_added
+        return AddResult(added=added, already_known=known, callbacks_added=callbacks_added)
 
     def get(self, prediction_id: str) -> Prediction:
         """The prediction's row; PredictionNotFound when it is not registered."""

@@ -20,7 +20,7 @@ from tracker.store.store import AddResult
 from tracker.waiting import WAIT_INTERVAL, ended, give_up_at, pause
 
 if TYPE_CHECKING:
-    from tracker.api import ForgetResult, Tracker
+    from tracker.api import ForgetResult, Registration, Tracker
 
 T = TypeVar("T")
 
@@ -61,6 +61,9 @@ class AsyncTracker:
         return await asyncio.to_thread(
             self.sync.add, ids, webhooks, emails, events, labels, deadline
         )
+
+    async def add_batch(self, registrations: Iterable[Registration]) -> AddResult:
+        return await asyncio.to_thread(self.sync.add_batch, list(registrations))
 
     async def get(self, prediction_id: str) -> Prediction:
         return await asyncio.to_thread(self.sync.get, prediction_id)

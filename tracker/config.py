@@ -222,6 +222,16 @@ SETTINGS: tuple[Setting, ...] = (
         DEFAULT_RETRY_SCHEDULE,
         "Seconds before each retry of a failed delivery, comma-separated; then it is dead.",
     ),
+    Setting(
+        "serve_token", "TRACKER_SERVE_TOKEN", Text(strip=True), None,
+        "Bearer token that `tracker serve`'s /api/… routes require; without it the"
+        " service listens on loopback only.",
+    ),
+    Setting(
+        "upstream_webhook_secret", "TRACKER_UPSTREAM_WEBHOOK_SECRET", Text(strip=True), None,
+        "whsec_… secret the upstream signs its own webhooks with; without it"
+        " `tracker serve` has no push endpoint.",
+    ),
 )  # fmt: skip
 
 #: the rows by field name
@@ -294,6 +304,9 @@ class Settings:
     )
     # Retention: prune predictions finished longer ago than this (seconds); None: never
     prune_older_than: float | None = None
+    # tracker serve: the bearer token of /api/…, and the upstream's webhook signing secret
+    serve_token: str | None = field(default=None, repr=False)
+    upstream_webhook_secret: str | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, env: Mapping[str, str] | None = None, **values: Any) -> Settings:
@@ -320,6 +333,8 @@ class Settings:
         values = [
             self.api_key,
             self.webhook_secret,
+            self.serve_token,
+            self.upstream_webhook_secret,
             url_password(self.smtp_url),
             url_password(self.database_url),
         ]

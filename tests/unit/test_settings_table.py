@@ -43,6 +43,8 @@ EXAMPLES: dict[str, tuple[str, Any]] = {
     "smtp_url": ("smtp://mail.example.test:25", "smtp://mail.example.test:25"),
     "mail_from": ("ops@example.test", "ops@example.test"),
     "retry_schedule": ("1,2", (1.0, 2.0)),
+    "serve_token": ("  t0ken  ", "t0ken"),
+    "upstream_webhook_secret": ("whsec_dXBzdHJlYW0=", "whsec_dXBzdHJlYW0="),
 }
 
 #: a bad value for each row a user can get wrong

@@ -19,8 +19,8 @@ from tracker.cli.output import (
     print_table,
     to_jsonable,
 )
+from tracker.records import mask_target, mask_targets
 from tracker.store.store import Store
-from tracker.text.display import mask_url
 
 __all__ = [  # what commands import from here, printing included
     "Col",
@@ -86,14 +86,3 @@ def open_store(database_url: str, *, check: bool = True) -> Store:
 def emit_rows(rows: Iterable[dict[str, Any]], columns: Sequence[str | Col], fmt: str) -> None:
     """Print rows as a table, a JSON array or CSV with a header (``output.emit``)."""
     emit(rows, fmt, columns)
-
-
-def mask_targets(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows with each webhook ``target`` masked (password, query values): what the
-    CLI prints, in every format; the stored target keeps them, since delivery needs them."""
-    return [mask_target(row) for row in rows]
-
-
-def mask_target(row: dict[str, Any]) -> dict[str, Any]:
-    """One row of ``mask_targets``."""
-    return {**row, "target": mask_url(row["target"])} if row.get("kind") == "webhook" else row

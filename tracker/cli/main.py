@@ -24,6 +24,7 @@ COMMANDS = {
     "list": "tracker.cli.predictions:list_command",
     "prune": "tracker.cli.prune:prune_command",
     "report": "tracker.cli.report:report_command",
+    "serve": "tracker.cli.serve:serve_command",
     "show": "tracker.cli.show:show_command",
     "simulate": "tracker.cli.simulate:simulate_command",
     "status": "tracker.cli.status:status_command",

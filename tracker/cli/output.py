@@ -30,6 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tracker.cli import human
+from tracker.records import to_jsonable
 from tracker.text.display import escape_line, escape_text, json_text
 from tracker.timeparse import utcnow
 
@@ -104,16 +105,6 @@ def console() -> Console:
 
 
 # -- values --------------------------------------------------------------------------
-
-
-def to_jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    return value
 
 
 def cell(value: Any) -> str:

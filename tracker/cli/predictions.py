@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -20,7 +19,7 @@ from tracker.cli.common import (
 )
 from tracker.cli.listing import label_option, limit_option, say_how_many
 from tracker.cli.when import since_until_options
-from tracker.domain import Prediction, Status, Tracking
+from tracker.domain import Status, Tracking
 from tracker.inputs import (
     MAX_ID_FILE_BYTES,
     MAX_ID_LINE_BYTES,
@@ -28,6 +27,7 @@ from tracker.inputs import (
     read_ids,
     validate_ids,
 )
+from tracker.records import RECORD_COLUMNS, listed_record
 
 #: `tracker list` as a table: the main columns, then those --wide adds
 LIST_COLUMNS = (
@@ -48,9 +48,6 @@ LIST_COLUMNS = (
 #: the columns the table reads (its status column is made of status and tracking)
 TABLE_READS = tuple(c.name for c in LIST_COLUMNS)
 STATUSES = tuple(s.value for s in Status)
-
-#: what `list --format json|csv` prints: every field of a prediction but its logs
-RECORD_COLUMNS = tuple(f.name for f in fields(Prediction) if f.name != "logs")
 
 
 @click.command("add")
@@ -171,7 +168,7 @@ def list_command(
             if is_terminal():
                 say_how_many(shown, limit, "predictions", partial(tracker.count, **filters))
         else:
-            records = ({**row, "labels": row["labels"] or {}} for row in rows)
+            records = (listed_record(row) for row in rows)
             emit(records, fmt, RECORD_COLUMNS)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
 
 import click
 from rich.text import Text
@@ -19,9 +18,9 @@ from tracker.cli.common import (
     format_option,
     mask_targets,
     print_table,
-    to_jsonable,
 )
 from tracker.domain import PredictionDetail
+from tracker.records import detail_record
 from tracker.text.display import escape_text, json_text
 from tracker.timeparse import utcnow
 
@@ -64,16 +63,10 @@ def show_command(
     with Tracker(database_url) as tracker:
         detail = tracker.detail(prediction_id)
     if fmt == "json":
-        click.echo(json_text(to_jsonable(_masked(asdict(detail))), indent=2))
+        click.echo(json_text(detail_record(detail), indent=2))
     else:
         lines = {"all": None, "none": 0}.get(logs_shown, DEFAULT_TAIL if tail is None else tail)
         _print_detail(detail, tail=lines, now=utcnow())
-
-
-def _masked(detail: dict[str, Any]) -> dict[str, Any]:
-    """``show --format json`` with webhook targets masked, as in every other output."""
-    callbacks, deliveries = detail["callbacks"], detail["deliveries"]
-    return {**detail, "callbacks": mask_targets(callbacks), "deliveries": mask_targets(deliveries)}
 
 
 def _print_detail(detail: PredictionDetail, *, tail: int | None, now: datetime) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
-from datetime import timedelta
-from typing import Any, NoReturn
 
 import click
 
@@ -17,15 +15,12 @@ from tracker.cli.common import (
     format_option,
     open_store,
     print_table,
-    to_jsonable,
 )
 from tracker.config import LIVE_WITHIN_SECONDS
 from tracker.exceptions import ConfigError, StoreError
+from tracker.health import DEFAULT_MAX_LAG, judge, unknown
 from tracker.store.daemons import Health
 from tracker.timeparse import utcnow
-
-#: schedule lag beyond which the tracker is unhealthy (seconds)
-DEFAULT_MAX_LAG = 60.0
 
 #: exit codes, as monitoring plugins read them (OK, WARNING/CRITICAL, UNKNOWN)
 EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_UNKNOWN = 0, 1, 3
@@ -60,37 +55,18 @@ def status_command(max_lag: float, live_within: float, fmt: str, database_url: s
     """
     try:
         with open_store(database_url) as store:
-            health = store.health(now=utcnow(), live_within=timedelta(seconds=live_within))
+            verdict = judge(store, now=utcnow(), max_lag=max_lag, live_within=live_within)
     except (StoreError, ConfigError) as exc:
-        _unknown(str(exc), fmt)
-    problems = diagnose(health, max_lag)
+        verdict = unknown(str(exc))
     if fmt == "json":
-        report: dict[str, Any] = {"healthy": not problems, "reachable": True, "error": None}
-        report.update(to_jsonable(asdict(health)))
-        report.update(schedule_lag=health.schedule_lag, problems=problems)
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps(verdict.report(), indent=2))
+    elif verdict.health is None:
+        click.echo(f"Error: {verdict.error}", err=True)
     else:
-        _print(health, problems)
-    sys.exit(EXIT_UNHEALTHY if problems else EXIT_HEALTHY)
-
-
-def _unknown(error: str, fmt: str) -> NoReturn:
-    """The database could not be read: health unknown, exit 3."""
-    if fmt == "json":
-        report = {"healthy": None, "reachable": False, "error": error, "problems": [error]}
-        click.echo(json.dumps(report, indent=2))
-    else:
-        click.echo(f"Error: {error}", err=True)
-    sys.exit(EXIT_UNKNOWN)
-
-
-def diagnose(health: Health, max_lag: float) -> list[str]:
-    problems = []
-    if not health.live_daemons and health.active_predictions:
-        problems.append(f"no live daemon, {health.active_predictions} predictions waiting")
-    if health.schedule_lag > max_lag:
-        problems.append(f"schedule lag {health.schedule_lag:.0f} s exceeds {max_lag:g} s")
-    return problems
+        _print(verdict.health, verdict.problems)
+    if verdict.healthy is None:
+        sys.exit(EXIT_UNKNOWN)
+    sys.exit(EXIT_HEALTHY if verdict.healthy else EXIT_UNHEALTHY)
 
 
 def _print(health: Health, problems: list[str]) -> None:
