@@ -189,7 +189,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "log_level", "TRACKER_LOG_LEVEL", Choice(LOG_LEVEL_NAMES), "info",
-        "info: a summary a minute, problems, and grouped failures of an endpoint;"
+        "info: a summary every --log-interval, problems, an endpoint's failures grouped;"
         " debug: every transition, poll error and delivery attempt too (-v);"
         " warning: problems only (-q).",
         flag="--log-level",
