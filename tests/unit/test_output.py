@@ -8,6 +8,7 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from rich.console import Console
 
 from tracker.cli import human, output
 from tracker.cli.output import Col, emit, fit
@@ -122,3 +123,15 @@ def test_piped_table_is_one_escaped_line_per_row(capsys: pytest.CaptureFixture[s
         "a-2\t\tcr\\x0donly",
         "",
     ]
+
+
+def test_later_pages_are_laid_out_as_rich_lays_out_the_first() -> None:
+    rows = [
+        ["r" * 26, "succeeded", "black-forest-labs/flux-schnell", "12 s ago", "x" * 60],
+        ["s" * 26, "failed", "日本語のモデル名/とても長い", "3 d ago", "short"],
+        ["t" * 26, "processing", "a/b", "in 4 s", ""],
+    ]
+    cols, widths = fit(COLS, rows, 80)
+    screen = Console(width=80, file=io.StringIO(), record=True)
+    output._print_page(screen, cols, widths, rows, header=False, title=None)
+    assert list(output._plain_lines(cols, widths, rows)) == screen.export_text().splitlines()

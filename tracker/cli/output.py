@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 import click
-from rich.cells import cell_len
+from rich.cells import cell_len, set_cell_size
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -226,7 +226,9 @@ def _terminal_table(
     rows: Iterable[Row], cols: Sequence[Col], title: str | None, *, drop: bool = True
 ) -> int:
     """Pages of PAGE rows, the widths measured on the first: a long listing starts at
-    once and never holds more than a page."""
+    once and never holds more than a page. The first page is a rich table; the
+    others are laid out as it lays them out (``_plain_lines``), a hundred times
+    faster."""
     now = utcnow()
     out = _screen()
     kept: list[Col] = []
@@ -242,7 +244,10 @@ def _terminal_table(
             w if KINDS[c.kind].cut else max(w, *(cell_len(r[i]) for r in shown))
             for i, (c, w) in enumerate(zip(kept, widths, strict=True))
         ]
-        _print_page(out, kept, widths, shown, header=not written, title=title)
+        if written:  # rich's layout, without its cost per cell (1 ms a row)
+            click.echo("\n".join(_plain_lines(kept, widths, shown)))
+        else:
+            _print_page(out, kept, widths, shown, header=True, title=title)
         written += len(page)
     if not written:  # no rows: the header alone says what would be there
         kept, widths = fit(cols, [], out.width, drop=drop)
@@ -340,6 +345,22 @@ def _print_page(
     if needed > out.width:  # wider than the screen: the terminal wraps the line, IDs whole
         out = Console(highlight=False, width=needed, height=out.height)
     out.print(table)
+
+
+def _plain_lines(
+    cols: Sequence[Col], widths: Sequence[int], shown: Sequence[Sequence[str]]
+) -> Iterator[str]:
+    """The rows of ``_print_page`` without a header: each cell cut with … or padded
+    to its width (in terminal cells), GAP spaces apart."""
+    gap = " " * GAP
+    for values in shown:
+        cells = []
+        for col, width, value in zip(cols, widths, values, strict=True):
+            if cell_len(value) > width:  # only text cells are ever wider than their column
+                value = set_cell_size(value, width - 1) + "…"
+            padding = " " * (width - cell_len(value))
+            cells.append(padding + value if KINDS[col.kind].right else value + padding)
+        yield gap.join(cells)
 
 
 def print_table(
