@@ -18,6 +18,7 @@ def limit_option(rows: str) -> Callable[[F], F]:
     return click.option(
         "--limit",
         type=click.IntRange(min=0),
+        metavar="N",
         default=DEFAULT_LIMIT,
         show_default=True,
         help=f"Show the newest N {rows}; 0 for all of them.",

@@ -122,7 +122,7 @@ def add_command(
     " these six; they are stored and listed, and --format json shows them.)",
 )
 @click.option("--active", is_flag=True, help="Only predictions still being polled.")
-@click.option("--model", help="Only this model (owner/name).")
+@click.option("--model", metavar="OWNER/NAME", help="Only this model.")
 @since_until_options("Predictions registered")
 @label_option("Only predictions with this label")
 @limit_option("predictions")

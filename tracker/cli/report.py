@@ -129,7 +129,7 @@ REPORTS: dict[str, Report] = {
 @click.command("report")
 @click.argument("name", type=click.Choice(tuple(REPORTS)))
 @since_until_options("Predictions registered")
-@click.option("--model", help="Only this model.")
+@click.option("--model", metavar="OWNER/NAME", help="Only this model.")
 @click.option(
     "--label",
     "labels",
@@ -140,6 +140,7 @@ REPORTS: dict[str, Report] = {
 @click.option(
     "--limit",
     type=click.IntRange(min=1),
+    metavar="N",
     default=20,
     show_default=True,
     help="Rows for `failures` and `slow`.",
