@@ -72,6 +72,8 @@ class PredictionState:
     log_seq: int  #: seq of the last prediction_logs row (0 when none)
     #: when upstream said the run started; set once it has been seen running
     started_at: datetime | None = None
+    #: when the upstream last pushed it (its own webhook); polled at poll-max since
+    last_pushed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +201,8 @@ class ObservationUpdate:
     terminal: bool
     #: callback events this answer causes, in canonical order (see tracker.events)
     events: tuple[str, ...] = ()
+    #: the upstream pushed this answer (its webhook) rather than answering a poll
+    pushed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

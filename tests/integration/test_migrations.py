@@ -12,6 +12,7 @@ from sqlalchemy import inspect, text
 
 from tracker.exceptions import SchemaMissing
 from tracker.store import migrate
+from tracker.store.pushes import PushReceipt
 from tracker.store.store import SCHEMA_HEAD, Store
 from tracker.store.tables import metadata
 
@@ -120,3 +121,71 @@ def test_0006_indexes_dead_deliveries_already_stored(empty_url: str) -> None:
 def index_names(store: Store, table: str) -> set[str]:
     with store.engine.connect() as conn:
         return {index["name"] for index in inspect(conn).get_indexes(table)}
+
+
+def test_0007_adds_pushes_to_a_database_holding_predictions(empty_url: str) -> None:
+    """Upgrading a database at 0006 that holds predictions, transitions, logs and
+    callbacks keeps every row, adds `predictions.last_pushed_at` (NULL: never pushed)
+    and the empty `upstream_pushes` table, whose rows go with their prediction; the
+    store then reads and writes pushes; a downgrade to 0006 keeps the data and the
+    indexes of `predictions`."""
+    store = Store.from_url(empty_url)
+    try:
+        migrate.upgrade(store, "0006")
+        indexes_before = index_names(store, "predictions")
+        with store.engine.begin() as conn:
+            for pid, tracking in (("p", "active"), ("q", "done")):
+                conn.execute(
+                    text(
+                        "insert into predictions (id, tracking, status, logs, log_seq, labels,"
+                        " registered_at) values (:id, :tracking, 'processing', 'a\n', 1, '{}',"
+                        " '2026-01-01 00:00:00')"
+                    ),
+                    {"id": pid, "tracking": tracking},
+                )
+            conn.execute(
+                text(
+                    "insert into prediction_logs (prediction_id, seq, observed_at, text, restarted)"
+                    " values ('p', 1, '2026-01-01 00:00:00', 'a\n', false)"
+                )
+            )
+            conn.execute(
+                text(
+                    "insert into callbacks (prediction_id, kind, target, events, created_at)"
+                    " values ('p', 'webhook', 'http://h/', 'completed', '2026-01-01 00:00:00')"
+                )
+            )
+        migrate.upgrade(store, "0007")
+        assert store.schema_revision() == "0007" == SCHEMA_HEAD
+        with store.engine.connect() as conn:
+            rows = conn.execute(
+                text("select id, tracking, logs, last_pushed_at from predictions order by id")
+            ).all()
+            assert [tuple(r) for r in rows] == [
+                ("p", "active", "a\n", None),
+                ("q", "done", "a\n", None),
+            ]
+            assert conn.execute(text("select count(*) from upstream_pushes")).scalar() == 0
+            assert conn.execute(text("select count(*) from prediction_logs")).scalar() == 1
+        assert {"ix_upstream_pushes_prediction", "ix_upstream_pushes_received_at"} <= index_names(
+            store, "upstream_pushes"
+        )
+        at = datetime(2026, 1, 2, tzinfo=UTC)
+        assert store.record_push(PushReceipt("msg_1", "p", at, "processing", "applied"))
+        assert not store.record_push(PushReceipt("msg_1", "p", at, "processing", "applied"))
+        lookup = store.push_lookup("p", "msg_1")
+        assert lookup.seen == "applied"
+        assert lookup.state is not None and lookup.state.logs == "a\n"
+        assert lookup.state.last_pushed_at is None
+        with store.engine.begin() as conn:
+            conn.execute(text("delete from predictions where id = 'p'"))
+        assert store.push_receipts() == []  # cascaded with its prediction
+        migrate.downgrade(store, "0006")
+        assert "upstream_pushes" not in set(inspect(store.engine).get_table_names())
+        assert index_names(store, "predictions") == indexes_before
+        with store.engine.connect() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("predictions")}
+            assert "last_pushed_at" not in columns
+            assert conn.execute(text("select id, logs from predictions")).all() == [("q", "a\n")]
+    finally:
+        store.close()

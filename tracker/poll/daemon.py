@@ -28,6 +28,7 @@ from tracker.exceptions import StoreError, StoreGone, TrackerError
 from tracker.net.failurelog import FailureLog
 from tracker.poll.jobs import Jobs
 from tracker.poll.poller import DRAIN_SECONDS, FETCH_GRACE_SECONDS, Poller, Upstream
+from tracker.poll.pushes import PushApplier
 from tracker.poll.schedule import PollPolicy
 from tracker.poll.singleton import DaemonLock, SqliteFileGuard, sqlite_path
 from tracker.poll.stats import IntervalSummary, PollStats, Snapshot
@@ -137,6 +138,7 @@ def build_daemon(
         handoff=outbox.handoff,
         on_handoff=outbox.accept,
     )
+    policy = policy or PollPolicy(settings.poll_min, settings.poll_max)
     poller = Poller(
         store,
         upstream,
@@ -144,7 +146,16 @@ def build_daemon(
         writer,
         settings,
         owner=owner,
-        policy=policy or PollPolicy(settings.poll_min, settings.poll_max),
+        policy=policy,
+        on_deliveries=outbox.wake,
+    )
+    # The upstream's own webhooks (`tracker serve`) go through the same writer.
+    pushes = PushApplier(
+        store,
+        db,
+        writer,
+        policy,
+        default_callbacks=settings.default_callbacks,
         on_deliveries=outbox.wake,
     )
     return Daemon(
@@ -158,6 +169,7 @@ def build_daemon(
         stopping=stopping,
         sqlite_file=sqlite_path(store),
         health=store.health,
+        pushes=pushes,
     )
 
 
@@ -175,6 +187,7 @@ class Daemon:
         stopping: asyncio.Event,
         sqlite_file: str | None = None,
         health: HealthCheck | None = None,
+        pushes: PushApplier | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -183,6 +196,8 @@ class Daemon:
         self.poller = poller
         self.outbox = outbox
         self._writer = writer
+        #: applies the upstream's pushes through the daemon's writer (`tracker serve`)
+        self.pushes = pushes
         self._stopping = stopping
         self._sqlite_file = sqlite_file
         self._file_guard = None if sqlite_file is None else SqliteFileGuard(sqlite_file)

@@ -85,6 +85,27 @@ def _usable_status(status: object) -> bool:
     )
 
 
+def stale_reason(state: PredictionState, observation: Observation, *, pushed: bool) -> str | None:
+    """Why an answer is older than what is stored (None when it is not).
+
+    A terminal status is final: an answer with another status after it is older
+    than the stored state. Logs only grow: an answer whose logs are a shorter
+    beginning of the stored ones is older too (logs that differ otherwise are a
+    restart upstream, see ``_new_log_chunk``). A push may also be late where a poll
+    is always current, so a pushed ``starting`` after the run was seen running is
+    older as well (a poll saying so is believed: the upstream restarted the run).
+    """
+    status, stored = observation.status, state.status
+    if is_terminal(stored) and status != stored:
+        return f"it says {status!r} after the terminal {stored!r}"
+    logs, kept = observation.get("logs"), state.logs
+    if isinstance(logs, str) and logs and len(logs) < len(kept) and kept.startswith(logs):
+        return f"its logs ({len(logs)} characters) are older than the stored ({len(kept)})"
+    if pushed and status == Status.STARTING and _running_or_later(stored):
+        return f"it says 'starting' after {stored!r}"
+    return None
+
+
 def plan_observation(
     state: PredictionState, observation: Observation, observed_at: datetime
 ) -> ObservationUpdate:

@@ -1,14 +1,16 @@
-"""What to write after a poll: pure decisions, beside ``observe.plan_observation``.
+"""What to write after a poll or a push: pure decisions, beside ``observe.plan_observation``.
 
-A poll ends in an answer or an ``UpstreamError``. ``plan_answer`` turns an
-answer into the observation to write and the next poll; ``plan_failure`` turns
-an error into one of three writes. Nothing here does I/O or keeps state; the
-poller carries out what these functions decide.
+A poll ends in an answer or an ``UpstreamError``; a push (the upstream's own
+webhook, ``tracker.poll.pushes``) is an answer too. ``plan_answer`` turns an
+answer from either into the observation to write and the next poll, or finds it
+older than what is stored; ``plan_failure`` turns an error into one of three
+writes. Nothing here does I/O or keeps state; the poller and the push receiver
+carry out what these functions decide.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +23,7 @@ from tracker.exceptions import (
     UpstreamRateLimited,
     UpstreamTransient,
 )
-from tracker.poll.observe import parse_prediction, plan_observation
+from tracker.poll.observe import parse_prediction, plan_observation, stale_reason
 from tracker.poll.progress import remaining_seconds
 from tracker.poll.runtimes import RunTimes
 from tracker.poll.schedule import PollPolicy
@@ -61,6 +63,15 @@ FailureWrite = Reschedule | RecordError | RecordNotFound
 
 
 @dataclass(frozen=True, slots=True)
+class StaleAnswer:
+    """An answer older than what is stored (a late push): nothing of it is written;
+    a poll that brought it is put back with ``next_poll``."""
+
+    reason: str
+    next_poll: NextPoll
+
+
+@dataclass(frozen=True, slots=True)
 class AnswerWrite:
     """An accepted answer: the observation to write and when to poll next."""
 
@@ -82,7 +93,9 @@ def plan_failure(
         next_poll = policy.after_pause(until=until, previous_interval=state.poll_interval)
         return Reschedule(next_poll, error.detail, now)
     if isinstance(error, UpstreamNotFound):
-        next_poll = policy.after_error(consecutive_errors=state.not_found_count, now=now)
+        next_poll = policy.after_error(
+            consecutive_errors=state.not_found_count, now=now, pushed=_pushed(state)
+        )
         return RecordNotFound(now, error.detail, next_poll)
     return _poll_error(state, error, now, policy)
 
@@ -90,7 +103,9 @@ def plan_failure(
 def _poll_error(
     state: PredictionState, error: UpstreamError, now: datetime, policy: PollPolicy
 ) -> RecordError:
-    next_poll = policy.after_error(consecutive_errors=state.consecutive_errors, now=now)
+    next_poll = policy.after_error(
+        consecutive_errors=state.consecutive_errors, now=now, pushed=_pushed(state)
+    )
     raw = error.body if isinstance(error, UpstreamBadAnswer) else None
     return RecordError(now, error.detail, next_poll, raw, isinstance(error, UpstreamTransient))
 
@@ -101,20 +116,34 @@ def plan_answer(
     now: datetime,
     policy: PollPolicy,
     run_times: RunTimes | None = None,
-) -> AnswerWrite | RecordError:
-    """The write for a 2xx answer; ``run_times`` (the adaptive scheduler's learned
-    run times) also turns on polling by progress bars."""
+    *,
+    pushed: bool = False,
+) -> AnswerWrite | RecordError | StaleAnswer:
+    """The write for a 2xx answer, or for a push (``pushed``): both go through here.
+
+    ``run_times`` (the adaptive scheduler's learned run times) also turns on polling
+    by progress bars. A prediction the upstream pushes is polled every poll-max
+    only, as a safety net against lost pushes (``PollPolicy.safety_net``).
+    """
     try:
         observation = parse_prediction(body, state.id)
     except UpstreamBadAnswer as exc:
         return _poll_error(state, exc, now, policy)
+    stale = stale_reason(state, observation, pushed=pushed)
+    if stale is not None:
+        return StaleAnswer(stale, _next_poll(state, policy, now, changed=False, terminal=False))
     update = plan_observation(state, observation, now)
+    if pushed:
+        update = replace(update, pushed=True)
     model = update.fields.get("model")
     created = update.fields.get("created_at")
     completed = update.fields.get("completed_at")
     run_time = None
     if update.terminal and model and created and completed:
         run_time = (completed - created).total_seconds()
+    if pushed or _pushed(state):
+        next_poll = policy.safety_net(now=now, terminal=update.terminal)
+        return AnswerWrite(update, next_poll, run_time)
     next_poll = policy.after_answer(
         previous_interval=state.poll_interval,
         changed=update.changed,
@@ -125,6 +154,21 @@ def plan_answer(
         remaining=_remaining(state, update, now) if run_times is not None else None,
     )
     return AnswerWrite(update, next_poll, run_time)
+
+
+def _pushed(state: PredictionState) -> bool:
+    """Whether the upstream pushes this prediction (it has pushed it at least once)."""
+    return state.last_pushed_at is not None
+
+
+def _next_poll(
+    state: PredictionState, policy: PollPolicy, now: datetime, *, changed: bool, terminal: bool
+) -> NextPoll:
+    if _pushed(state):
+        return policy.safety_net(now=now, terminal=terminal)
+    return policy.after_answer(
+        previous_interval=state.poll_interval, changed=changed, terminal=terminal, now=now
+    )
 
 
 def _remaining(state: PredictionState, update: ObservationUpdate, now: datetime) -> float | None:

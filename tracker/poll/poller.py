@@ -29,6 +29,7 @@ from tracker.poll.failures import FailureWriter
 from tracker.poll.gate import UpstreamGate
 from tracker.poll.outcomes import (
     AnswerWrite,
+    StaleAnswer,
     plan_answer,
     plan_failure,
 )
@@ -265,6 +266,16 @@ class Poller:
             planned = plan_answer(state, outcome.body, now, self.policy, run_times)
             if isinstance(planned, AnswerWrite):
                 await self._write_answer(state, planned)
+            elif isinstance(planned, StaleAnswer):  # older than a push stored meanwhile
+                log.debug("%s: answer dropped: %s", state.id, planned.reason)
+                self.gate.answered()
+                await self.db.write(
+                    self.queue.reschedule,
+                    state.id,
+                    next_poll=planned.next_poll,
+                    owner=self.owner,
+                    attempted_at=now,
+                )
             else:
                 await self.failures.write(state, planned)
             return

@@ -73,11 +73,24 @@ class PollPolicy:
             interval = min(self.poll_max, max(self.poll_min, previous_interval * GROWTH))
         return self._at(now, interval)
 
-    def after_error(self, *, consecutive_errors: int, now: datetime) -> NextPoll:
-        """Exponential backoff with jitter, per prediction."""
+    def after_error(
+        self, *, consecutive_errors: int, now: datetime, pushed: bool = False
+    ) -> NextPoll:
+        """Exponential backoff with jitter, per prediction; never sooner than poll-max
+        for a prediction the upstream pushes (see ``safety_net``)."""
         base = min(ERROR_BACKOFF_CAP, self.poll_min * 2 ** min(consecutive_errors, 20))
         delay = max(self.poll_min, base * self.rng.uniform(0.5, 1.0))
+        if pushed:
+            delay = max(delay, self.poll_max)
         return NextPoll(at=now + timedelta(seconds=delay), interval=None)
+
+    def safety_net(self, *, now: datetime, terminal: bool) -> NextPoll:
+        """The next poll of a prediction the upstream pushes (it has pushed it before):
+        the pushes say when it changes, so it is polled only every ``poll_max``, in
+        case a push is lost. No jitter: the pushes already spread them."""
+        if terminal:
+            return NextPoll(at=None, interval=None)
+        return NextPoll(at=now + timedelta(seconds=self.poll_max), interval=self.poll_max)
 
     def after_pause(self, *, until: datetime, previous_interval: float | None) -> NextPoll:
         """Wait out a pause (Retry-After) without changing the prediction's own rhythm."""

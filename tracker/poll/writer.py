@@ -15,7 +15,7 @@ from tracker.store.polling import Applied
 #: the most observations written in one transaction
 MAX_BATCH = 200
 
-Item = tuple[ObservationUpdate, NextPoll, "asyncio.Future[int]"]
+Item = tuple[ObservationUpdate, NextPoll, str | None, "asyncio.Future[int]"]
 
 
 class ObservationWriter:
@@ -42,11 +42,15 @@ class ObservationWriter:
         self._queue: list[Item] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def apply(self, update: ObservationUpdate, next_poll: NextPoll) -> int:
+    async def apply(
+        self, update: ObservationUpdate, next_poll: NextPoll, *, claimed: bool = True
+    ) -> int:
         """Write one observation; returns the deliveries it left pending (deliveries
-        handed off go to ``on_handoff``), raises its error."""
+        handed off go to ``on_handoff``), raises its error. A poll's answer is written
+        only while this writer's owner still holds the prediction's claim; a push
+        (``claimed=False``) holds none."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._queue.append((update, next_poll, future))
+        self._queue.append((update, next_poll, self._owner if claimed else None, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="observation writer")
         return await future
@@ -61,7 +65,7 @@ class ObservationWriter:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
             # One lock order for every transaction: rows in ID order (see _apply_batch).
             batch.sort(key=lambda item: item[0].prediction_id)
-            items = [(update, next_poll, self._owner) for update, next_poll, _ in batch]
+            items = [(update, next_poll, owner) for update, next_poll, owner, _ in batch]
             try:
                 applied: Applied = await self._run(
                     self._apply_many,
@@ -70,13 +74,13 @@ class ObservationWriter:
                     handoff=self._handoff(),
                 )
             except Exception as exc:  # handed to every waiting caller, never lost
-                for _, _, future in batch:
+                for *_, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
             if applied.handed_off:
                 self._on_handoff(applied.handed_off)
-            for (_, _, future), result in zip(batch, applied.results, strict=True):
+            for (*_, future), result in zip(batch, applied.results, strict=True):
                 if future.done():
                     continue
                 if isinstance(result, StoreError):

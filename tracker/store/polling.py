@@ -43,7 +43,8 @@ from tracker.text.sanitize import clean_text
 
 log = logging.getLogger(__name__)
 
-_STATE_COLUMNS = (
+#: the columns of a PredictionState (``state_of`` builds one from them)
+STATE_COLUMNS = (
     predictions.c.id,
     predictions.c.status,
     predictions.c.tracking,
@@ -58,6 +59,7 @@ _STATE_COLUMNS = (
     predictions.c.registered_at,
     predictions.c.log_seq,
     predictions.c.started_at,
+    predictions.c.last_pushed_at,
 )
 
 
@@ -96,21 +98,21 @@ class PollOps(StoreBase):
             update(predictions)
             .where(predictions.c.id.in_(candidates.scalar_subquery()))
             .values(next_poll_at=lease_until, claimed_by=owner)
-            .returning(*_STATE_COLUMNS)
+            .returning(*STATE_COLUMNS)
         )
         with self._transaction() as conn:
-            return [_state(row) for row in conn.execute(stmt).mappings()]
+            return [state_of(row) for row in conn.execute(stmt).mappings()]
 
     def claimed_state(self, prediction_id: str, owner: str) -> PredictionState | None:
         """The current state of a prediction this owner still holds, else None."""
-        stmt = select(*_STATE_COLUMNS).where(
+        stmt = select(*STATE_COLUMNS).where(
             predictions.c.id == prediction_id,
             predictions.c.claimed_by == owner,
             predictions.c.tracking == Tracking.ACTIVE.value,
         )
         with self._reading() as conn:
             row = conn.execute(stmt).mappings().first()
-        return None if row is None else _state(row)
+        return None if row is None else state_of(row)
 
     def release_claims(self, owner: str | None, *, now: datetime) -> int:
         """Make claimed rows due now again (all claims when ``owner`` is None)."""
@@ -286,9 +288,9 @@ def _apply_batch(
     """Apply observations with a few statements per batch, not per observation:
     one UPDATE executemany per set of changed columns, then one INSERT each for
     transitions, log chunks and deliveries."""
-    groups: dict[tuple[tuple[str, ...], bool], list[int]] = {}
+    groups: dict[tuple[tuple[str, ...], bool, bool], list[int]] = {}
     for index, (update_, _, owner) in enumerate(items):
-        key = (tuple(sorted(update_.fields)), owner is not None)
+        key = (tuple(sorted(update_.fields)), owner is not None, update_.pushed)
         groups.setdefault(key, []).append(index)
     if len(groups) > 1 and conn.dialect.name == "postgresql":
         # Updated group by group, the rows would be locked out of ID order; lock
@@ -336,8 +338,9 @@ def _update_params(
     update_: ObservationUpdate, next_poll: NextPoll, owner: str | None
 ) -> dict[str, Any]:
     params: dict[str, Any] = {f"v_{name}": value for name, value in update_.fields.items()}
+    seen_at = "v_last_pushed_at" if update_.pushed else "v_last_polled_at"
+    params[seen_at] = update_.observed_at
     params.update(
-        v_last_polled_at=update_.observed_at,
         v_next_poll_at=None if update_.terminal else next_poll.at,
         v_poll_interval=next_poll.interval,
         g_id=update_.prediction_id,
@@ -373,25 +376,28 @@ def _log_row(update_: ObservationUpdate) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=256)
-def _observation_update(fields: tuple[str, ...], guard_owner: bool) -> Any:
+def _observation_update(fields: tuple[str, ...], guard_owner: bool, pushed: bool) -> Any:
     """The UPDATE for one observation, built once per set of changed columns.
 
     Building and caching-keying a fresh statement per poll cost more CPU than
-    running it; with bound parameters the compiled form is reused.
+    running it; with bound parameters the compiled form is reused. A pushed
+    answer is not a poll: it sets ``last_pushed_at``, not ``last_polled_at`` and
+    ``poll_count``, and leaves a claim alone (a poll of it may be in flight).
     """
     c = predictions.c
+    seen_at = "last_pushed_at" if pushed else "last_polled_at"
     values: dict[str, Any] = {
         name: bindparam(f"v_{name}", type_=c[name].type)
-        for name in (*fields, "last_polled_at", "next_poll_at", "poll_interval")
+        for name in (*fields, seen_at, "next_poll_at", "poll_interval")
     }
     values.update(
-        poll_count=c.poll_count + 1,
         consecutive_errors=0,
         not_found_count=0,
         not_found_since=None,
-        claimed_by=None,
         last_error=None,  # a good answer ends the error; error_count keeps the history
     )
+    if not pushed:
+        values.update(poll_count=c.poll_count + 1, claimed_by=None)
     guard = [
         c.id == bindparam("g_id"),
         c.status.is_not_distinct_from(bindparam("g_status", type_=c.status.type)),
@@ -402,7 +408,8 @@ def _observation_update(fields: tuple[str, ...], guard_owner: bool) -> Any:
     return update(predictions).where(*guard).values(values)
 
 
-def _state(row: RowMapping) -> PredictionState:
+def state_of(row: RowMapping) -> PredictionState:
+    """A row of STATE_COLUMNS as a PredictionState."""
     return PredictionState(
         id=row["id"],
         status=row["status"],
@@ -418,4 +425,5 @@ def _state(row: RowMapping) -> PredictionState:
         registered_at=row["registered_at"],
         log_seq=row["log_seq"],
         started_at=row["started_at"],
+        last_pushed_at=row["last_pushed_at"],
     )

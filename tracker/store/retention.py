@@ -36,6 +36,7 @@ from sqlalchemy import (
 from tracker.domain import DeliveryState, Tracking
 from tracker.exceptions import InvalidInput
 from tracker.store.base import StoreBase
+from tracker.store.pushes import REPLAY_WINDOW, delete_old_receipts
 from tracker.store.tables import (
     callbacks,
     deliveries,
@@ -44,6 +45,7 @@ from tracker.store.tables import (
     predictions,
     status_transitions,
 )
+from tracker.timeparse import utcnow
 
 #: predictions per transaction unless the caller says otherwise
 DEFAULT_BATCH_SIZE = 1_000
@@ -261,6 +263,10 @@ def _prune_batch(
             conn.execute(delete(prediction_logs).where(prediction_logs.c.prediction_id.in_(logs)))
         if raw:
             conn.execute(update(predictions).where(predictions.c.id.in_(raw)).values(raw=None))
+        # The webhook-ids of their pushes: kept while a replay could still pass the
+        # signature's timestamp check (deleted predictions take theirs along).
+        receipts_before = min(options.cutoff, utcnow() - REPLAY_WINDOW)
+        delete_old_receipts(conn, [r.id for r in kept], receipts_before)
         if attempts:
             settled = select(deliveries.c.id).where(
                 deliveries.c.prediction_id.in_(attempts),

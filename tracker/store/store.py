@@ -39,6 +39,7 @@ from tracker.store.engine import sqlite_file
 from tracker.store.enqueue import queue_completed_for_finished
 from tracker.store.listing import PREDICTION_COLUMNS, ListingOps, prediction_record
 from tracker.store.polling import PollOps
+from tracker.store.pushes import PushOps
 from tracker.store.reports import ReportOps
 from tracker.store.retention import RetentionOps
 from tracker.store.tables import callbacks, prediction_logs, predictions, status_transitions
@@ -46,7 +47,7 @@ from tracker.store.tables import callbacks, prediction_logs, predictions, status
 log = logging.getLogger(__name__)
 
 #: alembic revision this code expects; tests check it is the migrations' head
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 
 #: rows per INSERT statement when registering many IDs at once
 INSERT_BATCH = 5_000
@@ -59,7 +60,7 @@ class AddResult:
     callbacks_added: int
 
 
-class Store(PollOps, DeliveryOps, DaemonOps, ListingOps, ReportOps, RetentionOps):
+class Store(PollOps, PushOps, DeliveryOps, DaemonOps, ListingOps, ReportOps, RetentionOps):
     """Named operations on the tracker's tables, each one transaction."""
 
     def schema_revision(self) -> str | None:

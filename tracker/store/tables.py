@@ -65,6 +65,8 @@ predictions = Table(
     Column("not_found_since", UTCDateTime),
     Column("log_seq", Integer, nullable=False, server_default="0"),
     Column("claimed_by", String(200)),
+    # When the upstream last pushed it (its own webhook): polled at poll-max since.
+    Column("last_pushed_at", UTCDateTime),
 )
 
 # The due-work query reads only active rows in next_poll_at order.
@@ -225,3 +227,23 @@ daemons = Table(
     Column("stopped_at", UTCDateTime),
     Column("polls", BigInteger, nullable=False, server_default="0"),
 )
+
+# The upstream's own webhooks (`tracker serve`'s POST /webhooks/upstream): one row per
+# webhook-id, so that a push delivered again is applied once.
+upstream_pushes = Table(
+    "upstream_pushes",
+    metadata,
+    Column("webhook_id", String(200), primary_key=True),
+    Column(
+        "prediction_id",
+        String(128),
+        ForeignKey("predictions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("status", String(64), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("detail", Text),
+)
+Index("ix_upstream_pushes_prediction", upstream_pushes.c.prediction_id)
+Index("ix_upstream_pushes_received_at", upstream_pushes.c.received_at)
