@@ -75,17 +75,19 @@ COLS = [
 
 def test_fit_cuts_text_then_drops_the_least_important_but_never_the_key() -> None:
     shown = [["r" * 26, "succeeded", "black-forest-labs/flux-schnell", "12 s ago", "x" * 60]]
-    cols, widths = fit(COLS, shown, 120)
+    cols, widths = fit(COLS, shown, 120)  # the widest text column is cut
     assert [c.name for c in cols] == ["id", "status", "model", "age", "error"]
-    assert widths == [26, 9, 30, 8, 60 - (26 + 9 + 30 + 8 + 60 + 8 - 120)]
-    cols, widths = fit(COLS, shown, 80)  # cut model and error, both to 14
-    assert widths == [26, 9, 14, 8, 15] and sum(widths) + 8 == 80
-    cols, widths = fit(COLS, shown, 60)  # error goes first (lowest priority)
-    assert [c.name for c in cols] == ["id", "status", "model", "age"]
+    assert widths == [26, 9, 30, 8, 39] and sum(widths) + 8 == 120
+    cols, widths = fit(COLS, shown, 100)  # model and error cut, neither below 20
+    assert widths == [26, 9, 24, 8, 25] and sum(widths) + 8 == 100
+    cols, widths = fit(COLS, shown, 80)  # rather than cut to 20 each, error goes
+    assert [c.name for c in cols] == ["id", "status", "model", "age"] and widths[2] == 30
+    cols, widths = fit(COLS, shown, 60)  # then age (priority 1), and model is cut
+    assert [c.name for c in cols] == ["id", "status", "model"] and widths == [26, 9, 21]
     cols, widths = fit(COLS, shown, 20)  # the key stays whole, even wider than the screen
     assert [c.name for c in cols] == ["id"] and widths == [26]
-    cols, widths = fit(COLS, shown, 20, drop=False)  # --wide: nothing left out
-    assert len(cols) == 5 and widths[0] == 26
+    cols, widths = fit(COLS, shown, 60, drop=False)  # --wide: nothing left out, cut more
+    assert len(cols) == 5 and widths == [26, 8, 8, 8, 8]
 
 
 def printed(capsys: pytest.CaptureFixture[str]) -> str:
@@ -131,7 +133,8 @@ def test_later_pages_are_laid_out_as_rich_lays_out_the_first() -> None:
         ["s" * 26, "failed", "日本語のモデル名/とても長い", "3 d ago", "short"],
         ["t" * 26, "processing", "a/b", "in 4 s", ""],
     ]
-    cols, widths = fit(COLS, rows, 80)
-    screen = Console(width=80, file=io.StringIO(), record=True)
+    cols, widths = fit(COLS, rows, 100)
+    assert len(cols) == 5 and widths[2] < 29  # the double-width model name is cut
+    screen = Console(width=100, file=io.StringIO(), record=True)
     output._print_page(screen, cols, widths, rows, header=False, title=None)
     assert list(output._plain_lines(cols, widths, rows)) == screen.export_text().splitlines()

@@ -28,9 +28,9 @@ from tracker.inputs import parse_labels
 LIST_COLUMNS = (
     Col("id", kind="key"),
     Col("prediction_id", "prediction", kind="key"),
-    Col("event", priority=2),
+    Col("event", priority=2, floor=9),
     Col("kind", wide=True),
-    Col("state", priority=3),
+    Col("state", priority=3, floor=9),
     Col("attempts", "tries", kind="count", priority=2),
     Col("last_status_code", "code", kind="count", wide=True),
     Col("target", priority=1, floor=16),

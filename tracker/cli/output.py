@@ -40,6 +40,8 @@ Row = dict[str, Any]
 PAGE = 500
 #: what a cut text column keeps at least (its title may ask for more)
 MIN_TEXT = 8
+#: how far text columns are cut before whole columns are left out instead
+COMFORT = 20
 #: spaces between two columns of a terminal table
 GAP = 2
 
@@ -273,32 +275,38 @@ def _shown(col: Col, value: Any, now: datetime) -> str:
 def fit(
     cols: Sequence[Col], shown: Sequence[Sequence[str]], width: int, *, drop: bool = True
 ) -> tuple[list[Col], list[int]]:
-    """The columns a screen ``width`` wide shows, and their widths: each as wide as its
-    widest value and header; when that is too wide, the widest text columns lose
-    width first, down to their floor; then the columns of lowest priority (the last
-    of equals first) are left out. Key columns are never cut nor dropped: a screen
-    narrower than them gets lines wider than itself, never a broken ID."""
+    """The columns a screen ``width`` wide shows, and their widths. Each is as wide as
+    its widest value and header; when that is too wide, the widest text columns are
+    cut first, to no less than COMFORT; then the columns of lowest priority (the
+    last of equals first) are left out; only then are text columns cut further, to
+    their floor. Key columns are never cut nor dropped: a screen narrower than them
+    gets lines wider than itself, never a broken ID."""
     keep = list(range(len(cols)))
     while True:
-        widths, excess = _shrink(
-            [cols[i] for i in keep], [[r[i] for i in keep] for r in shown], width
-        )
+        kept = [cols[i] for i in keep]
+        values = [[r[i] for i in keep] for r in shown]
+        widths, excess = _shrink(kept, values, width, COMFORT)
         droppable = [i for i in keep if cols[i].kind != "key" and drop]
-        if excess <= 0 or not droppable:
-            return [cols[i] for i in keep], widths
+        if excess <= 0:
+            return kept, widths
+        if not droppable:
+            return kept, _shrink(kept, values, width, 0)[0]
         keep.remove(min(reversed(droppable), key=lambda i: cols[i].priority))
 
 
 def _shrink(
-    cols: Sequence[Col], shown: Sequence[Sequence[str]], width: int
+    cols: Sequence[Col], shown: Sequence[Sequence[str]], width: int, comfort: int
 ) -> tuple[list[int], int]:
-    """Widths with the text columns cut as far as needed (and allowed), and how much
-    wider than ``width`` the table still is."""
+    """Widths with the text columns cut as far as needed, widest first, down to their
+    floor or ``comfort``, whichever is wider; and how much wider than ``width`` the
+    table still is."""
     widths = [
         max([cell_len(c.header), *(cell_len(r[i]) for r in shown)]) for i, c in enumerate(cols)
     ]
     floors = [
-        min(w, c.floor or max(MIN_TEXT, cell_len(c.header))) if KINDS[c.kind].cut else w
+        min(w, max(comfort, c.floor or max(MIN_TEXT, cell_len(c.header))))
+        if KINDS[c.kind].cut
+        else w
         for c, w in zip(cols, widths, strict=True)
     ]
     excess = sum(widths) + GAP * (len(cols) - 1) - width
