@@ -20,6 +20,7 @@ What is particular to pushes:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -170,13 +171,13 @@ class PushApplier:
 
 
 class OwnPushes:
-    """Pushes without a daemon in the process (``tracker serve --no-daemon``): a store,
-    a database runner and an observation writer of their own. Deliveries are left
-    pending for a daemon to send."""
+    """Pushes without a daemon in the process (``tracker serve --no-daemon``): a
+    database runner and an observation writer of their own on ``store``. Deliveries
+    are left pending for a daemon to send."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.store = Store.open_checked(settings.database_url)
-        self.db = DatabaseRunner(workers=1 if self.store.dialect == "sqlite" else 2)
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.db = DatabaseRunner(workers=1 if store.dialect == "sqlite" else 2)
         owner = f"{settings.name or socket.gethostname()}:{os.getpid()}:pushes"
         writer = ObservationWriter(
             self.store.apply_observations,
@@ -193,6 +194,6 @@ class OwnPushes:
         )
 
     async def close(self) -> None:
+        """Let writes in flight finish, then stop the runner (the store stays open)."""
         await self.applier.writer.wait_idle(timeout=5.0)
-        self.db.shutdown()
-        self.store.close()
+        await asyncio.to_thread(self.db.shutdown)

@@ -34,7 +34,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from tracker.exceptions import InvalidInput, PredictionNotFound, SchemaMissing, StoreUnavailable
-from tracker.service import api, health, metrics
+from tracker.service import api, health, metrics, push
 from tracker.service.context import SERVICE, Service
 from tracker.service.errors import ApiError, json_error
 
@@ -53,6 +53,7 @@ ROUTE_MODULES: tuple[Callable[[web.Application, Service], None], ...] = (
     health.add_routes,
     metrics.add_routes,
     api.add_routes,
+    push.add_routes,
 )
 
 
