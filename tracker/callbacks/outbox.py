@@ -21,6 +21,7 @@ from tracker.config import DEFAULT_LOG_INTERVAL
 from tracker.domain import DeliveryJob, DeliveryState, SendResult
 from tracker.exceptions import StoreError
 from tracker.net.failurelog import FailureLog
+from tracker.poll.observer import NO_OBSERVER, PollObserver
 from tracker.store.enqueue import Handoff
 from tracker.store.interfaces import DeliveryQueue
 from tracker.store.runner import Runner
@@ -51,6 +52,7 @@ class Outbox:
         concurrency: int = DEFAULT_DELIVERY_CONCURRENCY,
         per_target: int = DEFAULT_PER_TARGET,
         failure_log: FailureLog | None = None,
+        observer: PollObserver = NO_OBSERVER,
     ) -> None:
         self.store = store
         self.senders = dict(senders)
@@ -77,6 +79,8 @@ class Outbox:
         self.sent = 0  #: deliveries delivered
         self.failed = 0  #: deliveries given up (dead)
         self.failed_attempts = 0  #: attempts that failed, given up or not
+        #: told of each delivery accepted, with its latency from the event
+        self.observer = observer
 
     def counters(self) -> dict[str, int]:
         """Counts since the start, for the daemon's summary line."""
@@ -271,6 +275,7 @@ class Outbox:
             return
         if state is DeliveryState.DELIVERED:
             self.sent += 1
+            self.observer.callback_sent(job.kind, (utcnow() - job.created_at).total_seconds())
             log.debug(
                 "delivered %s (%s, %s ms)",
                 about,

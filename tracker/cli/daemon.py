@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import sys
 from typing import Any
 
 import click
 
-from tracker.callbacks.email import Mailer, parse_smtp_url, redacted
-from tracker.callbacks.outbox import Sender
-from tracker.callbacks.webhook import WebhookSender, make_webhook_client
 from tracker.cli.common import database_option, open_store
 from tracker.cli.options import daemon_options, daemon_settings
 from tracker.config import Settings, require_api_key
 from tracker.logsetup import configure_logging
-from tracker.poll.daemon import NothingPolled, build_daemon
-from tracker.poll.upstream import UpstreamClient, make_http_client
-
-log = logging.getLogger("tracker")
+from tracker.poll.assembly import open_daemon
+from tracker.poll.daemon import NothingPolled
 
 
 @click.command("daemon")
@@ -57,43 +50,8 @@ async def run_daemon(
     """Run the daemon until it stops; its exit code. NothingPolled (an ``Error:``
     line, exit 1) when ``once`` found polls due and none of them succeeded."""
     with open_store(settings.database_url) as store:
-        async with contextlib.AsyncExitStack() as stack:
-            http = await stack.enter_async_context(
-                make_http_client(max_connections=settings.concurrency)
-            )
-            upstream = UpstreamClient(
-                http,
-                settings.api_base,
-                settings.api_key,
-                max_answer_bytes=settings.max_answer_bytes,
-                timeout=settings.poll_timeout,
-            )
-            senders = await _senders(settings, stack)
-            daemon = build_daemon(store, upstream, settings, senders=senders)
+        async with open_daemon(store, settings) as daemon:
             code = await daemon.run(once=once, exit_when_done=exit_when_done)
     if once and daemon.nothing_polled is not None:
         raise NothingPolled(daemon.nothing_polled)
     return code
-
-
-async def _senders(settings: Settings, stack: contextlib.AsyncExitStack) -> dict[str, Sender]:
-    """A webhook sender always; a mailer when TRACKER_SMTP_URL is set."""
-    hooks = await stack.enter_async_context(
-        make_webhook_client(
-            timeout=settings.webhook_timeout,
-            max_connections=64,
-            allowed=settings.webhook_allowed_hosts,
-        )
-    )
-    webhooks = WebhookSender(
-        hooks, secret=settings.webhook_secret, timeout=settings.webhook_timeout
-    )
-    senders: dict[str, Sender] = {"webhook": webhooks}
-    if settings.smtp_url:
-        mailer = Mailer(parse_smtp_url(settings.smtp_url), settings.mail_from)
-        stack.push_async_callback(mailer.close)
-        senders["email"] = mailer
-        log.info("mail goes through %s", redacted(settings.smtp_url))
-    else:
-        log.info("TRACKER_SMTP_URL is not set: email callbacks wait until it is")
-    return senders

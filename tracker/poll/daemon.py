@@ -27,6 +27,7 @@ from tracker.config import LIVE_WITHIN_SECONDS, Settings
 from tracker.exceptions import StoreError, StoreGone, TrackerError
 from tracker.net.failurelog import FailureLog
 from tracker.poll.jobs import Jobs
+from tracker.poll.observer import NO_OBSERVER, PollObserver
 from tracker.poll.poller import DRAIN_SECONDS, FETCH_GRACE_SECONDS, Poller, Upstream
 from tracker.poll.pushes import PushApplier
 from tracker.poll.schedule import PollPolicy
@@ -115,8 +116,10 @@ def build_daemon(
     *,
     policy: PollPolicy | None = None,
     senders: Mapping[str, Sender] | None = None,
+    observer: PollObserver = NO_OBSERVER,
 ) -> Daemon:
-    """A daemon with its parts, all sharing one database runner."""
+    """A daemon with its parts, all sharing one database runner; ``observer`` is told
+    what they do (``tracker.poll.observer``: `tracker serve`'s metrics)."""
     owner = settings.name or f"{socket.gethostname()}:{os.getpid()}"
     stopping = asyncio.Event()
     # SQLite has one writer at a time; more threads would only queue on its lock.
@@ -129,6 +132,7 @@ def build_daemon(
         policy=RetryPolicy(settings.retry_schedule),
         lease_seconds=settings.lease_seconds,
         failure_log=FailureLog(outbox_log, interval=settings.log_interval),
+        observer=observer,
     )
     writer = ObservationWriter(
         store.apply_observations,
@@ -137,6 +141,7 @@ def build_daemon(
         default_callbacks=settings.default_callbacks,
         handoff=outbox.handoff,
         on_handoff=outbox.accept,
+        observer=observer,
     )
     policy = policy or PollPolicy(settings.poll_min, settings.poll_max)
     poller = Poller(
@@ -148,6 +153,7 @@ def build_daemon(
         owner=owner,
         policy=policy,
         on_deliveries=outbox.wake,
+        observer=observer,
     )
     # The upstream's own webhooks (`tracker serve`) go through the same writer.
     pushes = PushApplier(
@@ -217,8 +223,12 @@ class Daemon:
 
     # -- life --------------------------------------------------------------
 
-    async def run(self, *, once: bool = False, exit_when_done: bool = False) -> int:
-        """Poll until stopped; returns the process exit code."""
+    async def run(
+        self, *, once: bool = False, exit_when_done: bool = False, handle_signals: bool = True
+    ) -> int:
+        """Poll until stopped; returns the process exit code. SIGINT and SIGTERM stop
+        it unless not ``handle_signals`` (`tracker serve` handles them and calls
+        ``stop``)."""
         self.poller.stop_on_auth_error = once
         lock = None if self._sqlite_file is None else DaemonLock(self._sqlite_file)
         if lock is not None:
@@ -226,7 +236,8 @@ class Daemon:
         loop = self._loop = asyncio.get_running_loop()
         if self._file_guard is not None:
             self._file_guard.remember()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
+        for sig in signals:
             loop.add_signal_handler(sig, self.stop)
         registered = False
         try:
@@ -247,7 +258,7 @@ class Daemon:
             await self._writer.wait_idle(DRAIN_SECONDS)
             await self.outbox.stop(timeout=DRAIN_SECONDS)
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in signals:
                 loop.remove_signal_handler(sig)
             await self._leave(registered)
             if lock is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ from tracker.exceptions import (
 from tracker.net.failurelog import FailureLog
 from tracker.poll.failures import FailureWriter
 from tracker.poll.gate import UpstreamGate
+from tracker.poll.observer import NO_OBSERVER, PollObserver, poll_outcome
 from tracker.poll.outcomes import (
     AnswerWrite,
     StaleAnswer,
@@ -70,6 +72,7 @@ class Poller:
         owner: str,
         policy: PollPolicy,
         on_deliveries: Callable[[], None] = lambda: None,
+        observer: PollObserver = NO_OBSERVER,
     ) -> None:
         self.queue = queue
         self.upstream = upstream
@@ -79,6 +82,7 @@ class Poller:
         self.owner = owner
         self.policy = policy
         self.stats = PollStats()
+        self.observer = observer  #: told of each request's outcome and duration
         self.run_times = RunTimes()
         #: in --once mode, a rejected key ends the sweep
         self.stop_on_auth_error = False
@@ -245,12 +249,16 @@ class Poller:
     async def _fetch(self, prediction_id: str) -> Answer | UpstreamError:
         self.stats.requests += 1
         self._fetching.add(prediction_id)
+        started = time.monotonic()
+        result: Answer | UpstreamError
         try:
-            return await self.upstream.get_prediction(prediction_id)
+            result = await self.upstream.get_prediction(prediction_id)
         except UpstreamError as exc:
-            return exc
+            result = exc
         finally:
             self._fetching.discard(prediction_id)
+        self.observer.poll_done(poll_outcome(result), time.monotonic() - started)
+        return result
 
     async def _put_back(self, state: PredictionState) -> None:
         next_poll = NextPoll(at=utcnow(), interval=state.poll_interval)

@@ -9,6 +9,7 @@ from typing import Any
 
 from tracker.domain import CallbackSpec, DeliveryJob, NextPoll, ObservationUpdate
 from tracker.exceptions import StoreError
+from tracker.poll.observer import NO_OBSERVER, PollObserver
 from tracker.store.enqueue import Handoff
 from tracker.store.polling import Applied
 
@@ -32,6 +33,7 @@ class ObservationWriter:
         default_callbacks: Sequence[CallbackSpec] = (),
         handoff: Callable[[], Handoff | None] = lambda: None,
         on_handoff: Callable[[list[DeliveryJob]], None] = lambda _jobs: None,
+        observer: PollObserver = NO_OBSERVER,
     ) -> None:
         self._apply_many = apply_many
         self._run = run
@@ -39,6 +41,7 @@ class ObservationWriter:
         self._defaults = tuple(default_callbacks)
         self._handoff = handoff
         self._on_handoff = on_handoff
+        self._observer = observer  #: told of each transition written
         self._queue: list[Item] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -80,7 +83,9 @@ class ObservationWriter:
                 continue
             if applied.handed_off:
                 self._on_handoff(applied.handed_off)
-            for (*_, future), result in zip(batch, applied.results, strict=True):
+            for (update, *_, future), result in zip(batch, applied.results, strict=True):
+                if update.transition is not None and not isinstance(result, StoreError):
+                    self._observer.transition(update.transition.to_status)
                 if future.done():
                     continue
                 if isinstance(result, StoreError):

@@ -1,0 +1,369 @@
+"""`tracker serve`'s JSON API against the real server on loopback, with httpx, on SQLite
+and PostgreSQL: what it registers, lists and shows is what `tracker add`, `list` and
+`show` do and print; what they refuse it answers 400 with their words; errors are
+JSON; a refused request writes nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from tests.clirun import run_tracker
+from tests.serving import TOKEN, Running, running_service, settings_for
+from tracker.api import Tracker
+from tracker.store.store import Store
+
+
+def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    store = Store.from_url(url)
+    try:
+        with store.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql))]
+    finally:
+        store.close()
+
+
+def count(url: str, table: str = "predictions") -> int:
+    return int(rows(url, f"select count(*) from {table}")[0][0])
+
+
+def cli(url: str, *args: str) -> tuple[int, str, str]:
+    env = {"TRACKER_DATABASE_URL": url, "TRACKER_WEBHOOK_ALLOWED_HOSTS": "loopback"}
+    result = run_tracker(args, env)
+    return result.returncode, result.stdout, result.stderr
+
+
+@pytest.fixture
+async def service(db_url: str) -> Any:
+    async with running_service(settings_for(db_url)) as running:
+        yield running
+
+
+async def test_register_one_then_again_is_201_then_200(service: Running, db_url: str) -> None:
+    async with service.client() as http:
+        first = await http.post("/api/predictions", json={"id": "abc-1", "labels": {"team": "x"}})
+        again = await http.post("/api/predictions", json={"id": "abc-1"})
+    assert first.status_code == 201
+    assert first.json() == {"added": 1, "already_known": 0, "callbacks_added": 0}
+    assert again.status_code == 200
+    assert again.json() == {"added": 0, "already_known": 1, "callbacks_added": 0}
+    assert rows(db_url, "select id, tracking from predictions") == [("abc-1", "active")]
+
+
+async def test_a_list_registers_each_entry_with_its_own_callbacks(
+    service: Running, db_url: str
+) -> None:
+    body = [
+        {"id": "a-1", "webhooks": ["http://127.0.0.1:9/hook?token=s3cret"], "events": "start"},
+        {"id": "a-2", "emails": ["ops@example.test"], "events": ["completed", "logs"]},
+        {"id": "a-3", "labels": {"run": "7"}},
+    ]
+    async with service.client() as http:
+        answer = await http.post("/api/predictions", json=body)
+    assert answer.status_code == 201
+    assert answer.json() == {"added": 3, "already_known": 0, "callbacks_added": 2}
+    found = rows(db_url, "select prediction_id, kind, target, events from callbacks order by id")
+    assert found == [
+        ("a-1", "webhook", "http://127.0.0.1:9/hook?token=s3cret", "start"),
+        ("a-2", "email", "ops@example.test", "logs,completed"),
+    ]
+    with Tracker(db_url) as tracker:
+        assert tracker.get("a-3").labels == {"run": "7"}
+
+
+async def test_a_thousand_ids_in_one_request_take_under_a_second(
+    service: Running, db_url: str
+) -> None:
+    body = [{"id": f"batch-{i:04d}", "labels": {"batch": "1"}} for i in range(1000)]
+    async with service.client() as http:
+        await http.get("/healthz")  # the connection is open before the clock starts
+        started = time.perf_counter()
+        answer = await http.post("/api/predictions", json=body)
+        elapsed = time.perf_counter() - started
+    assert answer.status_code == 201
+    assert answer.json()["added"] == 1000
+    assert count(db_url) == 1000
+    assert elapsed < 1.0, f"1,000 IDs took {elapsed:.2f} s"
+
+
+@pytest.mark.parametrize(
+    ("args", "body"),
+    [
+        (["add", "bad id"], {"id": "bad id"}),
+        (["add", "--", "-x"], {"id": "-x"}),
+        (
+            ["add", "ok-1", "--webhook", "ftp://example.test/x"],
+            {"id": "ok-1", "webhooks": ["ftp://example.test/x"]},
+        ),
+        (
+            ["add", "ok-1", "--webhook", "http://10.1.2.3/h"],
+            {"id": "ok-1", "webhooks": ["http://10.1.2.3/h"]},
+        ),
+        (
+            ["add", "ok-1", "--email", "not-an-address"],
+            {"id": "ok-1", "emails": ["not-an-address"]},
+        ),
+        (
+            ["add", "ok-1", "--events", "start,sometimes"],
+            {"id": "ok-1", "events": "start,sometimes"},
+        ),
+        (["add", "ok-1", "--label", "bad key=v"], {"id": "ok-1", "labels": {"bad key": "v"}}),
+    ],
+    ids=["space", "dash", "scheme", "private-address", "email", "events", "label"],
+)
+async def test_what_add_refuses_is_400_with_its_message(
+    service: Running, db_url: str, args: list[str], body: dict[str, Any]
+) -> None:
+    code, _, stderr = cli(db_url, *args)
+    assert code != 0 and stderr.startswith("Error: ")
+    async with service.client() as http:
+        answer = await http.post("/api/predictions", json=body)
+    assert answer.status_code == 400
+    assert answer.json() == {"error": stderr.removeprefix("Error: ").strip()}
+    assert count(db_url) == 0
+
+
+async def test_one_bad_entry_refuses_the_whole_list(service: Running, db_url: str) -> None:
+    body = [{"id": "good-1"}, {"id": "good-2"}, {"id": "bad/3"}]
+    async with service.client() as http:
+        answer = await http.post("/api/predictions", json=body)
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith("[2]: invalid prediction ID 'bad/3'")
+    assert count(db_url) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{", "malformed JSON"),
+        (b'{"id": "x"} trailing', "malformed JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "malformed JSON: nested too deeply"),
+        (b'{"id": "\xff"}', "malformed JSON: not UTF-8"),
+        (b"[]", "give at least one prediction"),
+        (b'"just-text"', "expected an object"),
+        (b"[1]", "[0]: expected an object"),
+        (b'{"ids": ["x"]}', "unknown field 'ids'"),
+        (b'{"webhooks": []}', "missing field 'id'"),
+        (b'{"id": 7}', "'id' must be text, got a number"),
+        (b'{"id": "x", "webhooks": "http://127.0.0.1/h"}', "'webhooks' must be a list"),
+        (b'{"id": "x", "emails": [{"a": 1}]}', "'emails' must be a list of text"),
+        (b'{"id": "x", "labels": ["a=b"]}', "'labels' must be an object"),
+        (b'{"id": "x", "labels": {"k": {"deep": [1]}}}', "invalid label"),
+        (b'{"id": "x", "deadline": true}', "'deadline' must be"),
+        (b'{"id": "x", "deadline": "30m"}', "deadlines are not supported yet"),
+    ],
+)
+async def test_bad_bodies_are_400_json_and_write_nothing(
+    service: Running, db_url: str, body: bytes, message: str
+) -> None:
+    async with service.client() as http:
+        answer = await http.post(
+            "/api/predictions", content=body, headers={"Content-Type": "application/json"}
+        )
+    assert answer.status_code == 400
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert message in answer.json()["error"]
+    assert count(db_url) == 0
+
+
+async def test_show_is_what_show_format_json_prints(service: Running, db_url: str) -> None:
+    hook = "http://user:pw@127.0.0.1:9/hook?key=s3cret"
+    async with service.client() as http:
+        await http.post(
+            "/api/predictions", json={"id": "shown-1", "webhooks": [hook], "labels": {"a": "b"}}
+        )
+        answer = await http.get("/api/predictions/shown-1")
+        missing = await http.get("/api/predictions/nobody-1")
+        bad = await http.get("/api/predictions/bad%20id")
+    code, stdout, _ = cli(db_url, "show", "shown-1", "--format", "json")
+    assert code == 0
+    assert answer.status_code == 200
+    assert answer.json() == json.loads(stdout)
+    assert answer.json()["callbacks"][0]["target"] == "http://user:***@127.0.0.1:9/hook?key=***"
+    assert "s3cret" not in answer.text
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "no prediction 'nobody-1' is registered"}
+    assert bad.status_code == 400
+    assert bad.json()["error"].startswith("invalid prediction ID 'bad id'")
+
+
+async def test_list_is_what_list_format_json_prints(service: Running, db_url: str) -> None:
+    async with service.client() as http:
+        for i in range(60):
+            labels = {"even": "yes"} if i % 2 == 0 else {}
+            await http.post("/api/predictions", json={"id": f"row-{i:02d}", "labels": labels})
+        default = await http.get("/api/predictions")
+        everything = await http.get("/api/predictions", params={"limit": "0"})
+        even = await http.get("/api/predictions", params={"label": "even=yes", "limit": "5"})
+        active = await http.get("/api/predictions", params={"active": "true", "limit": "0"})
+        succeeded = await http.get("/api/predictions", params={"status": "succeeded,failed"})
+        since = await http.get("/api/predictions", params={"since": "1h", "limit": "3"})
+        until = await http.get("/api/predictions", params={"until": "2000-01-01"})
+    for answer in (default, everything, even, active, succeeded, since, until):
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["Content-Type"].startswith("application/json")
+    _, stdout, _ = cli(db_url, "list", "--format", "json")
+    assert default.json() == {"predictions": json.loads(stdout)}
+    assert len(default.json()["predictions"]) == 50
+    _, stdout, _ = cli(db_url, "list", "--format", "json", "--limit", "0")
+    assert everything.json() == {"predictions": json.loads(stdout)}
+    listed = [p["id"] for p in everything.json()["predictions"]]
+    assert len(listed) == 60 and listed[0] == "row-59" and listed[-1] == "row-00"
+    _, stdout, _ = cli(db_url, "list", "--format", "json", "--label", "even=yes", "--limit", "5")
+    assert even.json() == {"predictions": json.loads(stdout)}
+    assert [p["id"] for p in even.json()["predictions"]] == [
+        f"row-{i}" for i in (58, 56, 54, 52, 50)
+    ]
+    assert len(active.json()["predictions"]) == 60
+    assert succeeded.json() == {"predictions": []}
+    assert len(since.json()["predictions"]) == 3
+    assert until.json() == {"predictions": []}
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("limit=-1", "limit must be a whole number"),
+        ("limit=ten", "limit must be a whole number"),
+        ("active=maybe", "active must be true or false"),
+        ("status=sleeping", "unknown status 'sleeping'"),
+        ("since=the%20other%20day", "--since"),
+        ("since=today&until=2000-01-01", "--until"),
+        ("label=no-equals", "invalid label"),
+        ("colour=red", "unknown query parameter 'colour'"),
+        ("limit=1&limit=2", "given more than once"),
+    ],
+)
+async def test_bad_list_queries_are_400_json(service: Running, query: str, message: str) -> None:
+    async with service.client() as http:
+        answer = await http.get(f"/api/predictions?{query}")
+    assert answer.status_code == 400
+    assert message in answer.json()["error"]
+
+
+async def test_cancel_is_not_available_yet(service: Running) -> None:
+    async with service.client() as http:
+        answer = await http.post("/api/predictions/abc-1/cancel")
+    assert answer.status_code == 501
+    assert answer.json() == {"error": "cancel is not available yet"}
+
+
+async def test_unknown_routes_and_methods_are_json(service: Running) -> None:
+    async with service.client() as http:
+        missing = await http.get("/nowhere")
+        method = await http.delete("/api/predictions")
+    assert missing.status_code == 404 and missing.json() == {"error": "not found"}
+    assert method.status_code == 405 and method.json() == {"error": "method not allowed"}
+    assert "POST" in method.headers["Allow"]
+
+
+# -- the token ---------------------------------------------------------------------------
+
+API_ROUTES = [
+    ("POST", "/api/predictions"),
+    ("GET", "/api/predictions"),
+    ("GET", "/api/predictions/abc-1"),
+    ("POST", "/api/predictions/abc-1/cancel"),
+    ("GET", "/api/nowhere"),
+]
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Bearer",
+        f"Bearer {TOKEN}x",
+        f"Bearer {TOKEN[:-1]}",
+        f"bearer {TOKEN}",
+        TOKEN,
+        f"Basic {TOKEN}",
+    ],
+    ids=[
+        "none",
+        "empty",
+        "scheme-only",
+        "longer",
+        "shorter",
+        "lowercase",
+        "bare",
+        "basic",
+    ],
+)
+async def test_every_api_route_needs_the_token(
+    service: Running, db_url: str, authorization: str | None
+) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    async with service.client(token=None) as http:
+        for method, path in API_ROUTES:
+            answer = await http.request(method, path, headers=headers, json={"id": "sneaky-1"})
+            assert answer.status_code == 401, (method, path)
+            assert answer.json()["error"].startswith("missing or wrong bearer token")
+            assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+            assert TOKEN not in answer.text
+    assert count(db_url) == 0
+
+
+async def test_health_and_metrics_need_no_token(service: Running) -> None:
+    async with service.client(token=None) as http:
+        assert (await http.get("/healthz")).status_code == 200
+        assert (await http.get("/metrics")).status_code == 200
+
+
+async def test_without_a_token_set_the_api_is_open(sqlite_url: str) -> None:
+    async with (
+        running_service(settings_for(sqlite_url, TRACKER_SERVE_TOKEN="")) as running,
+        running.client(token=None) as http,
+    ):
+        answer = await http.post("/api/predictions", json={"id": "open-1"})
+    assert answer.status_code == 201
+
+
+# -- the body limit ----------------------------------------------------------------------
+
+
+async def test_a_body_over_one_mib_is_413(service: Running, db_url: str) -> None:
+    ids = [{"id": f"big-{i:07d}"} for i in range(60_000)]  # about 1.2 MiB of JSON
+    body = json.dumps(ids).encode()
+    assert len(body) > 2**20
+    async with service.client() as http:
+        declared = await http.post(
+            "/api/predictions", content=body, headers={"Content-Type": "application/json"}
+        )
+        padded = b'[{"id": "fits-1"}' + b" " * (2**20 - 100) + b"]"
+        just_under = await http.post("/api/predictions", content=padded)
+    assert declared.status_code == 413
+    assert declared.json() == {"error": "request body larger than 1048576 bytes"}
+    assert just_under.status_code == 201
+    assert rows(db_url, "select id from predictions") == [("fits-1",)]
+
+
+async def test_a_chunked_body_is_not_read_past_the_limit(service: Running, db_url: str) -> None:
+    """No Content-Length: the server stops reading at the limit and answers 413 while
+    the client still has most of 64 MiB to send."""
+    sent = 0
+    total = 64 * 2**20
+
+    async def endless() -> Any:
+        nonlocal sent
+        chunk = b" " * 65536
+        while sent < total:
+            sent += len(chunk)
+            yield chunk
+
+    async with service.client() as http:
+        try:
+            answer = await http.post("/api/predictions", content=endless())
+        except httpx.TransportError:
+            answer = None  # the server closed the connection while we still sent
+    if answer is not None:
+        assert answer.status_code == 413
+        assert answer.json()["error"].startswith("request body larger than")
+    assert sent < total // 2
+    assert count(db_url) == 0
