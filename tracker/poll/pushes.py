@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from tracker.config import Settings
 from tracker.domain import CallbackSpec, PredictionState, Tracking
 from tracker.exceptions import StaleObservation, UnstorableObservation
+from tracker.poll.observer import NO_OBSERVER, PollObserver
 from tracker.poll.outcomes import AnswerWrite, StaleAnswer, plan_answer
 from tracker.poll.schedule import PollPolicy
 from tracker.poll.writer import ObservationWriter
@@ -175,7 +176,9 @@ class OwnPushes:
     database runner and an observation writer of their own on ``store``. Deliveries
     are left pending for a daemon to send."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, *, observer: PollObserver = NO_OBSERVER
+    ) -> None:
         self.store = store
         self.db = DatabaseRunner(workers=1 if store.dialect == "sqlite" else 2)
         owner = f"{settings.name or socket.gethostname()}:{os.getpid()}:pushes"
@@ -184,6 +187,7 @@ class OwnPushes:
             self.db.write,
             owner=owner,
             default_callbacks=settings.default_callbacks,
+            observer=observer,
         )
         self.applier = PushApplier(
             self.store,

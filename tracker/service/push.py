@@ -67,7 +67,8 @@ class PushReceiver:
     async def start(self, _app: web.Application) -> None:
         """Without a daemon in the process: a writer of its own."""
         if self._applier is None:
-            self._own = OwnPushes(self._service.store, self._service.settings)
+            service = self._service
+            self._own = OwnPushes(service.store, service.settings, observer=service.metrics)
             self._applier = self._own.applier
 
     async def stop(self, _app: web.Application) -> None:
