@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import subprocess
+import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -194,3 +197,30 @@ def check_written_once(db_url: str, ids: list[str]) -> None:
         assert "".join(pieces[pid]) == logs
     events = Counter(rows(db_url, "select prediction_id, event from deliveries"))
     assert events == Counter({(pid, e): 1 for pid in ids for e in ("start", "completed")})
+
+
+def test_demo_push_tracks_every_prediction_it_never_registered(tmp_path: Any) -> None:
+    """`tracker demo --push`, as a user runs it: every prediction the simulator created
+    ends `succeeded`, each was registered by its pushes, and the table says for each
+    what was pushed and lost and how often it was polled."""
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "tracker", "demo", "--push", "--quiet", "--database-url", url],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    columns = ["id", "status", "transitions", "pushed", "lost", "applied", "stale", "polls"]
+    header = lines.index("\t".join([*columns, "ended by"]))
+    table = [line.split("\t") for line in lines[header + 1 :] if line.count("\t") == 8]
+    assert len(table) == 8
+    assert {row[1] for row in table} == {"succeeded"}
+    assert {row[8] for row in table} <= {"push", "poll"}
+    assert "pushes:" in result.stdout and "lost" in result.stdout
+    pushed = dict(rows(url, "select prediction_id, count(*) from upstream_pushes group by 1"))
+    assert set(pushed) == {row[0] for row in table}  # each registered by a push
+    assert sum(int(row[3]) for row in table) >= len(pushed)
