@@ -6,6 +6,7 @@ JSON; a refused request writes nothing."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -16,6 +17,7 @@ from sqlalchemy import text
 from tests.clirun import run_tracker
 from tests.serving import TOKEN, Running, running_service, settings_for
 from tracker.api import Tracker
+from tracker.asyncapi import AsyncTracker
 from tracker.store.store import Store
 
 
@@ -367,3 +369,50 @@ async def test_a_chunked_body_is_not_read_past_the_limit(service: Running, db_ur
         assert answer.json()["error"].startswith("request body larger than")
     assert sent < total // 2
     assert count(db_url) == 0
+
+
+# -- errors and logs ---------------------------------------------------------------------
+
+
+async def test_an_unexpected_error_is_500_json_and_logged(
+    service: Running, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*_: object) -> None:
+        raise RuntimeError("a bug deep inside")
+
+    monkeypatch.setattr(AsyncTracker, "add_batch", broken)
+    async with service.client() as http:
+        answer = await http.post("/api/predictions", json={"id": "boom-1"})
+    assert answer.status_code == 500
+    assert answer.json() == {"error": "internal error"}
+    assert "Traceback" not in answer.text and "a bug deep inside" not in answer.text
+    assert "internal error answering POST /api/predictions" in caplog.text
+    assert "a bug deep inside" in caplog.text  # the operator sees it, the client does not
+
+
+async def test_the_token_never_reaches_the_log(
+    service: Running, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(AsyncTracker, "detail", broken)
+    caplog.set_level(logging.DEBUG)
+    async with service.client() as http, service.client(token=TOKEN[::-1]) as wrong:
+        await http.post("/api/predictions", json={"id": "logged-1"})
+        failed = await http.get(f"/api/predictions/{TOKEN}")  # a token where an ID goes
+        await wrong.get("/api/predictions")
+        await http.get("/nowhere", params={"token": TOKEN})
+    assert failed.status_code == 500
+    # What the server side logged (the test's own client, httpx, logs its URLs).
+    served = [r for r in caplog.records if r.name.startswith(("tracker", "aiohttp"))]
+    text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in served)
+    assert "internal error answering GET /api/predictions/{id}" in text
+    assert TOKEN not in text and TOKEN[::-1] not in text
+
+
+def test_the_token_and_the_upstream_secret_are_secrets() -> None:
+    settings = settings_for("sqlite://", TRACKER_UPSTREAM_WEBHOOK_SECRET="whsec_dXBzdHJlYW0=")
+    assert TOKEN in settings.secrets()
+    assert "whsec_dXBzdHJlYW0=" in settings.secrets()
+    assert TOKEN not in repr(settings) and "whsec_" not in repr(settings)

@@ -82,15 +82,22 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except PredictionNotFound as exc:
         return json_error(404, str(exc))
     except (StoreUnavailable, SchemaMissing) as exc:  # says why; may pass: 503
-        log.error("answering %s %r: %s", request.method, request.rel_url.path, exc)
+        log.error("answering %s %s: %s", request.method, _route(request), exc)
         return json_error(503, str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise  # redirects and the like are not errors
         return json_error(exc.status, _reason(exc), headers=_kept_headers(exc))
     except Exception:
-        log.exception("internal error answering %s %r", request.method, request.rel_url.path)
+        log.exception("internal error answering %s %s", request.method, _route(request))
         return json_error(500, "internal error")
+
+
+def _route(request: web.Request) -> str:
+    """The route a request matched, as declared (``/api/predictions/{id}``): logs name
+    it, never the path as sent (it could hold anything, a token by mistake)."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "(no route)"
 
 
 def _reason(exc: web.HTTPException) -> str:
