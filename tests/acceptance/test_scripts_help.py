@@ -23,10 +23,11 @@ MODULES = sorted(
 )
 
 
-def test_every_script_is_listed() -> None:
-    assert EXECUTABLES == ["bench", "demo", "setup", "test"]
-    assert PYTHON_SCRIPTS == ["bench.py", "bench_callbacks.py", "bench_daemons.py", "bench_poll.py"]
-    assert MODULES == ["baseline", "receiver"]  # the others run through the scripts above
+def test_the_scripts_are_found() -> None:
+    """New scripts are picked up by the tests below as they come; these must be there."""
+    assert {"bench", "demo", "setup", "test"} <= set(EXECUTABLES)
+    assert {"bench.py", "bench_callbacks.py", "bench_daemons.py"} <= set(PYTHON_SCRIPTS)
+    assert {"baseline", "receiver"} <= set(MODULES)  # the others run through scripts/*.py
 
 
 def run(command: list[str], cwd: Path = SCRIPTS) -> subprocess.CompletedProcess[str]:
