@@ -40,6 +40,7 @@ SLOW: tuple[str, ...] = (
     f"{ACC}/test_bench.py",
     f"{ACC}/test_push_end_to_end.py",
     f"{ACC}/test_serve.py::test_serve_tracks_and_sigterm_finishes_what_is_in_flight",
+    f"{ACC}/test_bench_serve.py",
     f"{ACC}/test_faults.py::test_several_daemons_share_the_work_without_overlap",
     f"{ACC}/test_callbacks.py::test_gone_and_exhausted_deliveries_end_dead_and_can_be_retried",
     f"{INT}/test_prune.py::test_pruning_100k_finished_predictions_leaves_the_active_ones_alone",

@@ -70,3 +70,9 @@ def test_the_percent_sign_in_the_benchmarks_help_is_shown() -> None:
     """`scripts/bench --help` once crashed on an unescaped % in a help string."""
     result = run([str(SCRIPTS / "bench"), "--help"])
     assert "pct% | rate it/s" in result.stdout and "90 % finished" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["register", "push"])
+def test_each_benchmark_of_bench_serve_has_help(name: str) -> None:
+    result = run([sys.executable, str(SCRIPTS / "bench_serve.py"), name, "--help"])
+    assert_help(result, f"bench_serve.py {name}")
