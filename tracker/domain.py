@@ -201,8 +201,14 @@ class ObservationUpdate:
     terminal: bool
     #: callback events this answer causes, in canonical order (see tracker.events)
     events: tuple[str, ...] = ()
-    #: the upstream pushed this answer (its webhook) rather than answering a poll
-    pushed: bool = False
+    #: the ``webhook-id`` of the push that brought this answer (None: a poll's answer);
+    #: kept in ``upstream_pushes`` in the same transaction
+    push_id: str | None = None
+
+    @property
+    def pushed(self) -> bool:
+        """The upstream pushed this answer (its webhook) rather than answering a poll."""
+        return self.push_id is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Planning a pushed answer: the poll's own ``plan_answer`` with ``pushed=True``, what
+"""Planning a pushed answer: the poll's own ``plan_answer`` with a ``push_id``, what
 makes an answer older than the stored state, and the safety-net schedule."""
 
 from __future__ import annotations
@@ -43,15 +43,15 @@ def body(status: str, logs: str = "", **fields: object) -> dict[str, object]:
 def test_a_push_is_planned_as_a_poll_answer_and_marked_pushed() -> None:
     before = state(status="starting")
     polled = plan_answer(before, body("processing", "a\n"), NOW, POLICY)
-    pushed = plan_answer(before, body("processing", "a\n"), NOW, POLICY, pushed=True)
+    pushed = plan_answer(before, body("processing", "a\n"), NOW, POLICY, push_id="msg_1")
     assert isinstance(polled, AnswerWrite) and isinstance(pushed, AnswerWrite)
-    assert replace(pushed.update, pushed=False) == polled.update
+    assert replace(pushed.update, push_id=None) == polled.update
     assert pushed.update.pushed and not polled.update.pushed
     assert pushed.update.events == ("start", "logs")
 
 
 def test_a_pushed_prediction_is_polled_every_poll_max_and_not_after_its_end() -> None:
-    running = plan_answer(state(status="starting"), body("processing"), NOW, POLICY, pushed=True)
+    running = plan_answer(state(status="starting"), body("processing"), NOW, POLICY, push_id="m")
     assert isinstance(running, AnswerWrite)
     assert running.next_poll == NextPoll(NOW + timedelta(seconds=30), 30.0)
     # a poll of a prediction pushed before: the same safety net, though it changed
@@ -59,7 +59,7 @@ def test_a_pushed_prediction_is_polled_every_poll_max_and_not_after_its_end() ->
     polled = plan_answer(pushed_before, body("processing", "x\n"), NOW, POLICY)
     assert isinstance(polled, AnswerWrite) and polled.update.changed
     assert polled.next_poll == NextPoll(NOW + timedelta(seconds=30), 30.0)
-    ended = plan_answer(state(status="processing"), body("succeeded"), NOW, POLICY, pushed=True)
+    ended = plan_answer(state(status="processing"), body("succeeded"), NOW, POLICY, push_id="m")
     assert isinstance(ended, AnswerWrite) and ended.next_poll == NextPoll(None, None)
     # never pushed: the usual schedule (poll-min after a change)
     usual = plan_answer(state(status="starting"), body("processing", "x\n"), NOW, POLICY)
@@ -89,7 +89,7 @@ def test_a_push_older_than_the_stored_state_is_stale(
 ) -> None:
     pushed_logs = "a\n" if pushed_status == "processing" else ""
     before = state(status=stored, logs=logs, log_seq=1 if logs else 0)
-    planned = plan_answer(before, body(pushed_status, pushed_logs), NOW, POLICY, pushed=True)
+    planned = plan_answer(before, body(pushed_status, pushed_logs), NOW, POLICY, push_id="msg_1")
     assert isinstance(planned, StaleAnswer)
     assert says in planned.reason
 
@@ -103,7 +103,7 @@ def test_what_is_not_stale() -> None:
         body("processing", "other\n"),  # logs that differ: a restart upstream, stored whole
         body("succeeded", "a\n"),  # the end
     ):
-        assert isinstance(plan_answer(running, later, NOW, POLICY, pushed=True), AnswerWrite)
+        assert isinstance(plan_answer(running, later, NOW, POLICY, push_id="msg_1"), AnswerWrite)
     # a poll saying 'starting' after a run is believed (the upstream restarted it)
     assert isinstance(plan_answer(running, body("starting"), NOW, POLICY), AnswerWrite)
     done = state(status="succeeded", tracking="done", logs="a\n", log_seq=1)
@@ -119,5 +119,5 @@ def test_a_stale_poll_answer_is_put_back_on_the_schedule() -> None:
 
 
 def test_a_pushed_body_that_is_not_a_prediction_is_an_error() -> None:
-    planned = plan_answer(state(), {"id": "p1", "data": []}, NOW, POLICY, pushed=True)
+    planned = plan_answer(state(), {"id": "p1", "data": []}, NOW, POLICY, push_id="msg_1")
     assert isinstance(planned, RecordError)

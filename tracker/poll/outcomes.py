@@ -117,9 +117,10 @@ def plan_answer(
     policy: PollPolicy,
     run_times: RunTimes | None = None,
     *,
-    pushed: bool = False,
+    push_id: str | None = None,
 ) -> AnswerWrite | RecordError | StaleAnswer:
-    """The write for a 2xx answer, or for a push (``pushed``): both go through here.
+    """The write for a 2xx answer, or for a push (``push_id``: its webhook-id): both go
+    through here.
 
     ``run_times`` (the adaptive scheduler's learned run times) also turns on polling
     by progress bars. A prediction the upstream pushes is polled every poll-max
@@ -129,12 +130,13 @@ def plan_answer(
         observation = parse_prediction(body, state.id)
     except UpstreamBadAnswer as exc:
         return _poll_error(state, exc, now, policy)
+    pushed = push_id is not None
     stale = stale_reason(state, observation, pushed=pushed)
     if stale is not None:
         return StaleAnswer(stale, _next_poll(state, policy, now, changed=False, terminal=False))
     update = plan_observation(state, observation, now)
     if pushed:
-        update = replace(update, pushed=True)
+        update = replace(update, push_id=push_id)
     model = update.fields.get("model")
     created = update.fields.get("created_at")
     completed = update.fields.get("completed_at")

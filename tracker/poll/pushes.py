@@ -64,6 +64,10 @@ class PushStore(Protocol):
     def record_push(self, receipt: PushReceipt) -> bool: ...
 
 
+#: what a push whose webhook-id was received before is answered
+DUPLICATE = "duplicate"
+
+
 class NotAPrediction(ValueError):
     """The body of a push is not a prediction object the tracker can store."""
 
@@ -116,7 +120,7 @@ class PushApplier:
         received_at = utcnow()
         lookup = await self.db.read(self.store.push_lookup, prediction_id, webhook_id)
         if lookup.seen is not None:
-            return Pushed("duplicate", first=lookup.seen)
+            return Pushed(DUPLICATE, first=lookup.seen)
         state, registered = lookup.state, False
         if state is None:
             state = await self.db.write(
@@ -128,9 +132,10 @@ class PushApplier:
             )
             registered = True
         outcome, detail = await self._apply(state, webhook_id, body)
-        status = str(body["status"])
-        receipt = PushReceipt(webhook_id, prediction_id, received_at, status, outcome, detail)
-        await self.db.write(self.store.record_push, receipt)
+        if outcome in (PushOutcome.STALE, PushOutcome.IGNORED):  # nothing else written
+            status = str(body["status"])
+            receipt = PushReceipt(webhook_id, prediction_id, received_at, status, outcome, detail)
+            await self.db.write(self.store.record_push, receipt)
         if outcome == PushOutcome.STALE:
             log.info(
                 "%s: stale push %s not applied: %s",
@@ -139,17 +144,20 @@ class PushApplier:
                 detail,
                 extra={"prediction_id": prediction_id, "webhook_id": webhook_id},
             )
+        if outcome == DUPLICATE:
+            return Pushed(DUPLICATE, first=detail)
         return Pushed(outcome, detail, registered)
 
     async def _apply(
         self, state: PredictionState, webhook_id: str, body: dict[str, Any]
     ) -> tuple[str, str | None]:
-        """Plan and write, planning again from the row as it is now when it changed
-        meanwhile (a poll, or another push, was written first)."""
+        """Plan and write (the webhook-id is kept in the same transaction), planning
+        again from the row as it is now when it changed meanwhile (a poll, or another
+        push, was written first)."""
         for _ in range(STALE_RETRIES):
             if state.tracking == Tracking.FORGOTTEN:
                 return PushOutcome.IGNORED, "the prediction is forgotten"
-            planned = plan_answer(state, body, utcnow(), self.policy, pushed=True)
+            planned = plan_answer(state, body, utcnow(), self.policy, push_id=webhook_id)
             if isinstance(planned, StaleAnswer):
                 return PushOutcome.STALE, planned.reason
             if not isinstance(planned, AnswerWrite):
@@ -158,6 +166,8 @@ class PushApplier:
                 queued = await self.writer.apply(planned.update, planned.next_poll, claimed=False)
             except StaleObservation:
                 lookup = await self.db.read(self.store.push_lookup, state.id, webhook_id)
+                if lookup.seen is not None:  # the same push, delivered twice at once
+                    return DUPLICATE, lookup.seen
                 if lookup.state is None:  # deleted meanwhile (tracker prune --all)
                     return PushOutcome.IGNORED, "the prediction was deleted"
                 state = lookup.state

@@ -36,9 +36,9 @@ from tracker.domain import (
     Tracking,
 )
 from tracker.exceptions import StaleObservation, StoreError, StoreUnavailable, UnstorableObservation
-from tracker.store.base import StoreBase
+from tracker.store.base import StoreBase, insert_ignore
 from tracker.store.enqueue import EventBatch, Handoff, enqueue_deliveries
-from tracker.store.tables import prediction_logs, predictions, status_transitions
+from tracker.store.tables import prediction_logs, predictions, status_transitions, upstream_pushes
 from tracker.text.sanitize import clean_text
 
 log = logging.getLogger(__name__)
@@ -322,6 +322,9 @@ def _apply_batch(
     chunks = [_log_row(u) for u in updates if u.log_chunk is not None]
     if chunks:
         conn.execute(insert(prediction_logs), chunks)
+    receipts = [_receipt_row(u) for u in updates if u.push_id is not None]
+    if receipts:  # the webhook-ids of pushes, kept with what they changed
+        conn.execute(insert_ignore(conn.dialect.name, upstream_pushes), receipts)
     queued = enqueue_deliveries(
         conn,
         [
@@ -360,6 +363,17 @@ def _transition_row(update_: ObservationUpdate) -> dict[str, Any]:
         "to_status": t.to_status,
         "observed_at": t.observed_at,
         "upstream_at": t.upstream_at,
+    }
+
+
+def _receipt_row(update_: ObservationUpdate) -> dict[str, Any]:
+    return {
+        "webhook_id": update_.push_id,
+        "prediction_id": update_.prediction_id,
+        "received_at": update_.observed_at,
+        "status": update_.fields["status"],
+        "outcome": "applied" if update_.changed else "unchanged",  # PushOutcome's words
+        "detail": None,
     }
 
 
