@@ -45,6 +45,9 @@ def serve_command(host: str, port: int, no_daemon: bool, **options: Any) -> None
     POST /api/predictions                register one ({"id": ...}) or a list
     GET  /api/predictions                ?status=&active=&model=&label=&since=&until=&limit=
     GET  /api/predictions/ID             what `tracker show ID --format json` prints
+    POST /api/predictions/ID/cancel      501 (not available yet)
+    POST /webhooks/upstream              the upstream's own webhooks, signed with
+                                         TRACKER_UPSTREAM_WEBHOOK_SECRET (404 without it)
 
     /api/ routes need `Authorization: Bearer TOKEN` when TRACKER_SERVE_TOKEN is set;
     without it the service listens on loopback only. SIGTERM or SIGINT: stop accepting,
