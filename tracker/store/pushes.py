@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 
 from tracker.domain import CallbackSpec, PredictionState, Tracking
 from tracker.store.base import StoreBase
@@ -59,11 +59,13 @@ class PushOps(StoreBase):
     """Reading and writing for pushes (mixed into ``Store``)."""
 
     def push_lookup(self, prediction_id: str, webhook_id: str) -> PushLookup:
+        """One statement for a known prediction (the hot path), two for a new one."""
+        params = {"pid": prediction_id, "wid": webhook_id}
         with self._reading() as conn:
-            seen = conn.execute(
-                select(upstream_pushes.c.outcome).where(upstream_pushes.c.webhook_id == webhook_id)
-            ).scalar()
-            return PushLookup(_read_state(conn, prediction_id), seen)
+            row = conn.execute(_LOOKUP, params).mappings().first()
+            if row is not None:
+                return PushLookup(state_of(row), row["seen"])
+            return PushLookup(None, conn.execute(_SEEN, params).scalar())
 
     def register_pushed(
         self,
@@ -119,6 +121,14 @@ class PushOps(StoreBase):
             stmt = stmt.where(p.prediction_id == prediction_id)
         with self._reading() as conn:
             return [PushReceipt(*row) for row in conn.execute(stmt)]
+
+
+#: whether a webhook-id was received, and what became of it
+_SEEN = select(upstream_pushes.c.outcome).where(upstream_pushes.c.webhook_id == bindparam("wid"))
+#: a prediction's state with the outcome of a webhook-id (built once: a push is hot)
+_LOOKUP = select(*STATE_COLUMNS, _SEEN.scalar_subquery().label("seen")).where(
+    predictions.c.id == bindparam("pid")
+)
 
 
 def _read_state(conn: Connection, prediction_id: str) -> PredictionState | None:
