@@ -30,6 +30,7 @@ from standardwebhooks.webhooks import Webhook
 from tests.receiver import Receiver
 from tests.serving import Running, running_service, settings_for
 from tracker.domain import Prediction
+from tracker.service.push import TIMESTAMP_TOLERANCE
 from tracker.store.store import Store
 
 SECRET = "whsec_" + "cHVzaC1zZWNyZXQtZm9yLXRlc3RzLTAxMjM0NTY3ODk="
@@ -276,6 +277,23 @@ async def test_bad_or_missing_signatures_are_401_and_write_nothing(
     assert answer.headers["content-type"].startswith("application/json")
     assert answer.json()["error"].startswith(("push refused", "not a signed push"))
     assert written(db_url) == NOTHING
+
+
+async def test_a_timestamp_within_the_tolerance_is_accepted(service: Running, db_url: str) -> None:
+    """TIMESTAMP_TOLERANCE (5 minutes, as docs/limits.md says) on both sides of now."""
+    margin = TIMESTAMP_TOLERANCE - timedelta(seconds=30)
+    async with service.client(token=None) as http:
+        old = await push(
+            http, prediction("push-old-ok", "processing"), at=datetime.now(UTC) - margin
+        )
+        ahead = await push(
+            http, prediction("push-ahead-ok", "processing"), at=datetime.now(UTC) + margin
+        )
+    assert (old.status_code, ahead.status_code) == (200, 200)
+    assert sorted(rows(db_url, "select id from predictions")) == [
+        ("push-ahead-ok",),
+        ("push-old-ok",),
+    ]
 
 
 async def test_a_replayed_webhook_id_is_applied_once(

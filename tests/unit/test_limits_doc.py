@@ -10,7 +10,8 @@ from pathlib import Path
 from tracker import config, domain, inputs
 from tracker.callbacks import retry, webhook
 from tracker.poll import daemon, observe, upstream
-from tracker.store import engine
+from tracker.service import push
+from tracker.store import engine, pushes
 from tracker.store.runner import WRITE_RETRY_DELAYS
 from tracker.text import sanitize
 
@@ -82,6 +83,15 @@ EXPECTED: dict[str, Callable[[], tuple[str, str]]] = {
         "",
     ),
     "in-flight polls at shutdown, in all": lambda: (seconds(daemon.DRAIN_SECONDS), ""),
+    "a push's `webhook-timestamp` (`tracker serve`)": lambda: (
+        f"{push.TIMESTAMP_TOLERANCE.total_seconds():,.0f} s from now",
+        "",
+    ),
+    "a push's `webhook-id`": lambda: (f"{push.MAX_WEBHOOK_ID} characters", ""),
+    "a push's `webhook-id` kept against replays": lambda: (
+        f"{pushes.REPLAY_WINDOW.total_seconds():,.0f} s at least",
+        "",
+    ),
 }
 
 

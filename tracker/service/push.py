@@ -24,6 +24,7 @@ from __future__ import annotations
 import binascii
 import logging
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -45,6 +46,8 @@ PUSH_PATH = "/webhooks/upstream"
 HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 #: longest webhook-id accepted (characters): upstream_pushes.webhook_id holds 200
 MAX_WEBHOOK_ID = 200
+#: how far a push's webhook-timestamp may be from now (the standardwebhooks library's)
+TIMESTAMP_TOLERANCE = timedelta(minutes=5)
 
 
 class PushReceiver:
