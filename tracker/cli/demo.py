@@ -160,7 +160,8 @@ def push_demo(database_url: str) -> None:
         f"{sum(row['polls'] for row in rows)} polls in all: a pushed prediction is polled every"
         f" {PUSH_DEMO_POLL_MAX:g} s (--poll-max) only; {ended_by_poll} of {len(rows)} ended by"
         " a poll, their end's pushes lost.\n"
-        f"\nEverything is in {database_url}; the pushes in its upstream_pushes table."
+        f"\nEverything is in {database_url}, every push in its upstream_pushes table. Try:\n"
+        f"  {_how_i_was_called()} show {ids[0]} --database-url {database_url}"
     )
 
 
