@@ -119,7 +119,7 @@ class Store(PollOps, PushOps, DeliveryOps, DaemonOps, ListingOps, ReportOps, Ret
         unique_ids = list(dict.fromkeys(ids))
         labels = labels or {}
         with self._transaction() as conn:
-            before = self._count(conn)
+            known = self._count_known(conn, unique_ids)
             new = {
                 "tracking": Tracking.ACTIVE.value,
                 "labels": labels,
@@ -128,8 +128,8 @@ class Store(PollOps, PushOps, DeliveryOps, DaemonOps, ListingOps, ReportOps, Ret
             }
             for batch in batches(unique_ids, INSERT_BATCH):  # rows built per batch
                 conn.execute(self._insert_ignore(predictions), [{"id": i, **new} for i in batch])
-            added = self._count(conn) - before
-            if added < len(unique_ids):
+            added = len(unique_ids) - known
+            if known:
                 self._resume_forgotten(conn, unique_ids, first_poll_at)
                 if labels:
                     self._merge_labels(conn, unique_ids, labels)
@@ -139,8 +139,14 @@ class Store(PollOps, PushOps, DeliveryOps, DaemonOps, ListingOps, ReportOps, Ret
         )
 
     @staticmethod
-    def _count(conn: Connection) -> int:
-        return conn.execute(select(func.count()).select_from(predictions)).scalar_one()
+    def _count_known(conn: Connection, ids: list[str]) -> int:
+        """How many of ``ids`` are registered: by primary key, whatever the table's size."""
+        return sum(
+            conn.execute(
+                select(func.count()).select_from(predictions).where(predictions.c.id.in_(batch))
+            ).scalar_one()
+            for batch in batches(ids, INSERT_BATCH)
+        )
 
     @staticmethod
     def _resume_forgotten(conn: Connection, ids: list[str], first_poll_at: datetime) -> None:
