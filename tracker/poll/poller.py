@@ -238,7 +238,10 @@ class Poller:
                 outcome = await self._fetch(state.id)
             await self._carry_out(state, outcome)
         except StaleObservation as exc:
-            log.warning("%s", exc)
+            # A push that overtook this poll is expected; anything else (a claim
+            # lost to another daemon) is worth a warning.
+            level = logging.DEBUG if state.last_pushed_at else logging.WARNING
+            log.log(level, "%s", exc, extra={"prediction_id": state.id})
         except StoreError as exc:
             self.db.note_trouble(exc)
         except asyncio.CancelledError:
