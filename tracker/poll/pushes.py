@@ -136,8 +136,8 @@ class PushApplier:
             status = str(body["status"])
             receipt = PushReceipt(webhook_id, prediction_id, received_at, status, outcome, detail)
             await self.db.write(self.store.record_push, receipt)
-        if outcome == PushOutcome.STALE:
-            log.info(
+        if outcome == PushOutcome.STALE:  # per prediction, and in upstream_pushes: DEBUG
+            log.debug(
                 "%s: stale push %s not applied: %s",
                 prediction_id,
                 webhook_id,
