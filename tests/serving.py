@@ -7,11 +7,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
+from sqlalchemy import text
 
 from tracker.config import Settings
 from tracker.service.run import Listening, serve
+from tracker.store.store import Store
 
 #: the bearer token the tests' services ask for
 TOKEN = "serve-token-DO-NOT-LEAK-5c2e"
@@ -27,6 +30,16 @@ def settings_for(database_url: str, **env: str) -> Settings:
         **env,
     }
     return Settings.build(env={k: v for k, v in variables.items() if v})
+
+
+def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """The rows ``sql`` reads from the database at ``url``, as plain tuples."""
+    store = Store.from_url(url)
+    try:
+        with store.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql))]
+    finally:
+        store.close()
 
 
 @dataclass

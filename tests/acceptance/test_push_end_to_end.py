@@ -22,12 +22,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from tests.receiver import Receiver
-from tests.serving import Running, running_service, settings_for
+from tests.serving import Running, rows, running_service, settings_for
 from tracker.simulator import SimConfig, Simulator
-from tracker.store.store import Store
 
 SECRET = "whsec_" + "ZTJlLXB1c2gtc2VjcmV0LWZvci10aGUtc2ltdWxhdG9y"
 #: predictions created on the simulator
@@ -46,15 +44,6 @@ SIM = SimConfig(
     push_late_seconds=3.0,
     seed=14,
 )
-
-
-def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
-    store = Store.from_url(url)
-    try:
-        with store.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(sql))]
-    finally:
-        store.close()
 
 
 async def eventually(check: Callable[[], Any], what: str, timeout: float) -> Any:

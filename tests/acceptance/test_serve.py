@@ -14,25 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from tests.acceptance.conftest import SECRET_KEY, Tracker
 from tests.clirun import run_tracker
-from tests.serving import TOKEN
+from tests.serving import TOKEN, rows
 from tracker.simulator import PredictionPlan, SimulatorThread
-from tracker.store.store import Store
 
 #: seconds `tracker serve` has to start listening
 START_TIMEOUT = 30.0
-
-
-def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
-    store = Store.from_url(url)
-    try:
-        with store.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(sql))]
-    finally:
-        store.close()
 
 
 class Served:

@@ -24,11 +24,10 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook
 
 from tests.receiver import Receiver
-from tests.serving import Running, running_service, settings_for
+from tests.serving import Running, rows, running_service, settings_for
 from tracker.domain import Prediction
 from tracker.service.push import TIMESTAMP_TOLERANCE
 from tracker.store.store import Store
@@ -79,15 +78,6 @@ def signed(
 async def push(http: httpx.AsyncClient, document: Any, **how: Any) -> httpx.Response:
     body = document if isinstance(document, bytes) else json.dumps(document).encode()
     return await http.post(PATH, content=body, headers=signed(body, **how))
-
-
-def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
-    store = Store.from_url(url)
-    try:
-        with store.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(sql))]
-    finally:
-        store.close()
 
 
 def one(url: str, pid: str) -> Prediction:

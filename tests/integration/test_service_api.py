@@ -12,22 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from tests.clirun import run_tracker
-from tests.serving import TOKEN, Running, running_service, settings_for
+from tests.serving import TOKEN, Running, rows, running_service, settings_for
 from tracker.api import Tracker
 from tracker.asyncapi import AsyncTracker
-from tracker.store.store import Store
-
-
-def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
-    store = Store.from_url(url)
-    try:
-        with store.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(sql))]
-    finally:
-        store.close()
 
 
 def count(url: str, table: str = "predictions") -> int:

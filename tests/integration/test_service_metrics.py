@@ -12,11 +12,10 @@ from typing import Any
 import httpx
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import text
 
 from tests.clirun import run_tracker
 from tests.receiver import Receiver
-from tests.serving import running_service, settings_for
+from tests.serving import rows, running_service, settings_for
 from tracker.api import Tracker
 from tracker.asyncapi import AsyncTracker
 from tracker.exceptions import StoreUnavailable
@@ -24,7 +23,6 @@ from tracker.service.app import build_app
 from tracker.service.context import Service
 from tracker.service.metrics import DatabaseCollector, DatabaseState, Metrics
 from tracker.simulator import SimConfig, SimulatorThread
-from tracker.store.store import Store
 
 #: seconds a daemon run against the fast simulator may take
 RUN_TIMEOUT = 60.0
@@ -41,15 +39,6 @@ def samples(exposition: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
 
 def by_label(found: dict[Any, float], name: str, label: str) -> dict[str, float]:
     return {dict(labels)[label]: value for (n, labels), value in found.items() if n == name}
-
-
-def query(url: str, sql: str) -> list[tuple[Any, ...]]:
-    store = Store.from_url(url)
-    try:
-        with store.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text(sql))]
-    finally:
-        store.close()
 
 
 async def wait_until_settled(http: httpx.AsyncClient) -> None:
@@ -98,7 +87,7 @@ async def test_metrics_after_a_daemon_run_match_the_database(db_url: str) -> Non
     assert 0 < found[("tracker_poll_duration_seconds_sum", ())] < len(requests) * 2
     transitions = by_label(found, "tracker_transitions_total", "to_status")
     written = dict(
-        query(db_url, "select to_status, count(*) from status_transitions group by to_status")
+        rows(db_url, "select to_status, count(*) from status_transitions group by to_status")
     )
     assert {k: v for k, v in transitions.items() if v} == written
     assert written["succeeded"] == 7 and written["failed"] == 1 and written["aborted"] == 1
@@ -109,7 +98,7 @@ async def test_metrics_after_a_daemon_run_match_the_database(db_url: str) -> Non
         for (name, labels), value in found.items()
         if name == "tracker_predictions"
     }
-    stored = query(
+    stored = rows(
         db_url,
         "select tracking, coalesce(status, 'none'), count(*) from predictions"
         " group by tracking, status",
