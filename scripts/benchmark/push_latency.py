@@ -22,8 +22,6 @@ import argparse
 import asyncio
 import base64
 import json
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -34,9 +32,10 @@ from typing import Any
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from .databases import drop_database, new_database
-from .harness import free_port, loadavg, proc_cpu_seconds, stop, tracker, tracker_env
+from .databases import new_database
+from .harness import loadavg, proc_cpu_seconds, stop, tracker, tracker_env
 from .receiver import start_receiver
+from .serving import start_service, stop_and_drop
 from .stats import summary
 
 #: the signing secret of the benchmark's "upstream"
@@ -124,29 +123,6 @@ async def send_all(hook: str, ids: list[str], rate: float) -> tuple[dict[str, fl
     return dict(zip(ids, sent, strict=True)), upstream
 
 
-def start_service(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """`tracker serve` on a free loopback port, once it answers."""
-    port = free_port()
-    with log_path.open("w") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tracker", "serve", "--port", str(port)],
-            env=env,
-            stderr=log_file,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"tracker serve exited ({proc.returncode}); see {log_path}")
-        try:
-            httpx.get(f"{url}/healthz", timeout=2, trust_env=False)
-            return proc, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    stop(proc)
-    raise RuntimeError(f"tracker serve did not answer within 60 s; see {log_path}")
-
-
 def arrivals(receiver: str, tag: str, count: int, timeout: float) -> dict[str, float]:
     """The receiver's arrival time of each prediction's webhook, once all ``count`` came."""
     deadline = time.monotonic() + timeout
@@ -190,11 +166,7 @@ def run_engine(
         arrived = arrivals(receiver, tag, len(ids), timeout=60)
         cpu = proc_cpu_seconds(service.pid)
     finally:
-        stop(service)
-        drop_database(dbname)
-        if dbname is None:
-            for leftover in workdir.glob(f"{tag}.db*"):
-                leftover.unlink(missing_ok=True)
+        stop_and_drop(service, dbname, workdir, tag)
     latency_ms = [(arrived[pid] - sent[pid]) * 1000 for pid in ids if pid in arrived]
     return {
         "engine": engine,

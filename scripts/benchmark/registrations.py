@@ -30,9 +30,9 @@ from typing import Any
 
 import httpx
 
-from .databases import drop_database, new_database
-from .harness import log, machine, proc_cpu_seconds, stop, tracker, tracker_env
-from .serving import TOKEN, start_service
+from .databases import new_database
+from .harness import log, machine, proc_cpu_seconds, tracker, tracker_env
+from .serving import TOKEN, start_service, stop_and_drop
 from .stats import summary
 
 #: IDs in one batched request
@@ -156,11 +156,7 @@ def run_engine(engine: str, args: argparse.Namespace, workdir: Path) -> dict[str
         batch = batched(service_url, batches)
         cpu = proc_cpu_seconds(service.pid)
     finally:
-        stop(service)
-        drop_database(dbname)
-        if dbname is None:
-            for leftover in workdir.glob(f"{tag}.db*"):
-                leftover.unlink(missing_ok=True)
+        stop_and_drop(service, dbname, workdir, tag)
     return {
         "engine": engine,
         "prefill": args.prefill,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from .databases import drop_database
 from .harness import free_port, stop
 
 #: the bearer token the benchmarks' services ask for
@@ -41,3 +42,15 @@ def start_service(
             time.sleep(0.1)
     stop(proc)
     raise RuntimeError(f"tracker serve did not answer within {START_SECONDS:g} s; see {log_path}")
+
+
+def stop_and_drop(
+    service: subprocess.Popen[bytes] | None, dbname: str | None, workdir: Path, tag: str
+) -> None:
+    """Stop the service (if it started) and drop its database; on SQLite (no
+    ``dbname``), delete the ``{tag}.db*`` files left in ``workdir``."""
+    stop(service)
+    drop_database(dbname)
+    if dbname is None:
+        for leftover in workdir.glob(f"{tag}.db*"):
+            leftover.unlink(missing_ok=True)
