@@ -121,3 +121,16 @@ def test_a_stale_poll_answer_is_put_back_on_the_schedule() -> None:
 def test_a_pushed_body_that_is_not_a_prediction_is_an_error() -> None:
     planned = plan_answer(state(), {"id": "p1", "data": []}, NOW, POLICY, push_id="msg_1")
     assert isinstance(planned, RecordError)
+
+
+def test_a_push_whose_output_list_is_a_shorter_beginning_of_the_stored_one_is_stale() -> None:
+    streaming = state(status="processing", logs="a\n", log_seq=1, output=["x", "y"])
+    late = body("processing", "a\n", output=["x"])
+    planned = plan_answer(streaming, late, NOW, POLICY, push_id="msg_1")
+    assert isinstance(planned, StaleAnswer)
+    assert "output (1 items) is older than the stored (2)" in planned.reason
+    # an output that grows, or a different one, is applied; a poll is always believed
+    for output in (["x", "y", "z"], ["other"], "x"):
+        newer = body("processing", "a\n", output=output)
+        assert isinstance(plan_answer(streaming, newer, NOW, POLICY, push_id="m2"), AnswerWrite)
+    assert isinstance(plan_answer(streaming, late, NOW, POLICY), AnswerWrite)

@@ -92,8 +92,9 @@ def stale_reason(state: PredictionState, observation: Observation, *, pushed: bo
     than the stored state. Logs only grow: an answer whose logs are a shorter
     beginning of the stored ones is older too (logs that differ otherwise are a
     restart upstream, see ``_new_log_chunk``). A push may also be late where a poll
-    is always current, so a pushed ``starting`` after the run was seen running is
-    older as well (a poll saying so is believed: the upstream restarted the run).
+    is always current, so a pushed ``starting`` after the run was seen running, or
+    a pushed output list that is a shorter beginning of the stored one, is older as
+    well (a poll saying so is believed: the upstream restarted the run).
     """
     status, stored = observation.status, state.status
     if is_terminal(stored) and status != stored:
@@ -103,7 +104,21 @@ def stale_reason(state: PredictionState, observation: Observation, *, pushed: bo
         return f"its logs ({len(logs)} characters) are older than the stored ({len(kept)})"
     if pushed and status == Status.STARTING and _running_or_later(stored):
         return f"it says 'starting' after {stored!r}"
+    output = observation.get("output")
+    if pushed and _shorter_list(output, state.output):
+        return f"its output ({len(output)} items) is older than the stored ({len(state.output)})"
     return None
+
+
+def _shorter_list(output: Any, kept: Any) -> bool:
+    """Output that streams as a list only grows: a push whose list is a shorter
+    beginning of the stored one was sent before it."""
+    return (
+        isinstance(output, list)
+        and isinstance(kept, list)
+        and len(output) < len(kept)
+        and kept[: len(output)] == output
+    )
 
 
 def plan_observation(
