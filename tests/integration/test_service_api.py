@@ -5,6 +5,7 @@ JSON; a refused request writes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -405,3 +406,24 @@ def test_the_token_and_the_upstream_secret_are_secrets() -> None:
     assert TOKEN in settings.secrets()
     assert "whsec_dXBzdHJlYW0=" in settings.secrets()
     assert TOKEN not in repr(settings) and "whsec_" not in repr(settings)
+
+
+async def test_a_body_that_stops_coming_is_408(
+    service: Running, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that declares 100 bytes and sends 2 holds neither the connection nor
+    the handler past the body time limit (shortened here from 30 s)."""
+    monkeypatch.setattr("tracker.service.errors.BODY_SECONDS", 0.5)
+    host, port = service.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /api/predictions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + TOKEN.encode()
+        + b"\r\nContent-Length: 100\r\n\r\n[{"
+    )
+    await writer.drain()
+    head = await asyncio.wait_for(reader.read(4096), 10)
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 408"), head[:200]
+    assert b'{"error": "request body not received within 0.5 s"}' in head
+    assert count(db_url) == 0

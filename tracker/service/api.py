@@ -28,7 +28,7 @@ from tracker.domain import Status, validate_id
 from tracker.inputs import parse_labels
 from tracker.records import RECORD_COLUMNS, detail_record, listed_record, to_jsonable
 from tracker.service.context import SERVICE, Service
-from tracker.service.errors import ApiError
+from tracker.service.errors import ApiError, read_body
 
 #: rows a listing answers unless ``limit`` says otherwise (as `tracker list`)
 DEFAULT_LIMIT = 50
@@ -79,7 +79,7 @@ async def register(request: web.Request) -> web.Response:
 async def read_json(request: web.Request) -> Any:
     """The body as JSON; 400 when it is not (or is nested too deeply to read), 413
     past the body limit (the body is not read further)."""
-    raw = await request.read()
+    raw = await read_body(request)
     try:
         return json.loads(raw)
     except RecursionError:

@@ -36,7 +36,7 @@ from tracker.exceptions import InvalidInput, StoreError, UpstreamBadAnswer
 from tracker.poll.observe import parse_prediction
 from tracker.poll.pushes import NotAPrediction, OwnPushes, PushApplier, Pushed
 from tracker.service.context import Service
-from tracker.service.errors import ApiError
+from tracker.service.errors import ApiError, read_body
 from tracker.text.sanitize import MAX_JSON_DEPTH, TooDeep, decode_json
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ async def receive(request: web.Request) -> web.Response:
     receiver = request.app.get(RECEIVER)
     if receiver is None:
         raise ApiError(404, "no push endpoint here: TRACKER_UPSTREAM_WEBHOOK_SECRET is not set")
-    body = await request.read()
+    body = await read_body(request)
     webhook_id = receiver.verify(body, request.headers)
     prediction_id, document = receiver.prediction(body)
     pushed = await receiver.apply(webhook_id, prediction_id, document)
