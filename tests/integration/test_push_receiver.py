@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import resource
 import secrets
 import time
@@ -502,3 +503,20 @@ async def test_without_the_secret_the_endpoint_is_404(db_url: str, receiver: Rec
     assert answer.status_code == 404
     assert "TRACKER_UPSTREAM_WEBHOOK_SECRET" in answer.json()["error"]
     assert written(db_url) == NOTHING
+
+
+async def test_a_push_the_database_cannot_take_is_503_without_the_drivers_words(
+    sqlite_url: str, receiver: Receiver
+) -> None:
+    """The upstream retries a 503; what the driver said (paths, hosts, users) goes to
+    the log only, never to whoever can reach this unauthenticated route."""
+    path = sqlite_url.removeprefix("sqlite:///")
+    async with (
+        running_service(push_settings(sqlite_url, receiver), with_daemon=False) as service,
+        service.client(token=None) as http,
+    ):
+        os.remove(path)  # the file guard refuses every database call from now on
+        answer = await push(http, prediction("push-gone-1", "processing", "x\n"))
+    assert answer.status_code == 503
+    assert answer.json() == {"error": "the push could not be stored: database unavailable"}
+    assert path not in answer.text

@@ -21,6 +21,7 @@ What is particular to pushes:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -31,10 +32,11 @@ from typing import Any, Protocol
 
 from tracker.config import Settings
 from tracker.domain import CallbackSpec, PredictionState, Tracking
-from tracker.exceptions import StaleObservation, UnstorableObservation
+from tracker.exceptions import StaleObservation, StoreGone, UnstorableObservation
 from tracker.poll.observer import NO_OBSERVER, PollObserver
 from tracker.poll.outcomes import AnswerWrite, StaleAnswer, plan_answer
 from tracker.poll.schedule import PollPolicy
+from tracker.poll.singleton import SqliteFileGuard
 from tracker.poll.writer import ObservationWriter
 from tracker.store.pushes import PushLookup, PushOutcome, PushReceipt
 from tracker.store.runner import DatabaseRunner, Runner
@@ -191,6 +193,10 @@ class OwnPushes:
     ) -> None:
         self.store = store
         self.db = DatabaseRunner(workers=1 if store.dialect == "sqlite" else 2)
+        guard = SqliteFileGuard.for_store(store)
+        if guard is not None:  # as the daemon's runner: never write to a deleted file
+            guard.remember()
+            self.db.add_check(functools.partial(_refuse_a_lost_file, guard))
         owner = f"{settings.name or socket.gethostname()}:{os.getpid()}:pushes"
         writer = ObservationWriter(
             self.store.apply_observations,
@@ -211,3 +217,12 @@ class OwnPushes:
         """Let writes in flight finish, then stop the runner (the store stays open)."""
         await self.applier.writer.wait_idle(timeout=5.0)
         await asyncio.to_thread(self.db.shutdown)
+
+
+def _refuse_a_lost_file(guard: SqliteFileGuard) -> None:
+    """Refuse a database call once the SQLite file was deleted or replaced: the push
+    is answered 503 and the upstream retries, instead of an acknowledged write to a
+    file nobody can open again."""
+    problem = guard.problem()
+    if problem is not None:
+        raise StoreGone(problem)

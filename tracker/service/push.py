@@ -125,7 +125,9 @@ class PushReceiver:
             raise ApiError(400, f"the body cannot be stored: {exc}") from None
         except StoreError as exc:
             log.error("push %s for %s not stored: %s", webhook_id, prediction_id, exc)
-            raise ApiError(503, f"the push could not be stored: {exc}") from None
+            # The driver's words (host, port, user) are for the log, not for whoever
+            # can reach this unauthenticated route.
+            raise ApiError(503, "the push could not be stored: database unavailable") from None
 
 
 #: where the handler finds the receiver (None: no secret, no endpoint)
