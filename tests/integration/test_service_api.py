@@ -427,3 +427,18 @@ async def test_a_body_that_stops_coming_is_408(
     assert head.startswith(b"HTTP/1.1 408"), head[:200]
     assert b'{"error": "request body not received within 0.5 s"}' in head
     assert count(db_url) == 0
+
+
+async def test_a_header_too_long_for_the_parser_is_one_log_line_not_a_traceback(
+    service: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp answers it before any middleware (text/plain 400); what anyone who can
+    reach the port sends must not fill the log with tracebacks."""
+    caplog.set_level(logging.DEBUG, logger="aiohttp.server")
+    async with service.client(token=None) as http:
+        answer = await http.get("/api/predictions", headers={"X-Big": "x" * 9000})
+    assert answer.status_code == 400
+    from_parser = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert from_parser, "aiohttp logged nothing: the test no longer sees the parser's error"
+    assert all(r.exc_info is None and r.levelno == logging.INFO for r in from_parser)
+    assert all(len(r.getMessage()) < 400 for r in from_parser)

@@ -30,6 +30,7 @@ from tracker.poll.daemon import Daemon
 from tracker.service.app import build_app
 from tracker.service.context import Service
 from tracker.service.metrics import Metrics
+from tracker.service.protocol_log import quiet_bad_requests
 from tracker.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,7 @@ async def _run(
 ) -> int:
     # lingering_time=0: a body left unread (over the limit, refused before it was read)
     # is not drained: its connection is closed after the answer.
+    quiet_bad_requests()
     runner = web.AppRunner(
         build_app(service),
         access_log=None,
