@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections import Counter
 from typing import Any
 
 import httpx
+import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -229,6 +231,40 @@ def test_a_scrape_reads_the_database_at_most_once_per_cache_period() -> None:
     now[0] += 0.2
     assert predictions() == 2
     assert len(reads) == 2
+
+
+def test_scrapes_behind_a_hung_database_read_answer_from_the_last_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read that hangs holds the lock; the scrapes behind it do not pile up on it."""
+    monkeypatch.setattr("tracker.service.metrics.LOCK_WAIT_SECONDS", 0.2)
+    release, hanging = threading.Event(), threading.Event()
+    now = [100.0]
+
+    def read(_store: Any) -> DatabaseState:
+        if now[0] > 100:  # the second read hangs until released
+            hanging.set()
+            release.wait(10)
+        return DatabaseState({("active", "none"): 7}, {"pending": 0}, 0.0, 1)
+
+    collector = DatabaseCollector(None, cache_seconds=5, read=read, clock=lambda: now[0])  # type: ignore[arg-type]
+
+    def up_and_count() -> tuple[float, float | None]:
+        families = {f.name: f for f in collector.collect()}
+        up = families["tracker_database_up"].samples[0].value
+        counted = families.get("tracker_predictions")
+        return up, counted.samples[0].value if counted else None
+
+    assert up_and_count() == (1, 7)
+    now[0] += 10  # the cache is stale: the next scrape reads, and hangs
+    stuck = threading.Thread(target=collector.collect().__next__)
+    stuck.start()
+    assert hanging.wait(5)
+    started = time.monotonic()
+    assert up_and_count() == (1, 7)  # the last result, after waiting LOCK_WAIT_SECONDS
+    assert time.monotonic() - started < 2
+    release.set()
+    stuck.join(5)
 
 
 def test_two_apps_have_registries_of_their_own() -> None:

@@ -42,6 +42,9 @@ from tracker.timeparse import utcnow
 
 #: one database read serves the scrapes of this many seconds
 CACHE_SECONDS = 5.0
+#: how long a scrape waits for another scrape's database read before it answers
+#: from the last result
+LOCK_WAIT_SECONDS = 2.0
 #: seconds of tracker_poll_duration_seconds' buckets
 POLL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: seconds of tracker_callback_latency_seconds' buckets (retries take minutes, hours)
@@ -162,16 +165,26 @@ class DatabaseCollector(Collector):
         return iter(())  # what collect() yields depends on the database
 
     def _state(self) -> DatabaseState | None:
-        with self._lock:
-            now = self._clock()
-            if self._cached is not None and now - self._cached[0] < self._cache_seconds:
-                return self._cached[1]
-            try:
-                state: DatabaseState | None = self._read(self._store)
-            except (StoreError, ConfigError):
-                state = None
-            self._cached = (self._clock(), state)
-            return state
+        # A read that hangs (a database that stopped answering) holds the lock: the
+        # scrapes behind it wait LOCK_WAIT_SECONDS, then answer from the last result
+        # (or database_up 0) instead of piling up threads on it.
+        if not self._lock.acquire(timeout=LOCK_WAIT_SECONDS):
+            return None if self._cached is None else self._cached[1]
+        try:
+            return self._read_or_cached()
+        finally:
+            self._lock.release()
+
+    def _read_or_cached(self) -> DatabaseState | None:
+        now = self._clock()
+        if self._cached is not None and now - self._cached[0] < self._cache_seconds:
+            return self._cached[1]
+        try:
+            state: DatabaseState | None = self._read(self._store)
+        except (StoreError, ConfigError):
+            state = None
+        self._cached = (self._clock(), state)
+        return state
 
     def collect(self) -> Iterator[Metric]:
         state = self._state()
