@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from typing import Any
 
@@ -442,3 +443,21 @@ async def test_a_header_too_long_for_the_parser_is_one_log_line_not_a_traceback(
     assert from_parser, "aiohttp logged nothing: the test no longer sees the parser's error"
     assert all(r.exc_info is None and r.levelno == logging.INFO for r in from_parser)
     assert all(len(r.getMessage()) < 400 for r in from_parser)
+
+
+async def test_once_the_sqlite_file_is_deleted_every_request_is_503(sqlite_url: str) -> None:
+    """Not 201 for a registration written into a file nobody can open again, nor
+    200 from /healthz reading the old file."""
+    async with running_service(settings_for(sqlite_url)) as service, service.client() as http:
+        assert (await http.post("/api/predictions", json={"id": "kept-1"})).status_code == 201
+        os.remove(sqlite_url.removeprefix("sqlite:///"))
+        answers = [
+            await http.post("/api/predictions", json={"id": "lost-1"}),
+            await http.get("/api/predictions"),
+            await http.get("/healthz"),
+        ]
+    for answer in answers:
+        assert answer.status_code == 503
+        assert answer.json() == {
+            "error": "database unavailable: the SQLite database file was deleted or replaced"
+        }

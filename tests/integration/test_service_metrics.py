@@ -180,6 +180,8 @@ async def test_healthz_judges_as_tracker_status_does(db_url: str) -> None:
 class UnreachableStore:
     """A store whose database does not answer (what Store raises when it cannot connect)."""
 
+    dialect = "postgresql"  # a server: no file for the service to watch
+
     def health(self, **_: object) -> Any:
         raise StoreUnavailable("database unavailable: connection refused to 127.0.0.1:1")
 

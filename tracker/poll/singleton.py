@@ -16,10 +16,10 @@ from tracker.exceptions import ConfigError
 
 def sqlite_path(store: Any) -> str | None:
     """The file of a SQLite store, None for PostgreSQL and in-memory databases."""
-    url = store.engine.url
-    if store.dialect != "sqlite" or url.database in (None, "", ":memory:"):
+    if store.dialect != "sqlite":
         return None
-    return str(url.database)
+    database = store.engine.url.database
+    return None if database in (None, "", ":memory:") else str(database)
 
 
 class DaemonLock:

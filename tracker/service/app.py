@@ -9,6 +9,8 @@ first:
   InvalidInput (what the command line refuses, in its words) is 400,
   PredictionNotFound 404, an unreachable or unmigrated database 503; anything
   else is logged and answered ``500 {"error": "internal error"}``;
+- on SQLite, the database file check: once the file was deleted or replaced,
+  every request is ``503`` (``tracker.service.filecheck``);
 - the body limit: a body over MAX_BODY_BYTES is ``413`` (a declared length is
   refused before anything is read; a chunked body is not read past the limit);
 - the bearer token: with TRACKER_SERVE_TOKEN set, every route under ``/api/``
@@ -37,6 +39,7 @@ from tracker.exceptions import InvalidInput, PredictionNotFound, SchemaMissing, 
 from tracker.service import api, health, metrics, push
 from tracker.service.context import SERVICE, Service
 from tracker.service.errors import ApiError, json_error
+from tracker.service.filecheck import sqlite_file_check
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +62,11 @@ ROUTE_MODULES: tuple[Callable[[web.Application, Service], None], ...] = (
 
 def build_app(service: Service) -> web.Application:
     """The application: the middlewares (errors, body limit, token), then every route."""
-    app = web.Application(
-        middlewares=[json_errors, body_limit, bearer_token(service.settings.serve_token)],
-        client_max_size=MAX_BODY_BYTES,
-    )
+    middlewares = [json_errors, body_limit, bearer_token(service.settings.serve_token)]
+    file_check = sqlite_file_check(service.store)
+    if file_check is not None:
+        middlewares.insert(1, file_check)
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[SERVICE] = service
     for add_routes in ROUTE_MODULES:
         add_routes(app, service)
