@@ -5,35 +5,16 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-from tracker.domain import NextPoll, PredictionState
+from tests.unit.test_observe import NOW, state
+from tracker.domain import NextPoll
 from tracker.poll.outcomes import AnswerWrite, RecordError, StaleAnswer, plan_answer
 from tracker.poll.schedule import PollPolicy
 
-NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 POLICY = PollPolicy(poll_min=1.0, poll_max=30.0, rng=random.Random(1))
-
-
-def state(**changes: object) -> PredictionState:
-    base = PredictionState(
-        id="p1",
-        status=None,
-        tracking="active",
-        logs="",
-        output=None,
-        poll_count=0,
-        error_count=0,
-        consecutive_errors=0,
-        poll_interval=None,
-        not_found_count=0,
-        not_found_since=None,
-        registered_at=NOW,
-        log_seq=0,
-    )
-    return replace(base, **changes)
 
 
 def body(status: str, logs: str = "", **fields: object) -> dict[str, object]:
