@@ -16,10 +16,11 @@ def apply_one(
     *,
     owner: str | None = None,
     default_callbacks: Sequence[CallbackSpec] = (),
+    archive: bool = False,
 ) -> int:
     """Write one observation; returns the deliveries it queued, raises its error."""
     (result,) = store.apply_observations(
-        [(update, next_poll, owner)], default_callbacks=default_callbacks
+        [(update, next_poll, owner)], default_callbacks=default_callbacks, archive=archive
     ).results
     if isinstance(result, StoreError):
         raise result

@@ -53,6 +53,10 @@ LOG_LEVEL_NAMES = ("debug", "info", "warning", "error")
 
 #: where webhooks may be sent (see tracker.net.policy)
 WEBHOOK_HOSTS_VARIABLE = "TRACKER_WEBHOOK_ALLOWED_HOSTS"
+#: where output files may be downloaded from for the archive
+ARCHIVE_HOSTS_VARIABLE = "TRACKER_ARCHIVE_ALLOWED_HOSTS"
+#: largest output file archived (TRACKER_ARCHIVE_MAX_BYTES)
+DEFAULT_ARCHIVE_MAX_BYTES = 2 * 2**30  # 2 GiB
 
 
 class SettingError(ConfigError, InvalidInput):
@@ -153,6 +157,25 @@ SETTINGS: tuple[Setting, ...] = (
         "Where webhooks may go, judged on the address connected to: a comma list of"
         " external, private, loopback, *, CIDR blocks and host names (* globs).",
         flag="--webhook-allowed-hosts",
+    ),
+    Setting(
+        "archive_url", "TRACKER_ARCHIVE_URL", Text(strip=True), None,
+        "Archive output files here: a directory, file:///DIR or s3://BUCKET/PREFIX"
+        " (endpoint and keys from AWS_*). Default: no archive.",
+        flag="--archive-url",
+    ),
+    Setting(
+        "archive_max_bytes", "TRACKER_ARCHIVE_MAX_BYTES", Number(int, low=1),
+        DEFAULT_ARCHIVE_MAX_BYTES,
+        "Largest output file archived; a larger one is failed as it streams.",
+        flag="--archive-max-bytes",
+    ),
+    Setting(
+        "archive_allowed_hosts", ARCHIVE_HOSTS_VARIABLE,
+        Parsed(lambda text: parse_policy(text, ARCHIVE_HOSTS_VARIABLE), "RULES"),
+        DEFAULT_ALLOWED_HOSTS,
+        "Where output files may be downloaded from, as --webhook-allowed-hosts.",
+        flag="--archive-allowed-hosts",
     ),
     Setting(
         "max_answer_bytes", "TRACKER_MAX_ANSWER_BYTES", Number(int, low=1),
@@ -301,6 +324,12 @@ class Settings:
     default_callbacks: tuple[CallbackSpec, ...] = field(default=(), repr=False)
     webhook_allowed_hosts: HostPolicy = field(
         default_factory=lambda: parse_policy(None, WEBHOOK_HOSTS_VARIABLE)
+    )
+    # The archive of output files (None: off)
+    archive_url: str | None = None
+    archive_max_bytes: int = DEFAULT_ARCHIVE_MAX_BYTES
+    archive_allowed_hosts: HostPolicy = field(
+        default_factory=lambda: parse_policy(None, ARCHIVE_HOSTS_VARIABLE)
     )
     # Retention: prune predictions finished longer ago than this (seconds); None: never
     prune_older_than: float | None = None

@@ -178,6 +178,46 @@ class PredictionDetail:
     logs: list[LogChunk] = field(default_factory=list)
     callbacks: list[Callback] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
+    artifacts: list[Artifact] = field(default_factory=list)
+
+
+class ArtifactState(enum.StrEnum):
+    PENDING = "pending"  #: waiting to be downloaded (or for its next attempt)
+    STORED = "stored"  #: in the archive, whole
+    FAILED = "failed"  #: gave up: too large, refused, or gone before it could be fetched
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """One output file of a prediction and what became of it (table ``artifacts``)."""
+
+    id: int
+    prediction_id: str
+    position: int
+    source_url: str
+    stored_url: str | None
+    state: str
+    bytes: int | None
+    sha256: str | None
+    content_type: str | None
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    stored_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactJob:
+    """One claimed artifact, with what its download needs."""
+
+    id: int
+    prediction_id: str
+    position: int
+    source_url: str
+    attempts: int  #: attempts made before this one
+    created_at: datetime
+    #: the upstream said it removed the output: a failed download cannot work later
+    data_removed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +244,9 @@ class ObservationUpdate:
     #: the ``webhook-id`` of the push that brought this answer (None: a poll's answer);
     #: kept in ``upstream_pushes`` in the same transaction
     push_id: str | None = None
+    #: ``(position, url)`` of the output files this answer reveals, to archive when
+    #: TRACKER_ARCHIVE_URL is set (``tracker.archive.outputs``)
+    artifacts: tuple[tuple[int, str], ...] = ()
 
     @property
     def pushed(self) -> bool:

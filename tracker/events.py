@@ -13,10 +13,12 @@ class Event(enum.StrEnum):
     OUTPUT = "output"  #: the output changed
     LOGS = "logs"  #: new log text arrived
     COMPLETED = "completed"  #: a terminal status was reached
+    #: every output file was archived (TRACKER_ARCHIVE_URL); only when asked for
+    ARCHIVED = "archived"
 
 
 #: order used whenever events are written out
-EVENT_ORDER = (Event.START, Event.OUTPUT, Event.LOGS, Event.COMPLETED)
+EVENT_ORDER = (Event.START, Event.OUTPUT, Event.LOGS, Event.COMPLETED, Event.ARCHIVED)
 DEFAULT_EVENTS = (Event.COMPLETED,)
 
 
@@ -34,5 +36,7 @@ def canonical_events(events: Iterable[str]) -> tuple[str, ...]:
 def parse_events(text: str) -> tuple[str, ...]:
     events = canonical_events(text.split(","))
     if not events:
-        raise InvalidInput("--events needs at least one of start,output,logs,completed")
+        raise InvalidInput(
+            "--events needs at least one of " + ",".join(e.value for e in EVENT_ORDER)
+        )
     return events

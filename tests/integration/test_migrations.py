@@ -156,7 +156,7 @@ def test_0007_adds_pushes_to_a_database_holding_predictions(empty_url: str) -> N
                 )
             )
         migrate.upgrade(store, "0007")
-        assert store.schema_revision() == "0007" == SCHEMA_HEAD
+        assert store.schema_revision() == "0007"
         with store.engine.connect() as conn:
             rows = conn.execute(
                 text("select id, tracking, logs, last_pushed_at from predictions order by id")
@@ -187,5 +187,49 @@ def test_0007_adds_pushes_to_a_database_holding_predictions(empty_url: str) -> N
             columns = {c["name"] for c in inspect(conn).get_columns("predictions")}
             assert "last_pushed_at" not in columns
             assert conn.execute(text("select id, logs from predictions")).all() == [("q", "a\n")]
+    finally:
+        store.close()
+
+
+def test_0008_adds_artifacts_to_a_database_holding_predictions(empty_url: str) -> None:
+    """Upgrading a database at 0007 that holds predictions keeps them and adds the
+    empty `artifacts` table (its due index, one row per prediction and position,
+    rows going with their prediction); a downgrade to 0007 drops only it."""
+    store = Store.from_url(empty_url)
+    try:
+        migrate.upgrade(store, "0007")
+        with store.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "insert into predictions (id, tracking, status, logs, log_seq, labels,"
+                    " registered_at, output) values ('p', 'done', 'succeeded', '', 0, '{}',"
+                    " '2026-01-01 00:00:00', '\"https://f.example/x.png\"')"
+                )
+            )
+        migrate.upgrade(store, "0008")
+        assert store.schema_revision() == "0008" == SCHEMA_HEAD
+        assert "ix_artifacts_due" in index_names(store, "artifacts")
+        assert [pid for pid, _ in store.succeeded_outputs(None)] == ["p"]
+        at = datetime(2026, 1, 2, tzinfo=UTC)
+        assert store.add_artifacts([("p", [(0, "https://f.example/x.png")], at)]) == 1
+        assert store.add_artifacts([("p", [(0, "https://f.example/x.png")], at)]) == 0
+        (job,) = store.claim_artifacts(
+            now=at, limit=5, owner="me", lease_until=at + timedelta(seconds=60)
+        )
+        assert (job.prediction_id, job.position, job.attempts) == ("p", 0, 0)
+        migrate.downgrade(store, "0007")
+        assert "artifacts" not in set(inspect(store.engine).get_table_names())
+        with store.engine.connect() as conn:
+            assert conn.execute(text("select id from predictions")).scalars().all() == ["p"]
+        migrate.upgrade(store)
+        with store.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "insert into artifacts (prediction_id, position, source_url, created_at)"
+                    " values ('p', 0, 'https://f.example/x.png', '2026-01-01 00:00:00')"
+                )
+            )
+            conn.execute(text("delete from predictions where id = 'p'"))
+            assert conn.execute(text("select count(*) from artifacts")).scalar() == 0
     finally:
         store.close()

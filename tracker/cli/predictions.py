@@ -79,7 +79,7 @@ STATUSES = tuple(s.value for s in Status)
     "--events",
     default="completed",
     show_default=True,
-    help="Comma list of start,output,logs,completed.",
+    help="Comma list of start,output,logs,completed,archived.",
 )
 @click.option(
     "--label", "labels", multiple=True, metavar="KEY=VALUE", help="Attach a label. Repeatable."

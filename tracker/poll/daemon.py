@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from tracker import __version__
+from tracker.archive.archiver import Archiver, Fetch
 from tracker.callbacks.outbox import Outbox, Sender
 from tracker.callbacks.retry import RetryPolicy
 from tracker.config import LIVE_WITHIN_SECONDS, Settings
@@ -44,6 +45,7 @@ __all__ = ["DRAIN_SECONDS", "FETCH_GRACE_SECONDS", "Daemon", "NothingPolled", "b
 
 log = logging.getLogger(__name__)
 outbox_log = logging.getLogger("tracker.callbacks.outbox")
+archive_log = logging.getLogger("tracker.archive.archiver")
 
 
 class NothingPolled(TrackerError):
@@ -64,6 +66,11 @@ OUTBOX_SECONDS = 0.25
 EXIT_RETRY_HORIZON_SECONDS = 60.0
 #: how often the daemon says it is alive and extends its leases (seconds)
 HEARTBEAT_SECONDS = 5.0
+#: how often the archiver looks for due downloads besides being woken (seconds)
+ARCHIVE_SECONDS = 1.0
+#: seconds downloads in flight get to finish when the daemon stops; the rest are
+#: dropped and fetched again by the next daemon (a large file can take minutes)
+ARCHIVE_DRAIN_SECONDS = 2.0
 #: with --prune-older-than, how often old history is pruned (seconds) ...
 PRUNE_SECONDS = 3600.0
 #: ... the first time this long after the start (seconds)
@@ -117,9 +124,11 @@ def build_daemon(
     policy: PollPolicy | None = None,
     senders: Mapping[str, Sender] | None = None,
     observer: PollObserver = NO_OBSERVER,
+    fetch: Fetch | None = None,
 ) -> Daemon:
     """A daemon with its parts, all sharing one database runner; ``observer`` is told
-    what they do (``tracker.poll.observer``: `tracker serve`'s metrics)."""
+    what they do (``tracker.poll.observer``: `tracker serve`'s metrics). With
+    ``fetch`` (TRACKER_ARCHIVE_URL) it archives output files too."""
     owner = settings.name or f"{socket.gethostname()}:{os.getpid()}"
     stopping = asyncio.Event()
     # SQLite has one writer at a time; more threads would only queue on its lock.
@@ -134,6 +143,18 @@ def build_daemon(
         failure_log=FailureLog(outbox_log, interval=settings.log_interval),
         observer=observer,
     )
+    archiver = None
+    if fetch is not None:
+        archiver = Archiver(
+            store,
+            fetch,
+            owner=owner,
+            db=db,
+            lease_seconds=settings.lease_seconds,
+            default_callbacks=settings.default_callbacks,
+            on_deliveries=outbox.wake,
+            failure_log=FailureLog(archive_log, interval=settings.log_interval),
+        )
     writer = ObservationWriter(
         store.apply_observations,
         db.write,
@@ -142,6 +163,8 @@ def build_daemon(
         handoff=outbox.handoff,
         on_handoff=outbox.accept,
         observer=observer,
+        archive=archiver is not None,
+        on_artifacts=archiver.wake if archiver is not None else lambda: None,
     )
     policy = policy or PollPolicy(settings.poll_min, settings.poll_max)
     poller = Poller(
@@ -176,6 +199,7 @@ def build_daemon(
         sqlite_file=sqlite_path(store),
         health=store.health,
         pushes=pushes,
+        archiver=archiver,
     )
 
 
@@ -194,6 +218,7 @@ class Daemon:
         sqlite_file: str | None = None,
         health: HealthCheck | None = None,
         pushes: PushApplier | None = None,
+        archiver: Archiver | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -204,6 +229,8 @@ class Daemon:
         self._writer = writer
         #: applies the upstream's pushes through the daemon's writer (`tracker serve`)
         self.pushes = pushes
+        #: downloads output files into the archive (None: TRACKER_ARCHIVE_URL unset)
+        self.archiver = archiver
         self._stopping = stopping
         self._sqlite_file = sqlite_file
         self._file_guard = None if sqlite_file is None else SqliteFileGuard(sqlite_file)
@@ -250,12 +277,17 @@ class Daemon:
             if once:
                 await self.poller.sweep_once()
                 await self.poller.drain()
+                await self._writer.wait_idle(DRAIN_SECONDS)
+                if self.archiver is not None:
+                    await self.archiver.archive_due_once()
                 await self.outbox.send_due_once()
             else:
                 await self._run_scheduled(exit_when_done)
                 await self.poller.drain()
             # Writes still running may hand deliveries to the outbox: let them land first.
             await self._writer.wait_idle(DRAIN_SECONDS)
+            if self.archiver is not None:
+                await self.archiver.stop(timeout=ARCHIVE_DRAIN_SECONDS)
             await self.outbox.stop(timeout=DRAIN_SECONDS)
         finally:
             for sig in signals:
@@ -282,6 +314,7 @@ class Daemon:
     async def _release(self, owner: str | None) -> None:
         await self.db.read(self.store.release_claims, owner, now=utcnow())
         await self.db.read(self.store.release_deliveries, owner, now=utcnow())
+        await self.db.read(self.store.release_artifacts, owner, now=utcnow())
 
     def _say_started(self) -> None:
         log.info(
@@ -349,6 +382,8 @@ class Daemon:
         jobs.every(self.settings.log_interval, self._report)
         jobs.every(OUTBOX_SECONDS, self._outbox_tick)
         jobs.every(self.heartbeat_seconds, self._heartbeat)
+        if self.archiver is not None:
+            jobs.every(ARCHIVE_SECONDS, self._archive_tick)
         if self.settings.prune_older_than is not None:
             first = utcnow() + timedelta(seconds=PRUNE_FIRST_DELAY)
             jobs.every(PRUNE_SECONDS, self._prune, first=first)
@@ -369,9 +404,18 @@ class Daemon:
             )
         except StoreError as exc:
             self.db.note_trouble(exc)
+        if self.archiver is not None:
+            await self.archiver.renew_leases()
 
     async def _outbox_tick(self) -> None:
         self.outbox.wake()
+
+    def _archiving(self) -> bool:
+        return self.archiver is not None and self.archiver.busy
+
+    async def _archive_tick(self) -> None:
+        if self.archiver is not None:
+            self.archiver.wake()
 
     async def _report(self) -> None:
         """The failing endpoints' interval lines, then the summary of the interval."""
@@ -394,16 +438,18 @@ class Daemon:
             await prune_in_batches(self.store, self.db, older_than, self._stopping)
 
     async def _stop_when_done(self) -> None:
-        if self.poller.in_flight or self.outbox.busy:
+        archiving = self.archiver is not None
+        if self.poller.in_flight or self.outbox.busy or self._archiving():
             return
         try:
             active = await self.db.read(self.store.count_active)
             kinds = tuple(self.outbox.senders)
             due = await self.db.read(self.store.next_delivery_due, kinds) if kinds else None
+            files = await self.db.read(self.store.next_artifact_due) if archiving else None
         except StoreError:
             return
         soon = utcnow() + timedelta(seconds=EXIT_RETRY_HORIZON_SECONDS)
-        if active == 0 and (due is None or due > soon):
+        if active == 0 and all(at is None or at > soon for at in (due, files)):
             log.info("no active predictions left")
             self.stop()
 

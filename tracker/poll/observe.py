@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from tracker.archive.outputs import output_urls
 from tracker.domain import (
     LogChunk,
     ObservationUpdate,
@@ -157,7 +158,18 @@ def plan_observation(
         changed=transition is not None or log_chunk is not None or output_changed,
         terminal=terminal,
         events=events,
+        artifacts=_files_to_archive(state, status, output_changed, fields),
     )
+
+
+def _files_to_archive(
+    state: PredictionState, status: str, output_changed: bool, fields: dict[str, Any]
+) -> tuple[tuple[int, str], ...]:
+    """The output's file URLs, when this answer is the first to show them succeeded
+    (the store keeps one artifact per position, so seeing them again adds nothing)."""
+    if status != Status.SUCCEEDED or (state.status == status and not output_changed):
+        return ()
+    return output_urls(fields.get("output", state.output))
 
 
 def _events(

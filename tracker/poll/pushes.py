@@ -204,6 +204,7 @@ class OwnPushes:
             owner=owner,
             default_callbacks=settings.default_callbacks,
             observer=observer,
+            archive=settings.archive_url is not None,
         )
         self.applier = PushApplier(
             self.store,

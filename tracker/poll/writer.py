@@ -34,6 +34,8 @@ class ObservationWriter:
         handoff: Callable[[], Handoff | None] = lambda: None,
         on_handoff: Callable[[list[DeliveryJob]], None] = lambda _jobs: None,
         observer: PollObserver = NO_OBSERVER,
+        archive: bool = False,
+        on_artifacts: Callable[[], None] = lambda: None,
     ) -> None:
         self._apply_many = apply_many
         self._run = run
@@ -42,6 +44,10 @@ class ObservationWriter:
         self._handoff = handoff
         self._on_handoff = on_handoff
         self._observer = observer  #: told of each transition written
+        #: output files become artifacts (TRACKER_ARCHIVE_URL); ``on_artifacts`` is
+        #: called after a write that may have added some
+        self._archive = archive
+        self._on_artifacts = on_artifacts
         self._queue: list[Item] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -75,6 +81,7 @@ class ObservationWriter:
                     items,
                     default_callbacks=self._defaults,
                     handoff=self._handoff(),
+                    archive=self._archive,
                 )
             except Exception as exc:  # handed to every waiting caller, never lost
                 for *_, future in batch:
@@ -83,6 +90,8 @@ class ObservationWriter:
                 continue
             if applied.handed_off:
                 self._on_handoff(applied.handed_off)
+            if self._archive and any(item[0].artifacts for item in batch):
+                self._on_artifacts()
             for (update, *_, future), result in zip(batch, applied.results, strict=True):
                 if update.transition is not None and not isinstance(result, StoreError):
                     self._observer.transition(update.transition.to_status)

@@ -255,6 +255,23 @@ _OBJECT_FIELDS = (
 )
 
 
+def prediction_object(conn: Connection, prediction_id: str) -> dict[str, Any] | None:
+    """The prediction object as stored: the upstream's last answer, or one rebuilt
+    from the columns when that was pruned (None: no such prediction)."""
+    row = (
+        conn.execute(
+            select(predictions.c.raw, *(predictions.c[name] for name in _OBJECT_FIELDS)).where(
+                predictions.c.id == prediction_id
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    return dict(row["raw"]) if isinstance(row["raw"], dict) else _prediction_object(row)
+
+
 def _prediction_object(row: Any) -> dict[str, Any]:
     obj = {name: row[name] for name in _OBJECT_FIELDS}
     for name in ("created_at", "started_at", "completed_at"):

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tracker.domain import (
+    ArtifactJob,
     CallbackSpec,
     Delivery,
     DeliveryJob,
@@ -54,6 +55,7 @@ class PollQueue(Protocol):
         *,
         default_callbacks: Sequence[CallbackSpec] = (),
         handoff: Handoff | None = None,
+        archive: bool = False,
     ) -> Applied: ...
 
     def record_poll_error(
@@ -122,6 +124,39 @@ class DeliveryQueue(Protocol):
     def release_deliveries(self, owner: str | None, *, now: datetime) -> int: ...
 
 
+class ArtifactQueue(Protocol):
+    """Due artifacts in, what became of each download out (``tracker.store.artifacts``)."""
+
+    def claim_artifacts(
+        self, *, now: datetime, limit: int, owner: str, lease_until: datetime
+    ) -> list[ArtifactJob]: ...
+
+    def extend_artifact_leases(
+        self, owner: str, ids: Sequence[int], *, lease_until: datetime
+    ) -> None: ...
+
+    def artifact_stored(
+        self,
+        job: ArtifactJob,
+        *,
+        owner: str,
+        now: datetime,
+        stored_url: str,
+        size: int,
+        sha256: str,
+        content_type: str | None,
+        default_callbacks: Sequence[CallbackSpec] = (),
+    ) -> tuple[bool, int]: ...
+
+    def artifact_not_stored(
+        self, job: ArtifactJob, *, owner: str, error: str, next_attempt_at: datetime | None
+    ) -> bool: ...
+
+    def release_artifacts(self, owner: str | None, *, now: datetime) -> int: ...
+
+    def next_artifact_due(self) -> datetime | None: ...
+
+
 class DaemonRegistry(Protocol):
     """A daemon's own life: who runs, heartbeats, when there is nothing left to do."""
 
@@ -165,7 +200,7 @@ class DaemonRegistry(Protocol):
     ) -> Iterator[PruneResult]: ...
 
 
-class DaemonStore(PollQueue, DeliveryQueue, DaemonRegistry, Protocol):
+class DaemonStore(PollQueue, DeliveryQueue, ArtifactQueue, DaemonRegistry, Protocol):
     """Everything one daemon process uses."""
 
 

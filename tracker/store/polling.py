@@ -36,6 +36,7 @@ from tracker.domain import (
     Tracking,
 )
 from tracker.exceptions import StaleObservation, StoreError, StoreUnavailable, UnstorableObservation
+from tracker.store.artifacts import queue_artifacts
 from tracker.store.base import StoreBase, insert_ignore
 from tracker.store.enqueue import EventBatch, Handoff, enqueue_deliveries
 from tracker.store.tables import prediction_logs, predictions, status_transitions, upstream_pushes
@@ -135,6 +136,7 @@ class PollOps(StoreBase):
         *,
         default_callbacks: Sequence[CallbackSpec] = (),
         handoff: Handoff | None = None,
+        archive: bool = False,
     ) -> Applied:
         """Write many observations in one transaction (one commit for all of them).
 
@@ -143,10 +145,11 @@ class PollOps(StoreBase):
         changed since it was read. Should one observation break the batch (or turn
         out stale), every observation is retried on its own, so one bad row never
         loses the others. Deliveries ``handoff`` allows are claimed for the writer.
+        With ``archive``, the output files the updates reveal become artifacts.
         """
         try:
             with self._transaction() as conn:
-                return _apply_batch(conn, items, default_callbacks, handoff)
+                return _apply_batch(conn, items, default_callbacks, handoff, archive)
         except StoreUnavailable:
             raise
         except Exception as exc:
@@ -155,7 +158,9 @@ class PollOps(StoreBase):
         applied = Applied([])
         for item in items:
             # No hand-off here: its limits hold for one call, not for one per item.
-            alone = self.apply_observations([item], default_callbacks=default_callbacks)
+            alone = self.apply_observations(
+                [item], default_callbacks=default_callbacks, archive=archive
+            )
             applied.results.extend(alone.results)
             applied.handed_off.extend(alone.handed_off)
         return applied
@@ -284,10 +289,11 @@ def _apply_batch(
     items: Sequence[tuple[ObservationUpdate, NextPoll, str | None]],
     default_callbacks: Sequence[CallbackSpec],
     handoff: Handoff | None,
+    archive: bool = False,
 ) -> Applied:
     """Apply observations with a few statements per batch, not per observation:
     one UPDATE executemany per set of changed columns, then one INSERT each for
-    transitions, log chunks and deliveries."""
+    transitions, log chunks, artifacts and deliveries."""
     groups: dict[tuple[tuple[str, ...], bool, bool], list[int]] = {}
     for index, (update_, _, owner) in enumerate(items):
         key = (tuple(sorted(update_.fields)), owner is not None, update_.pushed)
@@ -325,6 +331,8 @@ def _apply_batch(
     receipts = [_receipt_row(u) for u in updates if u.push_id is not None]
     if receipts:  # the webhook-ids of pushes, kept with what they changed
         conn.execute(insert_ignore(conn.dialect.name, upstream_pushes), receipts)
+    if archive:
+        queue_artifacts(conn, [(u.prediction_id, u.artifacts, u.observed_at) for u in updates])
     queued = enqueue_deliveries(
         conn,
         [

@@ -32,6 +32,7 @@ from tracker.exceptions import (
     SchemaTooNew,
 )
 from tracker.store import revisions
+from tracker.store.artifacts import ArtifactOps, artifacts_of
 from tracker.store.base import SCHEMA_HINT, batches
 from tracker.store.daemons import DaemonOps
 from tracker.store.deliveries import DeliveryOps
@@ -47,7 +48,7 @@ from tracker.store.tables import callbacks, prediction_logs, predictions, status
 log = logging.getLogger(__name__)
 
 #: alembic revision this code expects; tests check it is the migrations' head
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 
 #: rows per INSERT statement when registering many IDs at once
 INSERT_BATCH = 5_000
@@ -60,7 +61,9 @@ class AddResult:
     callbacks_added: int
 
 
-class Store(PollOps, PushOps, DeliveryOps, DaemonOps, ListingOps, ReportOps, RetentionOps):
+class Store(
+    PollOps, PushOps, DeliveryOps, ArtifactOps, DaemonOps, ListingOps, ReportOps, RetentionOps
+):
     """Named operations on the tracker's tables, each one transaction."""
 
     def schema_revision(self) -> str | None:
@@ -266,8 +269,9 @@ class Store(PollOps, PushOps, DeliveryOps, DaemonOps, ListingOps, ReportOps, Ret
                     .order_by(callbacks.c.id)
                 )
             ]
+            files = artifacts_of(conn, [prediction_id])
         sent = self.list_deliveries(prediction_id=prediction_id, with_history=True)
-        return PredictionDetail(prediction_record(row), transitions, logs, cbs, sent)
+        return PredictionDetail(prediction_record(row), transitions, logs, cbs, sent, files)
 
     def count_active(self) -> int:
         with self._reading() as conn:

@@ -247,3 +247,39 @@ upstream_pushes = Table(
 )
 Index("ix_upstream_pushes_prediction", upstream_pushes.c.prediction_id)
 Index("ix_upstream_pushes_received_at", upstream_pushes.c.received_at)
+
+# Output files archived before the upstream deletes them (TRACKER_ARCHIVE_URL): one row
+# per http(s) URL of a succeeded output, by its position in the output. The claim
+# columns work as for deliveries: ``next_attempt_at`` is the lease while
+# ``claimed_by`` is set.
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("id", BigIntKey, primary_key=True, autoincrement=True),
+    Column(
+        "prediction_id",
+        String(128),
+        ForeignKey("predictions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("position", Integer, nullable=False),
+    Column("source_url", Text, nullable=False),
+    Column("stored_url", Text),
+    Column("state", String(16), nullable=False, server_default="pending"),
+    Column("bytes", BigInteger),
+    Column("sha256", String(64)),
+    Column("content_type", String(200)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("stored_at", UTCDateTime),
+    Column("next_attempt_at", UTCDateTime),
+    Column("claimed_by", String(200)),
+    UniqueConstraint("prediction_id", "position"),
+)
+Index(
+    "ix_artifacts_due",
+    artifacts.c.next_attempt_at,
+    postgresql_where=artifacts.c.state == "pending",
+    sqlite_where=artifacts.c.state == "pending",
+)
