@@ -8,14 +8,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from tracker.archive.archiver import DEFAULT_ARCHIVE_CONCURRENCY, Fetch
-from tracker.archive.download import Downloaded, download, make_download_client
-from tracker.archive.storage import artifact_key, open_storage
+from tracker.archive.fetch import open_fetch
 from tracker.callbacks.email import Mailer, parse_smtp_url, redacted
 from tracker.callbacks.outbox import Sender
 from tracker.callbacks.webhook import WebhookSender, make_webhook_client
 from tracker.config import Settings
-from tracker.domain import ArtifactJob
 from tracker.poll.daemon import Daemon, build_daemon
 from tracker.poll.observer import NO_OBSERVER, PollObserver
 from tracker.poll.upstream import UpstreamClient, make_http_client
@@ -25,8 +22,6 @@ log = logging.getLogger("tracker")
 
 #: webhook deliveries in flight at once, all receivers together
 WEBHOOK_CONNECTIONS = 64
-#: seconds a file host may stay silent during a download (see tracker.archive.download)
-ARCHIVE_TIMEOUT = 60.0
 
 
 @contextlib.asynccontextmanager
@@ -46,40 +41,10 @@ async def open_daemon(
             timeout=settings.poll_timeout,
         )
         senders = await _senders(settings, stack)
-        fetch = await _archive(settings, stack) if settings.archive_url else None
+        fetch = await open_fetch(settings, stack) if settings.archive_url else None
         yield build_daemon(
             store, upstream, settings, senders=senders, observer=observer, fetch=fetch
         )
-
-
-async def _archive(settings: Settings, stack: contextlib.AsyncExitStack) -> Fetch:
-    """Downloads of output files into TRACKER_ARCHIVE_URL, through their own client
-    (its own connections and host policy: a slow file host never holds a poll)."""
-    assert settings.archive_url is not None
-    storage = open_storage(settings.archive_url)
-    stack.push_async_callback(storage.close)
-    client = await stack.enter_async_context(
-        make_download_client(
-            timeout=ARCHIVE_TIMEOUT,
-            max_connections=2 * DEFAULT_ARCHIVE_CONCURRENCY,
-            allowed=settings.archive_allowed_hosts,
-        )
-    )
-    log.info("output files are archived to %s", storage.describe())
-
-    async def fetch(job: ArtifactJob) -> Downloaded:
-        return await download(
-            client,
-            job.source_url,
-            storage,
-            artifact_key(job.prediction_id, job.position, job.source_url),
-            max_bytes=settings.archive_max_bytes,
-            api_base=settings.api_base,
-            api_key=settings.api_key,
-            timeout=ARCHIVE_TIMEOUT,
-        )
-
-    return fetch
 
 
 async def _senders(settings: Settings, stack: contextlib.AsyncExitStack) -> dict[str, Sender]:
