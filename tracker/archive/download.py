@@ -1,0 +1,378 @@
+"""Downloading one output file into the archive: streamed, measured, stored whole.
+
+The body goes from the socket to ``storage.open_upload(key)`` chunk by chunk, its
+sha256 and size computed on the way; it is committed (moved into place) only once
+all of it arrived and matched its ``Content-Length``, and any failure aborts the
+upload, so nothing is ever stored under the key but a whole file.
+
+Rules (SPEC, "Archived outputs"):
+
+- The file host is judged by TRACKER_ARCHIVE_ALLOWED_HOSTS on the address actually
+  connected to (``make_download_client``: httpx over aiohttp with the policy
+  connector, as webhooks use), for every hop of a redirect chain.
+- Redirects are followed by hand, at most ``MAX_REDIRECTS``, each a new request
+  through the same client: only to http(s), a relative ``Location`` resolved
+  against the URL that gave it.
+- The API key (``Authorization: Bearer``, as polls send it) goes only to the
+  scheme, host and port of the API base, before or after a redirect; never elsewhere.
+- A file larger than ``max_bytes`` is refused as soon as that is known: from its
+  ``Content-Length`` before a byte is stored, or when the running count passes it.
+- Time: ``timeout`` bounds connecting and waiting for each answer's headers, and
+  each wait for the next chunk of a body (a silent server fails after ``timeout``).
+  On top, an overall deadline per answer: ``timeout`` plus the time the body takes
+  at ``MIN_RATE`` (256 KiB/s; its Content-Length, else ``max_bytes``), so a server
+  that trickles a byte now and then still ends, as a timeout that may be retried,
+  while an honest slow host (2 GiB over 2 Mbit/s) gets its file through.
+
+Failures are ``DownloadFailed``: ``reason`` is one line fit to store and show (no
+key, no control character), worded as polls and webhooks word theirs
+(``tracker.net.errors``); ``retry`` says whether trying later can help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from dataclasses import dataclass
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+from tracker import __version__
+from tracker.archive.storage import ArchiveStorage, StorageError, Upload
+from tracker.exceptions import TrackerError
+from tracker.net.connect import PolicyConnector
+from tracker.net.errors import NETWORK_ERRORS, describe_failure, host_port
+from tracker.net.policy import AddressRefused, HostPolicy
+from tracker.net.read import KiB, MiB
+from tracker.text.display import MASK, escape_line
+from tracker.timeparse import parse_retry_after
+
+#: redirects followed at most (the sixth is refused)
+MAX_REDIRECTS = 5
+#: slowest average rate the overall deadline of a body allows (bytes per second)
+MIN_RATE = 256 * KiB
+#: longest connect phase of a request (seconds)
+MAX_CONNECT_SECONDS = 10.0
+#: characters of a failure's reason kept
+REASON_CHARS = 300
+#: characters of a Content-Type kept
+CONTENT_TYPE_CHARS = 100
+#: longest Retry-After honoured (seconds)
+MAX_RETRY_AFTER = 3600.0
+#: the setting a too-large file is refused by, as reasons name it
+MAX_BYTES_VARIABLE = "TRACKER_ARCHIVE_MAX_BYTES"
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: statuses that may pass: the file may appear (a CDN catching up), access may come
+#: back, a limit may lift
+_PASSING = frozenset({401, 403, 404, 408, 410, 425, 429})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+GiB = 1024 * MiB
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    stored_url: str
+    bytes: int
+    sha256: str  #: hex
+    content_type: str | None  #: as the file host said, cleaned and cut to 100 characters
+
+
+class DownloadFailed(TrackerError):
+    """A download that did not store the file; nothing is stored under its key."""
+
+    def __init__(self, reason: str, *, retry: bool, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        #: one line, safe to store and show
+        self.reason = reason
+        #: whether the same download may work later
+        self.retry = retry
+        #: seconds a 429/503 asked to wait, when it said
+        self.retry_after = retry_after
+
+
+class _NoCookies(httpx.Cookies):
+    """A jar that keeps nothing: file hosts have no business setting cookies for later
+    downloads, and a daemon that runs for months must not collect them."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class _CookielessClient(httpx.AsyncClient):
+    @property  # type: ignore[override, misc]  # read-only on purpose
+    def cookies(self) -> httpx.Cookies:
+        return _NoCookies()
+
+
+def make_download_client(
+    *, timeout: float, max_connections: int, allowed: HostPolicy
+) -> httpx.AsyncClient:
+    """httpx over aiohttp's pool (as polls and webhooks) that connects only where
+    ``allowed`` (TRACKER_ARCHIVE_ALLOWED_HOSTS) lets it, redirects left to ``download``.
+    ``timeout`` bounds the connect phase (at most 10 s), the wait for an answer and
+    each wait for the next chunk of a body."""
+
+    def session() -> aiohttp.ClientSession:
+        connector = PolicyConnector(
+            allowed,
+            limit=max_connections,
+            keepalive_timeout=5.0,
+            ssl=httpx.create_ssl_context(),
+        )
+        return aiohttp.ClientSession(connector=connector)
+
+    return _CookielessClient(
+        transport=AiohttpTransport(client=session),
+        timeout=httpx.Timeout(timeout, connect=min(timeout, MAX_CONNECT_SECONDS)),
+        follow_redirects=False,
+        headers={"User-Agent": f"tracker/{__version__}"},
+    )
+
+
+async def download(
+    client: httpx.AsyncClient,
+    url: str,
+    storage: ArchiveStorage,
+    key: str,
+    *,
+    max_bytes: int,
+    api_base: str,
+    api_key: str | None,
+    timeout: float,
+) -> Downloaded:
+    """Store the file at ``url`` under ``key``, or raise ``DownloadFailed`` (see the
+    module docstring for the rules)."""
+    job = _Download(
+        client, storage, key, max_bytes=max_bytes, api_base=api_base, api_key=api_key,
+        timeout=timeout,
+    )  # fmt: skip
+    return await job.run(url)
+
+
+class _Download:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        storage: ArchiveStorage,
+        key: str,
+        *,
+        max_bytes: int,
+        api_base: str,
+        api_key: str | None,
+        timeout: float,
+    ) -> None:
+        self._client = client
+        self._storage = storage
+        self._key = key
+        self._max_bytes = max_bytes
+        self._api_origin = _origin_of(api_base)
+        self._api_key = api_key or None
+        self._timeout = timeout
+        self._deadline = asyncio.timeout(None)
+        self._budget = timeout  #: seconds the deadline now running allows
+        self._answered = False  #: the current answer's headers have arrived
+        self._hops = 0  #: redirects followed
+
+    async def run(self, url: str) -> Downloaded:
+        target = _http_url(url)
+        try:
+            async with self._deadline:
+                while True:
+                    self._extend(self._timeout)
+                    result = await self._hop(target)
+                    if isinstance(result, Downloaded):
+                        return result
+                    target = result
+        except AddressRefused as exc:
+            raise self._failed(f"refused: {exc}", retry=False) from None
+        except NETWORK_ERRORS as exc:
+            raise self._network_failure(exc, target) from None
+
+    def _extend(self, seconds: float) -> None:
+        """Let the deadline end ``seconds`` from now."""
+        self._budget = seconds
+        self._deadline.reschedule(asyncio.get_running_loop().time() + seconds)
+
+    async def _hop(self, target: httpx.URL) -> Downloaded | httpx.URL:
+        """One request: the stored file, or where a redirect points."""
+        headers = {"Accept-Encoding": "identity"}
+        if self._api_key and _origin(target) == self._api_origin:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        self._answered = False
+        async with self._client.stream("GET", target, headers=headers) as response:
+            self._answered = True
+            code = response.status_code
+            if code in _REDIRECTS:
+                return self._redirect(target, response)
+            if not 200 <= code < 300 or code == 206:
+                raise self._status_failure(target, response)
+            return await self._store(target, response)
+
+    def _redirect(self, target: httpx.URL, response: httpx.Response) -> httpx.URL:
+        where = _netloc(target)
+        if self._hops >= MAX_REDIRECTS:
+            raise DownloadFailed(f"more than {MAX_REDIRECTS} redirects", retry=False)
+        location = response.headers.get("Location", "").strip()
+        if not location:
+            raise self._failed(f"HTTP {response.status_code} from {where} without a Location")
+        try:
+            following = target.join(location)
+        except (httpx.InvalidURL, ValueError):
+            raise self._failed(f"redirect from {where} to an invalid URL", retry=False) from None
+        if following.scheme not in _DEFAULT_PORTS or not following.host:
+            scheme = escape_line(following.scheme[:20]) or "?"
+            raise self._failed(f"redirect from {where} to a {scheme}: URL refused", retry=False)
+        self._hops += 1
+        return following
+
+    def _status_failure(self, target: httpx.URL, response: httpx.Response) -> DownloadFailed:
+        code = response.status_code
+        retry_after = None
+        if code in (429, 503):
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), MAX_RETRY_AFTER)
+        passing = code in _PASSING or code >= 500
+        return self._failed(
+            f"HTTP {code} from {_netloc(target)}", retry=passing, retry_after=retry_after
+        )
+
+    async def _store(self, target: httpx.URL, response: httpx.Response) -> Downloaded:
+        declared = _content_length(response)
+        if declared is not None and declared > self._max_bytes:
+            raise self._too_large()
+        expected = self._max_bytes if declared is None else declared
+        self._extend(self._timeout + expected / MIN_RATE)
+        content_type = clean_content_type(response.headers.get("Content-Type"))
+        upload = await self._open_upload()
+        try:
+            size, sha256 = await self._copy(response, upload)
+            if declared is not None and response.num_bytes_downloaded != declared:
+                got = response.num_bytes_downloaded
+                raise self._failed(
+                    f"answer from {host_port(target)} broken off: {got} of {declared} bytes"
+                )
+            stored_url = await self._commit(upload)
+        except BaseException:
+            await asyncio.shield(upload.abort())
+            raise
+        return Downloaded(stored_url, size, sha256, content_type)
+
+    async def _copy(self, response: httpx.Response, upload: Upload) -> tuple[int, str]:
+        """Body to upload; the size and sha256 of what was stored (after any content
+        decoding, so a compressed bomb counts as what it unpacks to)."""
+        digest = hashlib.sha256()
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self._max_bytes:
+                raise self._too_large()
+            digest.update(chunk)
+            try:
+                await upload.write(chunk)
+            except StorageError as exc:
+                raise self._failed(f"archive storage failed: {exc}") from None
+        return size, digest.hexdigest()
+
+    async def _open_upload(self) -> Upload:
+        try:
+            return await self._storage.open_upload(self._key)
+        except StorageError as exc:
+            raise self._failed(f"archive storage failed: {exc}") from None
+
+    async def _commit(self, upload: Upload) -> str:
+        try:
+            return await upload.commit()
+        except StorageError as exc:
+            raise self._failed(f"archive storage failed: {exc}") from None
+
+    def _too_large(self) -> DownloadFailed:
+        limit = size_text(self._max_bytes)
+        return self._failed(f"larger than {limit} ({MAX_BYTES_VARIABLE})", retry=False)
+
+    def _network_failure(self, exc: BaseException, target: httpx.URL) -> DownloadFailed:
+        try:
+            where = host_port(target)
+        except httpx.InvalidURL:
+            where = "the file host"
+        reason = describe_failure(
+            exc,
+            where=where,
+            timeout=self._budget if self._deadline.expired() else self._timeout,
+            connect_timeout=min(self._timeout, MAX_CONNECT_SECONDS),
+            timed_out=self._deadline.expired(),
+            answered=self._answered,
+        )
+        return self._failed(reason, retry=not reason.startswith("refused: "))
+
+    def _failed(
+        self, reason: str, *, retry: bool = True, retry_after: float | None = None
+    ) -> DownloadFailed:
+        if self._hops:
+            reason += f" (after {self._hops} redirect{'s' if self._hops > 1 else ''})"
+        if self._api_key:
+            reason = reason.replace(self._api_key, MASK)
+        reason = escape_line(reason)
+        if len(reason) > REASON_CHARS:
+            reason = reason[: REASON_CHARS - 1] + "…"
+        return DownloadFailed(reason, retry=retry, retry_after=retry_after)
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def _http_url(url: str) -> httpx.URL:
+    """The URL to fetch; DownloadFailed (not to be retried) unless it is http(s)."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        raise DownloadFailed("not a valid URL", retry=False) from None
+    if parsed.scheme not in _DEFAULT_PORTS:
+        scheme = escape_line(parsed.scheme[:20]) or "no scheme"
+        raise DownloadFailed(f"not an http(s) URL ({scheme})", retry=False)
+    if not parsed.host:
+        raise DownloadFailed("not a valid URL (no host)", retry=False)
+    return parsed
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host.lower(), url.port or _DEFAULT_PORTS.get(url.scheme))
+
+
+def _origin_of(base: str) -> tuple[str, str, int | None] | None:
+    """Scheme, host and port of the API base; None (the key goes nowhere) if invalid."""
+    try:
+        url = httpx.URL(base)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return None
+    return _origin(url) if url.scheme in _DEFAULT_PORTS and url.host else None
+
+
+def _netloc(url: httpx.URL) -> str:
+    """``host`` or ``host:port`` (a port only when not the scheme's), no user info."""
+    return escape_line(url.netloc.decode("ascii", "replace"))
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    value = response.headers.get("Content-Length", "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def clean_content_type(value: str | None) -> str | None:
+    """A Content-Type fit to store: no control characters, one space between words,
+    at most CONTENT_TYPE_CHARS characters; None when empty."""
+    if value is None:
+        return None
+    text = " ".join(_CONTROL.sub("", value).split())[:CONTENT_TYPE_CHARS].strip()
+    return text or None
+
+
+def size_text(size: int) -> str:
+    """``2 GiB``, ``16 MiB``, ``64 KiB`` or ``1000 bytes``."""
+    for unit, name in ((GiB, "GiB"), (MiB, "MiB"), (KiB, "KiB")):
+        if size >= unit and size % unit == 0:
+            return f"{size // unit} {name}"
+    return f"{size} bytes"
