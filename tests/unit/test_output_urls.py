@@ -81,3 +81,7 @@ def test_retries_back_off_then_give_up() -> None:
     assert failure_text(job(removed=True), passing, None).endswith("removed the output")
     assert "given up 3 h after" in failure_text(job(age=GIVE_UP_AFTER), passing, None)
     assert failure_text(job(), passing, NOW) == "HTTP 404 from f.example"
+    asked = DownloadFailed("HTTP 429 from f.example", retry=True, retry_after=120)
+    assert retry_at(job(), asked, NOW) == NOW + timedelta(seconds=120)
+    greedy = DownloadFailed("HTTP 503 from f.example", retry=True, retry_after=10**9)
+    assert retry_at(job(), greedy, NOW) == NOW + timedelta(hours=1)

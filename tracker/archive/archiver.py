@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 DEFAULT_ARCHIVE_CONCURRENCY = 4
 #: seconds before each retry of a failed download; the last one repeats
 RETRY_DELAYS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0)
+#: the longest wait a file host's Retry-After is granted (seconds)
+MAX_RETRY_AFTER = 3600.0
 #: a file not archived this long after it was found is given up (Replicate removes
 #: outputs about an hour after the end; aggregators keep them no longer)
 GIVE_UP_AFTER = timedelta(hours=3)
@@ -53,6 +55,8 @@ def retry_at(job: ArtifactJob, failure: DownloadFailed, now: datetime) -> dateti
     if now - job.created_at >= GIVE_UP_AFTER:
         return None
     delay = RETRY_DELAYS[min(job.attempts, len(RETRY_DELAYS) - 1)]
+    if failure.retry_after is not None:  # the file host asked (429, 503): within reason
+        delay = max(delay, min(failure.retry_after, MAX_RETRY_AFTER))
     return now + timedelta(seconds=delay)
 
 

@@ -242,7 +242,12 @@ class Daemon:
         self.nothing_polled: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._health = health
-        self._summary = IntervalSummary(self.poller.stats, outbox.counters)
+        self._summary = IntervalSummary(self.poller.stats, self._counters)
+
+    def _counters(self) -> dict[str, int]:
+        """The outbox's and the archiver's counts since the start (summary line)."""
+        archived = self.archiver.counters() if self.archiver is not None else {}
+        return {**self.outbox.counters(), **archived}
 
     @property
     def stats(self) -> PollStats:

@@ -74,7 +74,8 @@ class IntervalSummary:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``deliveries`` gives the outbox's counters since the start: ``delivered``,
-        ``failed_attempts``, ``given_up``."""
+        ``failed_attempts``, ``given_up`` (and the archiver's ``archived`` and
+        ``archive_failed`` when there is one)."""
         self._stats = stats
         self._deliveries = deliveries
         self._clock = clock
@@ -99,6 +100,8 @@ class IntervalSummary:
             f" {d['rate_limited']} rate-limited; callbacks: {d['delivered']} delivered,"
             f" {d['failed_attempts']} failed attempts, {d['given_up']} given up"
         )
+        if "archived" in d:  # the archiver's counters, when TRACKER_ARCHIVE_URL is set
+            text += f"; archive: {d['archived']} files stored, {d['archive_failed']} given up"
         fields: dict[str, Any] = {
             "interval_s": round(elapsed, 3),
             "polls": d["requests"],
@@ -109,6 +112,8 @@ class IntervalSummary:
             "given_up": d["given_up"],
             "in_flight": in_flight,
         }
+        if "archived" in d:
+            fields.update(archived=d["archived"], archive_failed=d["archive_failed"])
         if snapshot is None:
             return f"{text}; now: {in_flight} polls in flight, database unavailable", fields
         text += (
