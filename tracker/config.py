@@ -57,6 +57,8 @@ WEBHOOK_HOSTS_VARIABLE = "TRACKER_WEBHOOK_ALLOWED_HOSTS"
 ARCHIVE_HOSTS_VARIABLE = "TRACKER_ARCHIVE_ALLOWED_HOSTS"
 #: largest output file archived (TRACKER_ARCHIVE_MAX_BYTES)
 DEFAULT_ARCHIVE_MAX_BYTES = 2 * 2**30  # 2 GiB
+#: seconds before each retry of a failed download; the last repeats
+DEFAULT_ARCHIVE_RETRY_SCHEDULE = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0)
 
 
 class SettingError(ConfigError, InvalidInput):
@@ -176,6 +178,12 @@ SETTINGS: tuple[Setting, ...] = (
         DEFAULT_ALLOWED_HOSTS,
         "Where output files may be downloaded from, as --webhook-allowed-hosts.",
         flag="--archive-allowed-hosts",
+    ),
+    Setting(
+        "archive_retry_schedule", "TRACKER_ARCHIVE_RETRY_SCHEDULE",
+        Parsed(parse_schedule, "SECONDS,…"), DEFAULT_ARCHIVE_RETRY_SCHEDULE,
+        "Seconds before each retry of a failed download, comma-separated; the last one"
+        " repeats until the output is removed upstream or 3 h have passed.",
     ),
     Setting(
         "max_answer_bytes", "TRACKER_MAX_ANSWER_BYTES", Number(int, low=1),
@@ -328,6 +336,7 @@ class Settings:
     # The archive of output files (None: off)
     archive_url: str | None = None
     archive_max_bytes: int = DEFAULT_ARCHIVE_MAX_BYTES
+    archive_retry_schedule: tuple[float, ...] = DEFAULT_ARCHIVE_RETRY_SCHEDULE
     archive_allowed_hosts: HostPolicy = field(
         default_factory=lambda: parse_policy(None, ARCHIVE_HOSTS_VARIABLE)
     )

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from tests.unit.test_observe import state
-from tracker.archive.archiver import GIVE_UP_AFTER, RETRY_DELAYS, failure_text, retry_at
+from tracker.archive.archiver import GIVE_UP_AFTER, failure_text, retry_at
 from tracker.archive.download import DownloadFailed
 from tracker.archive.outputs import MAX_FILES, output_urls
+from tracker.config import DEFAULT_ARCHIVE_RETRY_SCHEDULE as RETRY_DELAYS
 from tracker.domain import ArtifactJob
 from tracker.poll.observe import parse_prediction, plan_observation
 
@@ -77,6 +78,8 @@ def test_retries_back_off_then_give_up() -> None:
     assert retry_at(job(removed=True), passing, NOW) is None
     final = DownloadFailed("larger than 2 GiB", retry=False)
     assert retry_at(job(), final, NOW) is None
+    assert retry_at(job(attempts=5), passing, NOW, (1.0, 2.0)) == NOW + timedelta(seconds=2)
+    assert retry_at(job(), passing, NOW, ()) is None  # no retries at all
     assert failure_text(job(), final, None) == "larger than 2 GiB"
     assert failure_text(job(removed=True), passing, None).endswith("removed the output")
     assert "given up 3 h after" in failure_text(job(age=GIVE_UP_AFTER), passing, None)

@@ -21,7 +21,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from tracker.archive.download import Downloaded, DownloadFailed
-from tracker.config import DEFAULT_LOG_INTERVAL
+from tracker.config import DEFAULT_ARCHIVE_RETRY_SCHEDULE, DEFAULT_LOG_INTERVAL
 from tracker.domain import ArtifactJob, CallbackSpec
 from tracker.exceptions import StoreError
 from tracker.net.failurelog import FailureLog
@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 
 #: downloads in flight at once, all file hosts together
 DEFAULT_ARCHIVE_CONCURRENCY = 4
-#: seconds before each retry of a failed download; the last one repeats
-RETRY_DELAYS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0)
 #: the longest wait a file host's Retry-After is granted (seconds)
 MAX_RETRY_AFTER = 3600.0
 #: a file not archived this long after it was found is given up (Replicate removes
@@ -48,13 +46,19 @@ class Fetch(Protocol):
     async def __call__(self, job: ArtifactJob) -> Downloaded: ...
 
 
-def retry_at(job: ArtifactJob, failure: DownloadFailed, now: datetime) -> datetime | None:
-    """When to try a failed download again; None: never (the artifact has failed)."""
-    if not failure.retry or job.data_removed:
+def retry_at(
+    job: ArtifactJob,
+    failure: DownloadFailed,
+    now: datetime,
+    delays: Sequence[float] = DEFAULT_ARCHIVE_RETRY_SCHEDULE,
+) -> datetime | None:
+    """When to try a failed download again (after ``delays[attempts]``, the last one
+    repeating); None: never (the artifact has failed)."""
+    if not failure.retry or job.data_removed or not delays:
         return None
     if now - job.created_at >= GIVE_UP_AFTER:
         return None
-    delay = RETRY_DELAYS[min(job.attempts, len(RETRY_DELAYS) - 1)]
+    delay = delays[min(job.attempts, len(delays) - 1)]
     if failure.retry_after is not None:  # the file host asked (429, 503): within reason
         delay = max(delay, min(failure.retry_after, MAX_RETRY_AFTER))
     return now + timedelta(seconds=delay)
@@ -80,6 +84,7 @@ class Archiver:
         db: Runner,
         lease_seconds: float,
         concurrency: int = DEFAULT_ARCHIVE_CONCURRENCY,
+        retry_delays: Sequence[float] = DEFAULT_ARCHIVE_RETRY_SCHEDULE,
         default_callbacks: Sequence[CallbackSpec] = (),
         on_deliveries: Callable[[], None] = lambda: None,
         failure_log: FailureLog | None = None,
@@ -90,6 +95,7 @@ class Archiver:
         self._db = db
         self._lease = timedelta(seconds=lease_seconds)
         self._concurrency = concurrency
+        self._delays = tuple(retry_delays)
         self._defaults = tuple(default_callbacks)
         self._on_deliveries = on_deliveries
         self._in_flight: dict[int, asyncio.Task[None]] = {}
@@ -253,7 +259,7 @@ class Archiver:
 
     async def _record_failure(self, job: ArtifactJob, failure: DownloadFailed) -> None:
         now = utcnow()
-        next_at = retry_at(job, failure, now)
+        next_at = retry_at(job, failure, now, self._delays)
         error = failure_text(job, failure, next_at)
         try:
             kept = await self._db.write(

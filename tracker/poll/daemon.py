@@ -151,6 +151,7 @@ def build_daemon(
             owner=owner,
             db=db,
             lease_seconds=settings.lease_seconds,
+            retry_delays=settings.archive_retry_schedule,
             default_callbacks=settings.default_callbacks,
             on_deliveries=outbox.wake,
             failure_log=FailureLog(archive_log, interval=settings.log_interval),
