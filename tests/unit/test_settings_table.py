@@ -30,6 +30,10 @@ EXAMPLES: dict[str, tuple[str, Any]] = {
     "lease_seconds": ("12.5", 12.5),
     "webhook_timeout": ("4", 4.0),
     "webhook_allowed_hosts": ("loopback", "loopback"),  # a HostPolicy: compared by its text
+    "archive_url": (" s3://outputs/tracker ", "s3://outputs/tracker"),
+    "archive_max_bytes": ("1048576", 1048576),
+    "archive_allowed_hosts": ("private,*.cdn.example", "private,*.cdn.example"),
+    "archive_retry_schedule": ("0.5,2", (0.5, 2.0)),
     "max_answer_bytes": ("1024", 1024),
     "poll_timeout": ("2.5", 2.5),
     "prune_older_than": ("2h", 7200.0),
@@ -59,6 +63,9 @@ BAD: dict[str, str] = {
     "lease_seconds": "nan",
     "webhook_timeout": "0",
     "webhook_allowed_hosts": "the office",
+    "archive_max_bytes": "2GB",
+    "archive_allowed_hosts": "10.0.0.0/33",
+    "archive_retry_schedule": "10,later",
     "max_answer_bytes": "1.5",
     "poll_timeout": "-2",
     "prune_older_than": "soon",
@@ -159,7 +166,7 @@ def test_poll_max_below_poll_min_is_a_usage_error() -> None:
 def test_build_reads_every_variable(name: str) -> None:
     text, expected = EXAMPLES[name]
     value = getattr(Settings.build(env={SETTING[name].variable: text}), name)
-    assert (value.text if name == "webhook_allowed_hosts" else value) == expected
+    assert (value.text if name.endswith("_allowed_hosts") else value) == expected
 
 
 def test_build_honours_concurrency_and_lease() -> None:
