@@ -140,7 +140,7 @@ def test_fields_before_start_while_running_and_after_success() -> None:
     assert running["completed_at"] is None
 
     assert done["status"] == "succeeded"
-    assert done["output"].startswith("https://replicate.delivery/")
+    assert done["output"] == "http://127.0.0.1:9/files/ok-7/0/output.png"
     assert done["error"] is None
     predict_time = parse(done["completed_at"]) - parse(done["started_at"])
     assert done["metrics"]["predict_time"] == pytest.approx(predict_time, abs=1e-5)
@@ -187,6 +187,26 @@ def test_output_override_is_served_on_success() -> None:
     )
     assert done["output"] == output
     assert done["metrics"]["image_count"] == 2
+
+
+def test_generated_output_is_one_url_per_file_on_the_simulator() -> None:
+    images = make(PredictionPlan(queue_seconds=0, run_seconds=1, output_files=3), prediction_id="m")
+    done = images.snapshot(T0 + 5, BASE)
+    assert done["output"] == [f"http://127.0.0.1:9/files/m/{i}/output.png" for i in range(3)]
+    assert done["metrics"]["image_count"] == 3
+    assert "Total safe images: 3 out of 3" in done["logs"]
+    assert images.snapshot(T0 + 5, "http://[::1]:7/v1")["output"][0].startswith("http://[::1]:7/")
+    big = make(PredictionPlan(queue_seconds=0, run_seconds=1, output_bytes=10), prediction_id="b")
+    done = big.snapshot(T0 + 5, BASE)
+    assert done["output"] == "http://127.0.0.1:9/files/b/0/output.bin"
+    assert "image_count" not in done["metrics"]
+    assert [(f.index, f.size, f.length) for f in big.files] == [(0, 10, 10)]
+
+
+def test_only_succeeded_generated_outputs_have_files() -> None:
+    assert make(PredictionPlan(outcome="failed")).files == ()
+    assert make(PredictionPlan(output="https://x.test/a.png")).files == ()
+    assert len(make(PredictionPlan(output_files=2)).files) == 2
 
 
 def test_non_image_output_has_no_image_count() -> None:
@@ -335,6 +355,11 @@ def test_scenario_plans() -> None:
     assert plan_for_id("slow-1", config).delay_seconds == 1.5
     quick = plan_for_id("quick-1", config)
     assert (quick.queue_seconds, quick.run_seconds) == (0.2, 0.5)
+    assert plan_for_id("multi-1", config).output_files == 4
+    assert plan_for_id("bigfile-1", config).output_bytes == 64 * 1024 * 1024
+    assert plan_for_id("bigfile-1", SimConfig(bigfile_bytes=5)).output_bytes == 5
+    assert plan_for_id("flakyfile-1", config).file_faults == [503, "cut"]
+    assert plan_for_id("ok-1", config).file_faults == []
 
 
 def test_faults_apply_to_the_first_requests_in_order() -> None:
@@ -391,6 +416,9 @@ def test_plan_json_round_trip() -> None:
         error="nope",
         webhook="http://localhost:8000/hook?x=1",
         webhook_events_filter=["start", "completed"],
+        output_files=2,
+        output_bytes=1000,
+        file_faults=[503, "cut", "pass"],
     )
     data = json.loads(json.dumps(plan.to_json()))
     assert PredictionPlan.from_json(data) == plan
@@ -430,6 +458,15 @@ def test_fault_shorthands() -> None:
         {"webhook": 42},
         {"webhook": "http://localhost/", "webhook_events_filter": ["finished"]},
         {"webhook_events_filter": "completed"},
+        {"output_files": 0},
+        {"output_files": 101},
+        {"output_files": True},
+        {"output_bytes": -1},
+        {"output_bytes": 1.5},
+        {"file_faults": [200]},
+        {"file_faults": ["html"]},
+        {"file_faults": [{"kind": "http"}]},
+        {"file_faults": 503},
     ],
 )
 def test_bad_plans_are_refused(data: object) -> None:
@@ -451,6 +488,8 @@ def test_bad_plans_are_refused(data: object) -> None:
         {"push_retries": -1},
         {"push_retries": 1.5},
         {"webhook_secret": ""},
+        {"bigfile_bytes": -1},
+        {"bigfile_bytes": 1.5},
     ],
 )
 def test_bad_configs_are_refused(settings: dict[str, Any]) -> None:

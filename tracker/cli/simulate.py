@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import sys
 
 import click
 
 from tracker.simulator import SimConfig, Simulator
+
+_SIZE = re.compile(r"(\d+)\s*([KMG]?)(?:I?B)?", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+class _Size(click.ParamType):
+    """A size in bytes: ``1048576``, ``512K``, ``64M``, ``1G`` (binary units)."""
+
+    name = "size"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        match = _SIZE.fullmatch(str(value).strip())
+        if match is None:
+            self.fail(f"{value!r} is not a size like 1048576, 512K, 64M or 1G", param, ctx)
+        return int(match[1]) * _UNITS[match[2].upper()]
 
 
 @click.command("simulate")
@@ -94,6 +114,23 @@ from tracker.simulator import SimConfig, Simulator
     help="Share of pushes (never 'completed') held back and sent, with their old body, "
     "after the prediction's 'completed' push.",
 )
+@click.option(
+    "--data-removed-after",
+    default=3600.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Seconds after a prediction's end when 'data_removed' turns true, 'output' "
+    "null and its output files answer 404.",
+)
+@click.option(
+    "--bigfile-size",
+    default="64M",
+    show_default=True,
+    type=_Size(),
+    help="Size of the output file of a 'bigfile-...' prediction (bytes, or with K, M, G: "
+    "binary units), streamed in 64 KiB chunks.",
+)
 def simulate_command(
     host: str,
     port: int,
@@ -108,14 +145,27 @@ def simulate_command(
     push_drop: float,
     push_repeat: float,
     push_late: float,
+    data_removed_after: float,
+    bigfile_size: int,
 ) -> None:
     """Serve a fake Replicate-compatible prediction API for trying the tracker.
 
     Every prediction ID exists; the prefix before the first '-' picks its fate:
     ok, fail, cancel, abort, gone, flaky, junk, ratelimit, weird, slow, unicode,
-    biglogs, forever, quick (e.g. GET /v1/predictions/fail-1). The full guide,
-    with the control API under /_sim/, is the documentation of the
-    tracker.simulator module: python -m pydoc tracker.simulator
+    biglogs, forever, quick, multi, bigfile, flakyfile (e.g. GET
+    /v1/predictions/fail-1). The full guide, with the control API under /_sim/,
+    is the documentation of the tracker.simulator module:
+    python -m pydoc tracker.simulator
+
+    \b
+    Output files: a succeeded prediction's output is the URL of a file this
+    simulator serves, http://HOST:PORT/files/ID/0/output.png (a small PNG
+    image); multi-... gives a list of 4 such URLs; bigfile-... one
+    /files/ID/0/output.bin of --bigfile-size bytes (application/octet-stream);
+    flakyfile-... answers the first request for its file 503 and cuts the
+    second off halfway through the body. Files answer 404 before success and
+    from --data-removed-after seconds after the end; they need no API key and
+    are neither rate limited nor faulted by --fault-rate.
 
     \b
     Pushes: a prediction created with {"webhook": URL} (POST /v1/predictions,
@@ -143,6 +193,8 @@ def simulate_command(
             push_drop=push_drop,
             push_repeat=push_repeat,
             push_late=push_late,
+            data_removed_after_seconds=data_removed_after,
+            bigfile_bytes=bigfile_size,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

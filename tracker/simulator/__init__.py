@@ -25,6 +25,7 @@ From Python, on the running event loop or in a background thread::
         sim.define("my-id", PredictionPlan(outcome="failed", run_seconds=0.2))
         ...
         sim.request_count("my-id")
+        sim.file_request_count("my-id")   # downloads of its output files
 
 Scenarios by ID prefix
 ======================
@@ -49,6 +50,9 @@ text before the first ``-`` (the whole ID when there is none), compared case-ins
 ``biglogs``    logs grow to more than 1.2 MB (lines of 2-4 KB) by completion
 ``forever``    never finishes: processing forever, with ever-growing logs
 ``quick``      queue 0.2 s, run 0.5 s, then succeeds
+``multi``      succeeds with a list of 4 PNG image URLs
+``bigfile``    succeeds with the URL of one binary file of ``bigfile_bytes`` (64 MiB)
+``flakyfile``  its output file answers 503, then is cut off halfway, then is served
 =============  ===========================================================================
 
 Examples: ``fail-42``, ``biglogs-a``, ``quick-run_7``.
@@ -64,11 +68,13 @@ was first seen; timestamps are RFC 3339 UTC with microseconds and ``Z``.
 - ``logs`` is cumulative: ``""`` before processing, then one line per
   ``log_interval_seconds`` (``Using seed: N``, ``step 3/8 |  37% | 2.00 it/s``...), and
   final lines at the end; every answer extends the previous one.
-- ``output`` is null until ``succeeded``; ``error`` is a string only when ``failed``.
+- ``output`` is null until ``succeeded``, then the URL of a file the simulator serves
+  (a list of them for several files; see Output files) unless the plan sets its own;
+  ``error`` is a string only when ``failed``.
 - ``metrics`` is ``{}`` until the end, then ``predict_time`` (completed - started) and,
   for image outputs, ``image_count``; aborted predictions have none.
-- ``data_removed_after_seconds`` after the end, ``data_removed`` turns true and
-  ``output`` null.
+- ``data_removed_after_seconds`` after the end, ``data_removed`` turns true,
+  ``output`` null, and the output files answer 404.
 - ``speed`` divides every duration, including delays (``speed=10``: a 4 s run takes
   0.4 s); ``Retry-After`` headers are not scaled.
 - Randomness comes from ``seed`` and the ID: the same ID always gets the same plan.
@@ -76,7 +82,33 @@ was first seen; timestamps are RFC 3339 UTC with microseconds and ``Z``.
 The whole API (``/v1``) may require ``Authorization: Bearer <api_key>`` (else 401
 ``{"detail": "Unauthenticated"}``), may be rate limited (a global token bucket of
 ``rate_limit_rps``; else 429 with ``Retry-After: 1`` and ``{"detail": "Request was
-throttled."}``) and may fail at random (``fault_rate``: 500 or 502).
+throttled."}``) and may fail at random (``fault_rate``: 500 or 502). None of this
+applies to the output files.
+
+Output files
+============
+
+A generated output points at files on the simulator's own origin, outside ``/v1``:
+``http://127.0.0.1:PORT/files/{id}/{index}/output.png``, one URL per file (a string for
+one, a list for ``output_files`` > 1). By default each is a small PNG image (96x64, a few
+hundred bytes, colours drawn from seed, ID and index; ``image/png``). With
+``output_bytes`` = N the files are ``output.bin`` of exactly N bytes
+(``application/octet-stream``), streamed in 64 KiB chunks, never held in memory; their
+content is deterministic, so a test knows what to expect::
+
+    from tracker.simulator import expected_sha256, file_bytes, png_image
+    sim.define("big-1", PredictionPlan(output_bytes=50_000_000))
+    expected_sha256("big-1", 50_000_000, seed=config.seed)   # index=0
+    sim.file_requests("big-1")   # [FileRequest(at, prediction_id, index, status_code, cut)]
+
+A file is served (200 with ``Content-Length``; ``HEAD`` too) only while the prediction
+shows it: from ``succeeded`` until ``data_removed`` (the same moment); before, after, for
+any other outcome, an explicit ``output`` or an unknown path: 404, as Replicate's file
+delivery answers once outputs are deleted. Files need no API key, are not throttled and
+not faulted by ``fault_rate``; ``request_count`` counts API requests only.
+``file_faults`` (``[503, "cut"]`` for ``flakyfile``) apply to the 1st, 2nd, ... request
+of each file: an HTTP status, or ``"cut"``: 200 with the full ``Content-Length``, then
+the connection closes after half the body. Details: :mod:`tracker.simulator.files`.
 
 HTTP routes
 ===========
@@ -91,6 +123,9 @@ HTTP routes
   its clock and fault count restart. 400 when the plan is malformed.
 - ``GET /_sim/requests[?id=ID]``: ``{"count": N, "requests": [{"at": epoch seconds,
   "prediction_id": ..., "status_code": ...}, ...]}``, every ``/v1`` request answered.
+- ``GET /files/{id}/{index}/{name}``: an output file (see Output files).
+- ``GET /_sim/files[?id=ID]``: ``{"count": N, "requests": [{"at", "prediction_id",
+  "index", "status_code", "cut"}, ...]}``, every output file request answered.
 - ``GET /_sim/pushes[?id=ID]``: ``{"count": N, "pushes": [{"prediction_id", "event",
   "webhook_id", "fate", "status", "due_at", "attempts": [{"at", "status_code",
   "error"}, ...]}, ...]}``, every webhook push so far, in the order they were due.
@@ -113,7 +148,11 @@ Every key is optional (defaults shown); unknown keys are refused::
       "extra_status_seconds": 0.5,     // how long each extra status is shown
       "faults": [],                    // for the 1st, 2nd, ... request of this ID
       "not_found": false,              // always 404
-      "output": null,                  // null: a generated image URL
+      "output": null,                  // null: URLs of generated files (Output files)
+      "output_files": 1,               // how many generated files; > 1: a list of URLs
+      "output_bytes": null,            // null: PNG images; N: binary files of N bytes
+      "file_faults": [],               // for the 1st, 2nd, ... request of each file:
+                                       // a status (503), "cut" or "pass"
       "error": null,                   // null: a generated message (when failed)
       "delay_seconds": 0.0,            // every answer is this late
       "input": null,                   // null: a generated prompt
@@ -158,6 +197,7 @@ The details (throttling, retries, timeouts, the fault rules) are in
 :mod:`tracker.simulator.push`.
 """
 
+from tracker.simulator.files import FileRequest, expected_sha256, file_bytes, png_image
 from tracker.simulator.lifecycle import SimulatedPrediction
 from tracker.simulator.push import PushAttempt, PushRecord
 from tracker.simulator.scenarios import (
@@ -181,6 +221,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "WEBHOOK_EVENTS",
     "Fault",
+    "FileRequest",
     "Outcome",
     "PredictionPlan",
     "PushAttempt",
@@ -190,6 +231,9 @@ __all__ = [
     "SimulatedPrediction",
     "Simulator",
     "SimulatorThread",
+    "expected_sha256",
+    "file_bytes",
     "plan_for_id",
+    "png_image",
     "scenario_of",
 ]

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from tracker.simulator.files import OutputFile, output_files, output_value
 from tracker.simulator.scenarios import (
     TERMINAL_STATUSES,
     Fault,
@@ -142,10 +144,17 @@ class SimulatedPrediction:
         #: answers delayed by the plan are sent this many real seconds late
         self.delay = plan.delay_seconds / speed
         self.requests_seen = 0
+        #: requests so far for each served output file, by index (for ``file_faults``)
+        self.file_hits: Counter[int] = Counter()
         rng = id_rng(config.seed, prediction_id, "content")
         self._input = plan.input if plan.input is not None else _generated_input(rng)
         self._error = plan.error if plan.error is not None else rng.choice(_ERRORS)
-        self._output = plan.output if plan.output is not None else self._generated_output(rng)
+        #: the files the generated output points at (none with an explicit ``output``)
+        self.files: tuple[OutputFile, ...] = ()
+        if plan.output is None and plan.outcome == "succeeded":
+            self.files = output_files(
+                prediction_id, seed=config.seed, count=plan.output_files, size=plan.output_bytes
+            )
         self._logs = self._build_logs(rng, config)
         self._fixed = self._fixed_fields()
         self._started_text = _optional_rfc3339(self.started_at)
@@ -204,7 +213,9 @@ class SimulatedPrediction:
     @property
     def has_output(self) -> bool:
         """True when the prediction shows an output once it has succeeded."""
-        return self.plan.outcome == "succeeded" and self._output is not None
+        return self.plan.outcome == "succeeded" and (
+            self.plan.output is not None or bool(self.files)
+        )
 
     def state_key(self, now: float, base_url: str) -> StateKey:
         """Everything the answer at ``now`` depends on: status, log lines, removal, base URL."""
@@ -240,7 +251,7 @@ class SimulatedPrediction:
         data.update(
             status=status,
             logs=self._logs.text(count),
-            output=self._output if status == "succeeded" and not removed else None,
+            output=self._output(base_url) if status == "succeeded" and not removed else None,
             error=self._error if status == "failed" else None,
             metrics=self._metrics(status) if terminal else {},
             started_at=self._started_text if running else None,
@@ -274,15 +285,22 @@ class SimulatedPrediction:
         if self.started_at is None or self.ended_at is None:
             return {}
         metrics: dict[str, Any] = {"predict_time": round(self.ended_at - self.started_at, 9)}
-        images = _image_count(self._output)
+        images = self._image_count()
         if status == "succeeded" and images:
             metrics = {"image_count": images, **metrics}
         return metrics
 
-    def _generated_output(self, rng: random.Random) -> str:
-        """A delivery URL like Replicate's, with the input's output format."""
-        extension = str(self._input.get("output_format", "jpg"))
-        return f"https://replicate.delivery/xezq/{rng.randbytes(16).hex()}/output.{extension}"
+    def _output(self, base_url: str) -> Any:
+        """The plan's output, or URLs of the generated files on the simulator's origin."""
+        if self.plan.output is not None:
+            return self.plan.output
+        return output_value(self.files, base_url.removesuffix("/v1"))
+
+    def _image_count(self) -> int:
+        """How many images the output holds: image URLs, or generated PNG files."""
+        if self.plan.output is not None:
+            return _image_count(self.plan.output)
+        return sum(1 for file in self.files if file.size is None)
 
     def _build_logs(self, rng: random.Random, config: SimConfig) -> LogScript:
         """The plan's log lines, or realistic generated ones, with their timing."""
@@ -309,7 +327,7 @@ class SimulatedPrediction:
         """Lines written when the run ends, by outcome."""
         if self.plan.outcome == "succeeded":
             took = (self.ended_at or 0.0) - (self.started_at or 0.0)
-            count = _image_count(self._output)
+            count = self._image_count()
             if not count:
                 return [f"prediction took {took:.2f} seconds"]
             return [
@@ -356,7 +374,7 @@ def _generated_input(rng: random.Random) -> dict[str, Any]:
     return {
         "prompt": rng.choice(_PROMPTS),
         "aspect_ratio": "match_input_image",
-        "output_format": "jpg",
+        "output_format": "png",
     }
 
 

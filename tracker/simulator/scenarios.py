@@ -19,6 +19,8 @@ from typing import Any, Literal, TypeGuard, cast, get_args
 
 from standardwebhooks.webhooks import Webhook
 
+from tracker.simulator.files import check_file_plan
+from tracker.simulator.logtext import big_log_lines, unicode_log_lines
 from tracker.simulator.targets import check_events_filter, check_webhook_url
 
 Outcome = Literal["succeeded", "failed", "canceled", "aborted"]
@@ -49,9 +51,14 @@ SCENARIOS: tuple[str, ...] = (
     "biglogs",
     "forever",
     "quick",
+    "multi",
+    "bigfile",
+    "flakyfile",
 )
-#: ``biglogs`` predictions end with at least this much log text
-BIG_LOG_BYTES = 1_250_000
+#: how many PNG images a ``multi`` prediction outputs
+MULTI_IMAGES = 4
+#: the file faults of a ``flakyfile`` prediction: 503, then a body cut halfway
+FLAKY_FILE_FAULTS: tuple[int | str, ...] = (503, "cut")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -87,8 +94,10 @@ class SimConfig:
     run_sigma: float = 0.5
     #: one generated log line per interval while processing
     log_interval_seconds: float = 0.5
-    #: after completion, ``data_removed`` turns true and ``output`` null
+    #: after completion, ``data_removed`` turns true, ``output`` null, its files 404
     data_removed_after_seconds: float = 3600.0
+    #: the size in bytes of the output file of a ``bigfile`` prediction
+    bigfile_bytes: int = 64 * 1024 * 1024
     #: when set, requests must carry ``Authorization: Bearer <api_key>`` (else 401)
     api_key: str | None = None
     #: when set, a global token bucket; excess requests get 429 with ``Retry-After: 1``
@@ -128,6 +137,11 @@ class SimConfig:
         _require(rps is None or (_is_number(rps) and rps > 0), "rate_limit_rps must be > 0")
         rate = self.fault_rate
         _require(_is_number(rate) and 0 <= rate <= 1, "fault_rate must be between 0 and 1")
+        size = self.bigfile_bytes
+        _require(
+            isinstance(size, int) and not isinstance(size, bool) and size >= 0,
+            "bigfile_bytes must be an integer >= 0",
+        )
         self._check_push_settings()
 
     def _check_push_settings(self) -> None:
@@ -261,8 +275,15 @@ class PredictionPlan:
     faults: list[Fault] = field(default_factory=list)
     #: every request gets 404 ``{"detail": "Not found."}``
     not_found: bool = False
-    #: the output when succeeded; ``None`` generates an image URL
+    #: the output when succeeded; ``None`` generates URLs of files the simulator serves
     output: Any = None
+    #: how many files a generated output has: 1 gives a URL, more a list of URLs
+    output_files: int = 1
+    #: ``None``: the generated files are small PNG images; N: binary files of N bytes
+    output_bytes: int | None = None
+    #: for the 1st, 2nd, ... request of each generated file: an HTTP status, ``"cut"``
+    #: (the body stops halfway) or ``"pass"``; later requests are normal
+    file_faults: list[int | str] = field(default_factory=list)
     #: the error when failed; ``None`` picks a realistic message
     error: str | None = None
     #: every answer is sent after this many seconds
@@ -298,6 +319,7 @@ class PredictionPlan:
         _require(isinstance(self.version, str), "version must be a string")
         _require(self.error is None or isinstance(self.error, str), "error must be a string")
         _require(self.input is None or isinstance(self.input, dict), "input must be an object")
+        check_file_plan(self.output_files, self.output_bytes, self.file_faults)
         if self.webhook is not None:
             check_webhook_url(self.webhook)
         if self.webhook_events_filter is not None:
@@ -392,39 +414,11 @@ def _scenario_overrides(
             return {"outcome": None}
         case "quick":
             return {"queue_seconds": 0.2, "run_seconds": 0.5}
+        case "multi":
+            return {"output_files": MULTI_IMAGES}
+        case "bigfile":
+            return {"output_bytes": config.bigfile_bytes}
+        case "flakyfile":
+            return {"file_faults": list(FLAKY_FILE_FAULTS)}
         case _:
             return {}
-
-
-_UNICODE_TEMPLATES = (
-    "🚀 Démarrage du modèle… graine : {seed}",
-    "步骤 {k}/{n} — 正在生成图像 ✨",
-    "ステップ {k}/{n}: 画像を処理しています 🖼️",
-    "Überprüfung {k}: naïve café, señor, Ærøskøbing ✓",
-    "Ελληνικά {k}: καλημέρα κόσμε 🌍",
-    "진행률 {pct}% 👩\u200d💻 Ünïcödé",
-    "𝄞 𓂀 {k}: ½ ⅔ ∑ ∞ → ≠ 🎉",
-    "Прогресс {pct}%: всё идёт по плану 🐍",
-)
-
-
-def unicode_log_lines(rng: random.Random, count: int) -> list[str]:
-    """``count`` log lines full of emoji, CJK, accents, astral and joined characters."""
-    seed = rng.randrange(1, 65536)
-    return [
-        _UNICODE_TEMPLATES[k % len(_UNICODE_TEMPLATES)].format(
-            seed=seed, k=k, n=count, pct=100 * k // max(1, count - 1)
-        )
-        for k in range(count)
-    ]
-
-
-def big_log_lines(rng: random.Random) -> list[str]:
-    """Lines of 2-4 KB each, more than :data:`BIG_LOG_BYTES` in total."""
-    lines: list[str] = []
-    total = 0
-    while total < BIG_LOG_BYTES:
-        line = f"[chunk {len(lines):04d}] " + rng.randbytes(rng.randint(1024, 2048)).hex()
-        lines.append(line)
-        total += len(line) + 1
-    return lines

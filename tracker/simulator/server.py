@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tracker.simulator.files import FileRequest, FileServer
 from tracker.simulator.lifecycle import SimulatedPrediction
 from tracker.simulator.push import Pusher, PushRecord
 from tracker.simulator.scenarios import (
@@ -121,7 +122,8 @@ class Simulator:
     """A Replicate-compatible prediction API served over HTTP, driven by plans.
 
     Serves ``GET /v1/predictions/{id}``, ``POST /v1/predictions`` (and
-    ``/v1/models/{owner}/{name}/predictions``) and the control API under ``/_sim/``.
+    ``/v1/models/{owner}/{name}/predictions``), the output files under ``/files/`` (see
+    :mod:`tracker.simulator.files`) and the control API under ``/_sim/``.
     Not thread-safe: use it from its event loop, or through
     :class:`~tracker.simulator.thread.SimulatorThread`.
     """
@@ -142,6 +144,7 @@ class Simulator:
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._pusher = Pusher(self.config, clock)
+        self._files = FileServer(self._predictions.get, clock)
 
     # -- lifecycle of the server -------------------------------------------------------
 
@@ -157,6 +160,7 @@ class Simulator:
                 web.get("/_sim/requests", self._handle_requests),
                 web.get("/_sim/pushes", self._handle_pushes),
                 web.get("/_sim/health", self._handle_health),
+                *self._files.routes(),
             ]
         )
         return app
@@ -218,6 +222,14 @@ class Simulator:
     def request_count(self, id: str | None = None) -> int:
         """How many requests were answered (for ``id`` if given)."""
         return len(self._records) if id is None else self._counts[id]
+
+    def file_requests(self, id: str | None = None) -> list[FileRequest]:
+        """The output file requests answered so far (not API requests); ``id``'s only."""
+        return self._files.requests(id)
+
+    def file_request_count(self, id: str | None = None) -> int:
+        """How many output file requests were answered (for ``id`` if given)."""
+        return self._files.request_count(id)
 
     def pushes(self, id: str | None = None) -> list[PushRecord]:
         """The webhook pushes so far (copies), in the order they were due; ``id``'s only."""

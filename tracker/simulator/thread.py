@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from tracker.simulator.files import FileRequest
 from tracker.simulator.push import PushRecord
 from tracker.simulator.scenarios import PredictionPlan, SimConfig
 from tracker.simulator.server import RequestRecord, Simulator
@@ -86,6 +87,14 @@ class SimulatorThread:
     def request_count(self, id: str | None = None) -> int:
         """:meth:`Simulator.request_count`."""
         return self._call(self.simulator.request_count, id)
+
+    def file_requests(self, id: str | None = None) -> list[FileRequest]:
+        """:meth:`Simulator.file_requests` (a snapshot copy)."""
+        return self._call(self.simulator.file_requests, id)
+
+    def file_request_count(self, id: str | None = None) -> int:
+        """:meth:`Simulator.file_request_count`."""
+        return self._call(self.simulator.file_request_count, id)
 
     def pushes(self, id: str | None = None) -> list[PushRecord]:
         """:meth:`Simulator.pushes` (copies)."""
