@@ -25,13 +25,15 @@ import httpx
 
 from tracker.cli.common import emit_rows, open_store
 from tracker.cli.daemon import run_daemon
-from tracker.config import Settings
+from tracker.config import ARCHIVE_HOSTS_VARIABLE, Settings
 from tracker.domain import is_terminal
 from tracker.logsetup import configure_logging
+from tracker.net.policy import parse_policy
 from tracker.service.push import PUSH_PATH
 from tracker.service.run import Listening, serve
 from tracker.simulator import PushRecord, SimConfig, Simulator, SimulatorThread
 from tracker.store import migrate
+from tracker.store.engine import sqlite_file
 from tracker.store.pushes import PushOutcome
 from tracker.store.store import Store
 from tracker.timeparse import utcnow
@@ -39,6 +41,7 @@ from tracker.timeparse import utcnow
 #: one prediction per simulator scenario worth watching
 DEMO_SCENARIOS = (
     "ok",
+    "multi",
     "quick",
     "fail",
     "cancel",
@@ -50,6 +53,8 @@ DEMO_SCENARIOS = (
     "unicode",
 )
 DEMO_DATABASE_URL = "sqlite:///tracker-demo.db"
+#: where the demo archives output files when its database is not a SQLite file
+DEMO_ARCHIVE = "tracker-demo-archive"
 #: predictions the push demo creates on the simulator
 PUSH_DEMO_COUNT = 8
 #: the push demo's --poll-max: how often the safety net polls a pushed prediction (s)
@@ -91,10 +96,18 @@ def demo_command(database_url: str, quiet: bool, push: bool) -> None:
         store.add_predictions(ids, now=now, first_poll_at=now)
 
     config = SimConfig(queue_seconds=0.5, run_median_seconds=3.0, log_interval_seconds=0.5)
+    archive = demo_archive(database_url)
     with SimulatorThread(config) as sim:
         click.echo(f"simulator at {sim.base_url}; polling {len(ids)} predictions until they end")
         settings = Settings.build(
-            database_url=database_url, api_base=sim.base_url, api_key="", poll_min=0.5, poll_max=3.0
+            database_url=database_url,
+            api_base=sim.base_url,
+            api_key="",
+            poll_min=0.5,
+            poll_max=3.0,
+            archive_url=archive,
+            # the simulator serves its output files on loopback
+            archive_allowed_hosts=parse_policy("loopback", ARCHIVE_HOSTS_VARIABLE),
         )
         asyncio.run(run_daemon(settings, exit_when_done=True))
 
@@ -108,6 +121,7 @@ def demo_command(database_url: str, quiet: bool, push: bool) -> None:
                 "log chunks": len(d.logs),
                 "polls": d.prediction.poll_count,
                 "errors": d.prediction.error_count,
+                "files archived": sum(1 for a in d.artifacts if a.state == "stored"),
             }
             for d in (store.get_detail(i) for i in ids)
             if d is not None
@@ -115,11 +129,22 @@ def demo_command(database_url: str, quiet: bool, push: bool) -> None:
     click.echo()
     emit_rows(rows, list(rows[0]), "table")
     me = _how_i_was_called()
+    stored = sum(int(row["files archived"] or 0) for row in rows)
     click.echo(
+        f"\n{stored} output files archived in {archive} before the upstream removes them."
         f"\nEverything is in {database_url}. Try:\n"
         f"  {me} show {ids[0]} --database-url {database_url}\n"
         f"  {me} list --database-url {database_url} --format csv"
     )
+
+
+def demo_archive(database_url: str) -> str:
+    """Where the demo archives output files: a folder beside its SQLite file."""
+    path = sqlite_file(database_url)
+    if path is None:
+        return DEMO_ARCHIVE
+    stem, _ = os.path.splitext(path)
+    return f"{stem}-archive"
 
 
 def push_demo(database_url: str) -> None:
