@@ -55,6 +55,21 @@ def test_relative_times_percent_and_counts() -> None:
     assert human.count(100_000) == "100,000" and human.number(2.5) == "2.5"
 
 
+def test_sizes_in_decimal_units() -> None:
+    sizes = (None, 0, 1, 999, 1000, 12_500, 1_500_000, 2_147_483_648, 3 * 10**12)
+    assert [human.size(n) for n in sizes] == [
+        "",
+        "0 bytes",
+        "1 byte",
+        "999 bytes",
+        "1.0 kB",
+        "12.5 kB",
+        "1.5 MB",
+        "2.1 GB",
+        "3.0 TB",
+    ]
+
+
 def test_sparkline_and_run_chart() -> None:
     assert human.sparkline([0, 1, 4, 8]) == " ▁▄█"
     assert human.sparkline([]) == "" and human.sparkline([0, 0]) == ""

@@ -1,5 +1,5 @@
 """Values as a person reads them in a terminal: ``3.2 s``, ``70 %``, ``12 s ago``,
-``100,000``, a sparkline. Scripts get the exact values (piped, JSON, CSV)."""
+``100,000``, ``1.5 MB``, a sparkline. Scripts get the exact values (piped, JSON, CSV)."""
 
 from __future__ import annotations
 
@@ -68,6 +68,16 @@ def percent(ratio: float | None) -> str:
 def count(value: int | None) -> str:
     """A whole number with thousands separators: ``100,000``."""
     return "" if value is None else f"{value:,}"
+
+
+def size(value: int | None) -> str:
+    """A size in bytes, in decimal units: ``512 bytes``, ``12.5 kB``, ``1.5 MB``, ``2.1 GB``."""
+    if value is None:
+        return ""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.1f} {unit}"
+    return f"{value} byte{'' if value == 1 else 's'}"
 
 
 def number(value: float | None) -> str:

@@ -15,6 +15,7 @@ from tracker.exceptions import InvalidInput, TrackerError
 #: daemon's HTTP clients, SQLAlchemy) is loaded only when that command runs
 COMMANDS = {
     "add": "tracker.cli.predictions:add_command",
+    "archive": "tracker.cli.archive:archive_command",
     "completion": "tracker.cli.completion:completion_command",
     "daemon": "tracker.cli.daemon:daemon_command",
     "db": "tracker.cli.db:db_group",

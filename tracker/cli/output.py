@@ -84,6 +84,7 @@ KINDS: dict[str, Kind] = {
     "number": Kind(lambda v, now: human.number(v), right=True),
     "seconds": Kind(lambda v, now: human.seconds(v), right=True),
     "percent": Kind(lambda v, now: human.percent(v), right=True),
+    "bytes": Kind(lambda v, now: human.size(v), right=True),
     "labels": Kind(lambda v, now: " ".join(f"{k}={x}" for k, x in (v or {}).items()), cut=True),
     "chart": Kind(lambda v, now: "" if v is None else str(v)),
 }

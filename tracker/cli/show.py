@@ -10,7 +10,7 @@ import click
 from rich.text import Text
 
 from tracker.api import Tracker
-from tracker.cli import timeline
+from tracker.cli import human, timeline
 from tracker.cli.common import (
     cell,
     console,
@@ -156,7 +156,7 @@ def _print_logs(detail: PredictionDetail, tail: int | None) -> None:
     size = len(logs.encode("utf-8", "surrogatepass"))
     chunks = len(detail.logs)
     about = (
-        f"  {total:,} line{'' if total == 1 else 's'}, {_size(size)}"
+        f"  {total:,} line{'' if total == 1 else 's'}, {human.size(size)}"
         f" in {chunks:,} chunk{'' if chunks == 1 else 's'}"
         if logs
         else "  none"
@@ -182,13 +182,6 @@ def _last_lines(logs: str, total: int, tail: int | None) -> tuple[str, int]:
     body = logs[:-1] if logs.endswith("\n") else logs
     kept = body.rsplit("\n", tail)[1:]
     return "\n".join(kept) + "\n", total - tail
-
-
-def _size(size: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size} bytes"
 
 
 def _field_line(name: str, value: str) -> Text:

@@ -78,6 +78,13 @@ def _compact_json_text(text: str | None) -> str | None:
         return text
 
 
+def utc_day(dialect: str, column: Any) -> Any:
+    """The UTC day of a timestamp column as ``YYYY-MM-DD`` text, on either engine."""
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+    return func.date(column)
+
+
 class ReportOps(StoreBase):
     """Report queries (mixed into ``Store``)."""
 
@@ -344,9 +351,7 @@ class ReportOps(StoreBase):
         return whole + micros / 1_000_000.0
 
     def _day(self, column: Any) -> Any:
-        if self.dialect == "postgresql":
-            return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
-        return func.date(column)
+        return utc_day(self.dialect, column)
 
     def _json_text(self, column: Any) -> Any:
         """A JSON value as text: strings without quotes, anything else as JSON text."""

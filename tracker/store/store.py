@@ -32,6 +32,7 @@ from tracker.exceptions import (
     SchemaTooNew,
 )
 from tracker.store import revisions
+from tracker.store.archive_reports import ArchiveReportOps
 from tracker.store.artifacts import ArtifactOps, artifacts_of
 from tracker.store.base import SCHEMA_HINT, batches
 from tracker.store.daemons import DaemonOps
@@ -62,7 +63,15 @@ class AddResult:
 
 
 class Store(
-    PollOps, PushOps, DeliveryOps, ArtifactOps, DaemonOps, ListingOps, ReportOps, RetentionOps
+    PollOps,
+    PushOps,
+    DeliveryOps,
+    ArtifactOps,
+    DaemonOps,
+    ListingOps,
+    ReportOps,
+    ArchiveReportOps,
+    RetentionOps,
 ):
     """Named operations on the tracker's tables, each one transaction."""
 
