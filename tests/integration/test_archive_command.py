@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,10 @@ def environment(db_url: str, archive: Path | None) -> dict[str, str]:
     return env
 
 
-def archive(db_url: str, folder: Path | None, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_tracker(["archive", *args], environment(db_url, folder))
+def archive(
+    db_url: str, folder: Path | None, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return run_tracker(["archive", *args], environment(db_url, folder) | env)
 
 
 def finished(store: Store, pid: str, output: object, **body: Any) -> None:
@@ -166,13 +169,13 @@ def test_a_file_that_may_still_come_stays_pending_and_is_tried_at_once_by_name(
 ) -> None:
     finished(store, "late", host.fail("/late.png", 503))
     folder = tmp_path / "archive"
-    first = archive(db_url, folder, "late")
+    first = archive(db_url, folder, "late", TRACKER_ARCHIVE_RETRY_SCHEDULE="3600")
     assert first.returncode == 1
     assert first.stdout.splitlines()[1] == (
         f"late\tsucceeded\t1\t0\t0\t1\t0\toutput 0: HTTP 503 from 127.0.0.1:{host.port}"
     )
-    due = store.next_artifact_due()
-    assert due is not None and due > utcnow()  # waits for its retry
+    due = store.next_artifact_due()  # waits for its retry, as the schedule says
+    assert due is not None and due > utcnow() + timedelta(seconds=3500)
     host.put("/late.png", png(7))
     # Without IDs only what is due is downloaded; by name, at once.
     assert archive(db_url, folder).returncode == 1

@@ -212,6 +212,7 @@ async def _download(
         owner=f"archive:{socket.gethostname()}:{os.getpid()}",
         db=db,
         lease_seconds=settings.lease_seconds,
+        retry_delays=settings.archive_retry_schedule,
         default_callbacks=settings.default_callbacks,
         failure_log=FailureLog(_quiet, interval=settings.log_interval),
     )
