@@ -8,8 +8,8 @@ upload, so nothing is ever stored under the key but a whole file.
 Rules (SPEC, "Archived outputs"):
 
 - The file host is judged by TRACKER_ARCHIVE_ALLOWED_HOSTS on the address actually
-  connected to (``make_download_client``: httpx over aiohttp with the policy
-  connector, as webhooks use), for every hop of a redirect chain.
+  connected to (``make_download_client``, in ``tracker.archive.client``: httpx over
+  aiohttp with the policy connector, as webhooks use), for every hop of a redirect chain.
 - Redirects are followed by hand, at most ``MAX_REDIRECTS``, each a new request
   through the same client: only to http(s), a relative ``Location`` resolved
   against the URL that gave it.
@@ -36,16 +36,13 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
-from tracker import __version__
+from tracker.archive.client import MAX_CONNECT_SECONDS, make_download_client
 from tracker.archive.storage import ArchiveStorage, StorageError, Upload
 from tracker.exceptions import TrackerError
-from tracker.net.connect import PolicyConnector
 from tracker.net.errors import NETWORK_ERRORS, describe_failure, host_port
-from tracker.net.policy import AddressRefused, HostPolicy
+from tracker.net.policy import AddressRefused
 from tracker.net.read import KiB, MiB
 from tracker.text.display import MASK, escape_line
 from tracker.timeparse import parse_retry_after
@@ -54,8 +51,6 @@ from tracker.timeparse import parse_retry_after
 MAX_REDIRECTS = 5
 #: slowest average rate the overall deadline of a body allows (bytes per second)
 MIN_RATE = 256 * KiB
-#: longest connect phase of a request (seconds)
-MAX_CONNECT_SECONDS = 10.0
 #: characters of a failure's reason kept
 REASON_CHARS = 300
 #: characters of a Content-Type kept
@@ -72,6 +67,8 @@ _PASSING = frozenset({401, 403, 404, 408, 410, 425, 429})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 GiB = 1024 * MiB
+
+__all__ = ["DownloadFailed", "Downloaded", "download", "make_download_client"]
 
 
 @dataclass(frozen=True)
@@ -95,45 +92,6 @@ class DownloadFailed(TrackerError):
         self.retry_after = retry_after
 
 
-class _NoCookies(httpx.Cookies):
-    """A jar that keeps nothing: file hosts have no business setting cookies for later
-    downloads, and a daemon that runs for months must not collect them."""
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        return None
-
-
-class _CookielessClient(httpx.AsyncClient):
-    @property  # type: ignore[override, misc]  # read-only on purpose
-    def cookies(self) -> httpx.Cookies:
-        return _NoCookies()
-
-
-def make_download_client(
-    *, timeout: float, max_connections: int, allowed: HostPolicy
-) -> httpx.AsyncClient:
-    """httpx over aiohttp's pool (as polls and webhooks) that connects only where
-    ``allowed`` (TRACKER_ARCHIVE_ALLOWED_HOSTS) lets it, redirects left to ``download``.
-    ``timeout`` bounds the connect phase (at most 10 s), the wait for an answer and
-    each wait for the next chunk of a body."""
-
-    def session() -> aiohttp.ClientSession:
-        connector = PolicyConnector(
-            allowed,
-            limit=max_connections,
-            keepalive_timeout=5.0,
-            ssl=httpx.create_ssl_context(),
-        )
-        return aiohttp.ClientSession(connector=connector)
-
-    return _CookielessClient(
-        transport=AiohttpTransport(client=session),
-        timeout=httpx.Timeout(timeout, connect=min(timeout, MAX_CONNECT_SECONDS)),
-        follow_redirects=False,
-        headers={"User-Agent": f"tracker/{__version__}"},
-    )
-
-
 async def download(
     client: httpx.AsyncClient,
     url: str,
@@ -148,9 +106,14 @@ async def download(
     """Store the file at ``url`` under ``key``, or raise ``DownloadFailed`` (see the
     module docstring for the rules)."""
     job = _Download(
-        client, storage, key, max_bytes=max_bytes, api_base=api_base, api_key=api_key,
+        client,
+        storage,
+        key,
+        max_bytes=max_bytes,
+        api_base=api_base,
+        api_key=api_key,
         timeout=timeout,
-    )  # fmt: skip
+    )
     return await job.run(url)
 
 
@@ -301,7 +264,7 @@ class _Download:
         reason = describe_failure(
             exc,
             where=where,
-            timeout=self._budget if self._deadline.expired() else self._timeout,
+            timeout=round(self._budget, 1) if self._deadline.expired() else self._timeout,
             connect_timeout=min(self._timeout, MAX_CONNECT_SECONDS),
             timed_out=self._deadline.expired(),
             answered=self._answered,

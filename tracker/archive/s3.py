@@ -150,7 +150,7 @@ class S3Storage:
         self.bucket = bucket
         self.prefix = prefix
         self.endpoint = endpoint
-        self._secrets = credentials.secrets
+        self._credentials = credentials  # its repr masks the keys
         options: dict[str, Any] = {"region": region}
         if endpoint:
             options["endpoint"] = endpoint
@@ -223,7 +223,7 @@ class S3Storage:
 
     def error(self, exc: BaseException) -> StorageError:
         """A StorageError saying in one line what went wrong, without any key."""
-        return StorageError(s3_error_text(exc, self._secrets))
+        return StorageError(s3_error_text(exc, self._credentials.secrets))
 
 
 class S3Upload:
