@@ -16,9 +16,11 @@ import httpx
 import pytest
 
 from tests.clirun import run_tracker
+from tests.integration.test_show_artifacts import three_files
 from tests.serving import TOKEN, Running, rows, running_service, settings_for
 from tracker.api import Tracker
 from tracker.asyncapi import AsyncTracker
+from tracker.store.store import Store
 
 
 def count(url: str, table: str = "predictions") -> int:
@@ -183,6 +185,25 @@ async def test_show_is_what_show_format_json_prints(service: Running, db_url: st
     assert missing.json() == {"error": "no prediction 'nobody-1' is registered"}
     assert bad.status_code == 400
     assert bad.json()["error"].startswith("invalid prediction ID 'bad id'")
+
+
+async def test_show_has_the_archived_files_as_show_format_json(
+    service: Running, db_url: str
+) -> None:
+    with Store.from_url(db_url) as store:
+        three_files(store)
+    async with service.client() as http:
+        answer = await http.get("/api/predictions/p1")
+    code, stdout, _ = cli(db_url, "show", "p1", "--format", "json")
+    assert code == 0 and answer.status_code == 200
+    assert answer.json() == json.loads(stdout)
+    files = answer.json()["artifacts"]
+    assert [(f["position"], f["state"]) for f in files] == [
+        (0, "stored"),
+        (1, "failed"),
+        (2, "pending"),
+    ]
+    assert files[0]["stored_url"] == "file:///srv/archive/p1/0-one.png"
 
 
 async def test_list_is_what_list_format_json_prints(service: Running, db_url: str) -> None:

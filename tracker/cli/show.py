@@ -12,6 +12,7 @@ from rich.text import Text
 from tracker.api import Tracker
 from tracker.cli import human, timeline
 from tracker.cli.common import (
+    Col,
     cell,
     console,
     database_option,
@@ -19,9 +20,9 @@ from tracker.cli.common import (
     mask_targets,
     print_table,
 )
-from tracker.domain import PredictionDetail
+from tracker.domain import ArtifactState, PredictionDetail
 from tracker.records import detail_record
-from tracker.text.display import escape_text, json_text
+from tracker.text.display import escape_text, json_text, mask_url
 from tracker.timeparse import utcnow
 
 #: where the values of `show`'s fields begin, and how a value continues on the next line
@@ -53,10 +54,12 @@ DEFAULT_TAIL = 40
 def show_command(
     prediction_id: str, tail: int | None, logs_shown: str, fmt: str, database_url: str
 ) -> None:
-    """Everything known about one prediction: timeline, logs, metrics, callbacks.
+    """Everything known about one prediction: timeline, logs, metrics, callbacks,
+    archived output files.
 
-    The text shows the time spent in each state and the last lines of the logs
-    (a terminal gets a bar of the states too); --format json has everything.
+    The text shows the time spent in each state, where each output file is
+    archived (or why it is not) and the last lines of the logs (a terminal gets
+    a bar of the states too); --format json has everything.
     """
     if tail is not None and logs_shown != "tail":
         raise click.UsageError(f"--tail cannot be combined with --logs {logs_shown}")
@@ -108,6 +111,8 @@ def _print_detail(detail: PredictionDetail, *, tail: int | None, now: datetime) 
         )
     if detail.deliveries:
         _print_deliveries(detail)
+    if detail.artifacts:
+        _print_artifacts(detail)
     out.print()
     _print_logs(detail, tail)
 
@@ -203,3 +208,34 @@ def _print_deliveries(detail: PredictionDetail) -> None:
             ("delivery", "attempted_at", "status_code", "error", "duration_ms"),
             title="delivery attempts",
         )
+
+
+#: the archived files of a prediction, as `show` lists them
+ARTIFACT_COLUMNS = (
+    Col("position", "#", kind="key"),
+    Col("state"),
+    Col("bytes", "size", kind="bytes"),
+    Col("sha256", "sha256", kind="key"),
+    Col("where", "stored at, or last error", floor=24),
+    Col("source", floor=16, priority=0),
+)
+#: hex digits of a file's sha256 shown (JSON has all of them)
+SHA_SHOWN = 12
+
+
+def _print_artifacts(detail: PredictionDetail) -> None:
+    """The output files and what became of each: where it is stored, or why not.
+    Every value goes through the table's escaping; source URLs are masked."""
+    console().print()
+    rows = [
+        {
+            "position": a.position,
+            "state": a.state,
+            "bytes": a.bytes,
+            "sha256": (a.sha256 or "")[:SHA_SHOWN],
+            "where": a.stored_url if a.state == ArtifactState.STORED else a.last_error,
+            "source": mask_url(a.source_url),
+        }
+        for a in detail.artifacts
+    ]
+    print_table(rows, ARTIFACT_COLUMNS, title="archived files")
