@@ -32,7 +32,13 @@ from sqlalchemy import insert, text
 from tests.clirun import run_tracker
 from tracker.store.reports import ReportFilter
 from tracker.store.store import Store
-from tracker.store.tables import callbacks, deliveries, predictions, status_transitions
+from tracker.store.tables import (
+    artifacts,
+    callbacks,
+    deliveries,
+    predictions,
+    status_transitions,
+)
 from tracker.timeparse import utcnow
 
 IST = timezone(timedelta(hours=5, minutes=30))
@@ -82,6 +88,16 @@ REPORT_COLUMNS: dict[str, tuple[str, ...]] = {
         "p95_delivery_seconds",
     ),
     "slow": ("id", "status", "model", "since", "running_seconds", "poll_count", "last_polled_at"),
+    "archive": (
+        "day",
+        "model",
+        "predictions",
+        "files",
+        "stored",
+        "failed",
+        "pending",
+        "stored_bytes",
+    ),
 }
 
 
@@ -124,6 +140,17 @@ class Callback:
 
 
 @dataclass
+class File:
+    """An output file in the archive (table ``artifacts``)."""
+
+    prediction: str
+    position: int
+    state: str
+    found: datetime  #: created_at
+    bytes: int | None = None
+
+
+@dataclass
 class Prediction:
     id: str
     registered: datetime
@@ -154,9 +181,32 @@ def _upstream_at(p: Prediction, status: str) -> datetime | None:
     return p.completed if status in TERMINAL else None
 
 
-def write(store: Store, history: Iterable[Prediction], hooks: Iterable[Callback] = ()) -> None:
+def write(
+    store: Store,
+    history: Iterable[Prediction],
+    hooks: Iterable[Callback] = (),
+    files: Iterable[File] = (),
+) -> None:
     """Insert the rows in one transaction, as the tracker would have written them."""
     history, hooks = list(history), list(hooks)
+    file_rows = [
+        {
+            "prediction_id": f.prediction,
+            "position": f.position,
+            "source_url": f"https://cdn.example.com/{f.prediction}/{f.position}.png",
+            "state": f.state,
+            "bytes": f.bytes,
+            "sha256": "0" * 64 if f.state == "stored" else None,
+            "stored_url": f"file:///archive/{f.prediction}/{f.position}.png"
+            if f.state == "stored"
+            else None,
+            "attempts": 0 if f.state == "pending" else 1,
+            "created_at": f.found,
+            "stored_at": f.found if f.state == "stored" else None,
+            "next_attempt_at": f.found if f.state == "pending" else None,
+        }
+        for f in files
+    ]
     prediction_rows = [
         {
             "id": p.id,
@@ -197,6 +247,8 @@ def write(store: Store, history: Iterable[Prediction], hooks: Iterable[Callback]
             conn.execute(insert(predictions), prediction_rows)
         if transition_rows:
             conn.execute(insert(status_transitions), transition_rows)
+        if file_rows:
+            conn.execute(insert(artifacts), file_rows)
         message = 0
         for hook in hooks:
             first = min((d.created for d in hook.deliveries), default=utcnow())
@@ -520,6 +572,18 @@ HOOKS = [
 ]
 
 
+# The archive: days by the UTC day each file was found (created_at).
+FILES = [
+    File("f1", 0, "stored", at(20, "10:00:14"), 100),
+    File("f1", 1, "stored", at(20, "10:00:14"), 200),
+    File("f2", 0, "stored", at(20, "10:05:25"), 300),
+    File("f3", 0, "stored", at(20, "15:40:39", IST), 400),  # 10:10:39 UTC
+    File("f4", 0, "stored", at(20, "23:30:00", PST), 5000),  # 07:30 UTC on the 21st
+    File("s3", 0, "failed", at(20, "22:00:32")),
+    File("v2", 0, "pending", at(21, "01:05:02")),
+]
+
+
 # -- reading results -------------------------------------------------------------
 
 
@@ -644,7 +708,7 @@ DELIVERIES_B = ("webhook", HOOK_B, 1, 1, 0, 0, 1.0, 0.25)
 
 @pytest.fixture
 def history(store: Store) -> Store:
-    write(store, HISTORY, HOOKS)
+    write(store, HISTORY, HOOKS, FILES)
     return store
 
 
@@ -896,6 +960,32 @@ def test_report_slow(history: Store) -> None:
     )
 
 
+ARCHIVE_COLUMNS = REPORT_COLUMNS["archive"]
+ARCHIVE = [
+    ("2026-11-20", FLUX, 3, 4, 4, 0, 0, 1000),
+    ("2026-11-20", SDXL, 1, 1, 0, 1, 0, 0),
+    ("2026-11-21", FLUX, 1, 1, 1, 0, 0, 5000),
+    ("2026-11-21", VIDEO, 1, 1, 0, 0, 1, 0),
+]
+
+
+def test_report_archive(history: Store) -> None:
+    assert history.report_archive(EVERYTHING) == as_dicts(ARCHIVE_COLUMNS, *ARCHIVE)
+    posters = ReportFilter(labels={"project": "posters"})
+    assert history.report_archive(posters) == as_dicts(
+        ARCHIVE_COLUMNS,
+        ("2026-11-20", FLUX, 2, 3, 3, 0, 0, 600),
+        ("2026-11-20", SDXL, 1, 1, 0, 1, 0, 0),
+        ("2026-11-21", VIDEO, 1, 1, 0, 0, 1, 0),
+    )
+    assert history.report_archive(ReportFilter(model=FLUX)) == as_dicts(
+        ARCHIVE_COLUMNS, ARCHIVE[0], ARCHIVE[2]
+    )
+    # registered on the 21st: only v2 of those with files
+    window = ReportFilter(since=at(21, "00:00:00"), until=at(22, "00:00:00"))
+    assert history.report_archive(window) == as_dicts(ARCHIVE_COLUMNS, ARCHIVE[3])
+
+
 def test_every_report_of_an_empty_database_is_empty(store: Store) -> None:
     assert store.report_status(EVERYTHING) == []
     assert store.report_models(EVERYTHING) == []
@@ -903,6 +993,7 @@ def test_every_report_of_an_empty_database_is_empty(store: Store) -> None:
     assert store.report_failures(EVERYTHING) == []
     assert store.report_deliveries(EVERYTHING) == []
     assert store.report_slow(EVERYTHING, now=SLOW_NOW) == []
+    assert store.report_archive(EVERYTHING) == []
 
 
 # -- the same on both engines --------------------------------------------------------
@@ -913,7 +1004,7 @@ def both(sqlite_url: str, pg_url: str) -> Iterator[tuple[Store, Store]]:
     stores = Store.from_url(sqlite_url), Store.from_url(pg_url)
     try:
         for store in stores:
-            write(store, HISTORY, HOOKS)
+            write(store, HISTORY, HOOKS, FILES)
         yield stores
     finally:
         for store in stores:
@@ -940,6 +1031,7 @@ def _reports(store: Store) -> dict[str, Any]:
         "daily": store.report_daily(EVERYTHING),
         "deliveries": store.report_deliveries(EVERYTHING),
         "slow": store.report_slow(EVERYTHING, now=SLOW_NOW),
+        "archive": store.report_archive(EVERYTHING),
         "failures, strings": store.report_failures(ReportFilter(model=SDXL)),
         "status, by model": store.report_status(ReportFilter(model=VIDEO)),
     }
@@ -1053,6 +1145,7 @@ CLI_FILTERS: dict[str, tuple[str, ...]] = {
     "failures": ("--limit", "1"),
     "deliveries": ("--model", SDXL),
     "slow": ("--limit", "2"),
+    "archive": ("--label", "project=posters"),
 }
 
 
@@ -1063,6 +1156,7 @@ def _in_process(store: Store, name: str, args: tuple[str, ...]) -> list[dict[str
         "models": ReportFilter(labels={"project": "posters", "team": "a"}),
         "daily": ReportFilter(since=at(21, "00:00:00"), until=at(22, "00:00:00")),
         "deliveries": ReportFilter(model=SDXL),
+        "archive": ReportFilter(labels={"project": "posters"}),
     }.get(name, EVERYTHING)
     if name == "failures":
         return store.report_failures(flt, limit=1)

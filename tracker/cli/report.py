@@ -110,6 +110,18 @@ REPORTS: dict[str, Report] = {
         ),
         lambda store, flt, limit: store.report_deliveries(flt),
     ),
+    "archive": Report(
+        ("day", "model", "predictions", "files", "stored", "failed", "pending", "stored_bytes"),
+        (
+            Col("day", kind="key"),
+            Col("model", floor=20, priority=9),
+            Col("predictions", kind="count", wide=True),
+            Col("files", kind="count", priority=3),
+            *(Col(state, kind="count", priority=4) for state in ("stored", "failed", "pending")),
+            Col("stored_bytes", "stored size", kind="bytes", priority=3),
+        ),
+        lambda store, flt, limit: store.report_archive(flt),
+    ),
     "slow": Report(
         ("id", "status", "model", "since", "running_seconds", "poll_count", "last_polled_at"),
         (
@@ -166,7 +178,7 @@ def report_command(
     fmt: str,
     database_url: str,
 ) -> None:
-    """Print a canned report: status, models, daily, failures, deliveries or slow.
+    """Print a canned report: status, models, daily, failures, deliveries, archive or slow.
 
     \b
     status      predictions per status and tracking state
@@ -175,6 +187,8 @@ def report_command(
     daily       per UTC day: registered, completed by status, mean run seconds
     failures    failed predictions grouped by error text, most frequent first
     deliveries  per callback target: delivered, dead, pending, attempts, p95 latency
+    archive     per UTC day a file was found and model: output files stored,
+                failed and pending, bytes stored (TRACKER_ARCHIVE_URL)
     slow        the longest-running active predictions
 
     The table shows the main columns in a terminal (--wide for all; piped, one
