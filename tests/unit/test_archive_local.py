@@ -176,14 +176,21 @@ async def test_a_new_upload_replaces_what_was_stored_only_when_committed(tmp_pat
     assert (tmp_path / "p1" / "0-a").read_bytes() == b"third"
 
 
-async def test_two_uploads_of_one_key_at_once_each_write_their_own_part(tmp_path: Path) -> None:
+async def test_a_new_upload_of_a_key_supersedes_an_earlier_one(tmp_path: Path) -> None:
+    """Only the artifact's claim holder uploads it: an earlier upload of the same key
+    (a killed daemon's, one whose claim expired) loses its part file and cannot
+    commit; the newer one is stored whole, never mixed."""
     storage = local(tmp_path)
-    a, b = await storage.open_upload("p1/0-a"), await storage.open_upload("p1/0-a")
+    a = await storage.open_upload("p1/0-a")
     await a.write(b"A" * 100)
+    b = await storage.open_upload("p1/0-a")
     await b.write(b"B" * 100)
-    await a.commit()
+    with pytest.raises(StorageError):
+        await a.commit()
+    await a.abort()
     await b.commit()
-    assert (tmp_path / "p1" / "0-a").read_bytes() == b"B" * 100  # whole, never mixed
+    assert (tmp_path / "p1" / "0-a").read_bytes() == b"B" * 100
+    assert sorted(p.name for p in (tmp_path / "p1").iterdir()) == ["0-a"]
 
 
 async def test_an_abort_while_a_write_is_in_its_thread_waits_for_it(tmp_path: Path) -> None:

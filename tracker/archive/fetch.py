@@ -16,6 +16,8 @@ from tracker.domain import ArtifactJob
 
 log = logging.getLogger("tracker")
 
+#: part files untouched this long are swept when downloads start (seconds)
+PARTS_KEPT_SECONDS = 3600.0
 #: seconds a file host may stay silent during a download (see tracker.archive.download)
 ARCHIVE_TIMEOUT = 60.0
 
@@ -30,6 +32,9 @@ async def open_fetch(
     assert settings.archive_url is not None
     storage: ArchiveStorage = open_storage(settings.archive_url)
     stack.push_async_callback(storage.close)
+    # Part files of downloads cut short by a crash and never retried (an artifact that
+    # failed meanwhile); a retried one replaces its own part when it starts again.
+    await storage.sweep_partials(older_than=PARTS_KEPT_SECONDS)
     client = await stack.enter_async_context(
         make_download_client(
             timeout=ARCHIVE_TIMEOUT,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import os
 import secrets
 import threading
@@ -153,8 +154,16 @@ class LocalUpload:
 
 
 def _create_part(target: Path) -> tuple[int, Path]:
-    """A new hidden part file beside ``target`` (its folder made when missing)."""
+    """A new hidden part file beside ``target`` (its folder made when missing).
+
+    Part files of the same target left by an earlier attempt go first: the archiver
+    opens an upload only while it holds the artifact's claim, so any other writer of
+    this target was killed or lost its claim, and its part would never be used.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{glob.escape(target.name)}{PART_MARK}*"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
     for _ in range(5):
         part = target.with_name(f".{target.name}{PART_MARK}{secrets.token_hex(6)}")
         try:
