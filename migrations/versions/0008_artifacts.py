@@ -26,6 +26,7 @@ depends_on: str | Sequence[str] | None = None
 TIMESTAMP = sa.DateTime(timezone=True)
 BIGINT_KEY = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 PENDING = "state = 'pending'"
+FAILED = "state = 'failed'"
 
 
 def upgrade() -> None:
@@ -65,8 +66,18 @@ def upgrade() -> None:
         postgresql_where=sa.text(PENDING),
         sqlite_where=sa.text(PENDING),
     )
+    # `tracker status` and /metrics count failed files without a table scan
+    op.create_index(
+        "ix_artifacts_failed",
+        "artifacts",
+        ["id"],
+        unique=False,
+        postgresql_where=sa.text(FAILED),
+        sqlite_where=sa.text(FAILED),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_artifacts_failed", table_name="artifacts")
     op.drop_index("ix_artifacts_due", table_name="artifacts")
     op.drop_table("artifacts")

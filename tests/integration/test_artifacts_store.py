@@ -11,8 +11,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 
 from tests.apply import apply_one
+from tests.clirun import run_tracker
 from tracker.domain import ArtifactJob, CallbackSpec, NextPoll
 from tracker.poll.observe import parse_prediction, plan_observation
+from tracker.service.metrics import read_state
 from tracker.store.store import Store
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -224,3 +226,18 @@ def test_succeeded_outputs_pages_through_finished_predictions(store: Store) -> N
     rest = store.succeeded_outputs(None, after="a")
     assert rest == [("c", "https://f.example/c.png")]
     assert [pid for pid, _ in store.succeeded_outputs(["b", "c"])] == ["c"]
+
+
+def test_status_and_metrics_count_the_archive(store: Store, db_url: str) -> None:
+    add(store, "p")
+    observe(store, "p", succeeded("p"), T0)
+    stored, failed, _pending = claim(store)
+    store_file(store, stored)
+    store.artifact_not_stored(failed, owner="me", error="HTTP 410", next_attempt_at=None)
+    store.release_artifacts("me", now=T0)
+    health = store.health(now=T0, live_within=timedelta(seconds=30))
+    assert (health.pending_artifacts, health.failed_artifacts) == (1, 1)
+    assert read_state(store).artifacts == {"pending": 1, "failed": 1, "stored": 1}
+    shown = run_tracker(["status"], {"TRACKER_DATABASE_URL": db_url, "COLUMNS": "100"})
+    lines = [line.strip() for line in shown.stdout.splitlines()]
+    assert "files to archive  1" in lines and "archive failed  1" in lines

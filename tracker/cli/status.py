@@ -69,6 +69,16 @@ def status_command(max_lag: float, live_within: float, fmt: str, database_url: s
     sys.exit(EXIT_HEALTHY if verdict.healthy else EXIT_UNHEALTHY)
 
 
+def _archive_lines(health: Health) -> list[tuple[str, object]]:
+    """The archive's queue, once it has had files (TRACKER_ARCHIVE_URL)."""
+    if not (health.pending_artifacts or health.failed_artifacts):
+        return []
+    return [
+        ("files to archive", health.pending_artifacts),
+        ("archive failed", health.failed_artifacts),
+    ]
+
+
 def _print(health: Health, problems: list[str]) -> None:
     rows = [
         {**asdict(d), "state": "live" if d.live else ("stopped" if d.stopped_at else "silent")}
@@ -84,6 +94,7 @@ def _print(health: Health, problems: list[str]) -> None:
         ("most overdue poll", cell(health.oldest_overdue_poll) or "none"),
         ("pending deliveries", health.pending_deliveries),
         ("dead deliveries", health.dead_deliveries),
+        *_archive_lines(health),
         ("health", "healthy" if not problems else "UNHEALTHY: " + "; ".join(problems)),
     ]
     for name, value in lines:

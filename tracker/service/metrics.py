@@ -21,7 +21,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from aiohttp import web
@@ -31,7 +31,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from tracker.config import LIVE_WITHIN_SECONDS
-from tracker.domain import DeliveryState, Status
+from tracker.domain import ArtifactState, DeliveryState, Status
 from tracker.exceptions import ConfigError, StoreError
 from tracker.poll.observer import POLL_OUTCOMES
 from tracker.service.context import SERVICE, Service
@@ -122,6 +122,8 @@ class DatabaseState:
     deliveries: dict[str, int]  #: state -> rows
     schedule_lag: float
     live_daemons: int
+    #: state -> rows: output files of the archive (TRACKER_ARCHIVE_URL)
+    artifacts: dict[str, int] = field(default_factory=dict)
 
 
 def read_state(store: Store) -> DatabaseState:
@@ -140,7 +142,16 @@ def read_state(store: Store) -> DatabaseState:
         DeliveryState.DEAD.value: dead,
         DeliveryState.DELIVERED.value: max(0, total - pending - dead),
     }
-    return DatabaseState(counted, deliveries, health.schedule_lag, len(health.live_daemons))
+    pending_files, failed_files = health.pending_artifacts, health.failed_artifacts
+    files = store.count_artifacts()
+    artifacts = {
+        ArtifactState.PENDING.value: pending_files,
+        ArtifactState.FAILED.value: failed_files,
+        ArtifactState.STORED.value: max(0, files - pending_files - failed_files),
+    }
+    return DatabaseState(
+        counted, deliveries, health.schedule_lag, len(health.live_daemons), artifacts
+    )
 
 
 class DatabaseCollector(Collector):
@@ -209,6 +220,14 @@ class DatabaseCollector(Collector):
         for name, count in sorted(state.deliveries.items()):
             deliveries.add_metric([name], count)
         yield deliveries
+        artifacts = GaugeMetricFamily(
+            "tracker_artifacts",
+            "Output files of the archive (TRACKER_ARCHIVE_URL), by state.",
+            labels=["state"],
+        )
+        for name, count in sorted(state.artifacts.items()):
+            artifacts.add_metric([name], count)
+        yield artifacts
         yield GaugeMetricFamily(
             "tracker_schedule_lag_seconds",
             "Seconds the most overdue poll is late (0 when none is).",

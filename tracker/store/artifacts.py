@@ -237,6 +237,11 @@ class ArtifactOps(StoreBase):
                 query.values(state=ArtifactState.PENDING.value, next_attempt_at=now)
             ).rowcount
 
+    def count_artifacts(self) -> int:
+        """Every artifact, whatever its state."""
+        with self._reading() as conn:
+            return conn.execute(select(func.count()).select_from(artifacts)).scalar_one()
+
     def list_artifacts(self, prediction_ids: Sequence[str]) -> list[Artifact]:
         """The artifacts of these predictions, by prediction and position."""
         with self._reading() as conn:

@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 
-from tracker.domain import DeliveryState, Tracking
+from tracker.domain import ArtifactState, DeliveryState, Tracking
 from tracker.exceptions import ConfigError
 from tracker.store.base import StoreBase, insert_ignore
-from tracker.store.tables import daemons, deliveries, predictions
+from tracker.store.tables import artifacts, daemons, deliveries, predictions
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,8 @@ class Health:
     pending_deliveries: int
     dead_deliveries: int
     oldest_overdue_delivery: datetime | None
+    pending_artifacts: int = 0  #: output files waiting to be archived
+    failed_artifacts: int = 0  #: output files the archive gave up on
 
     @property
     def live_daemons(self) -> list[DaemonInfo]:
@@ -171,6 +173,12 @@ class DaemonOps(StoreBase):
                 ).scalar_one()
                 for state in (DeliveryState.PENDING.value, DeliveryState.DEAD.value)
             }
+            files = {
+                state: conn.execute(
+                    select(func.count()).select_from(artifacts).where(artifacts.c.state == state)
+                ).scalar_one()
+                for state in (ArtifactState.PENDING.value, ArtifactState.FAILED.value)
+            }
             late_delivery = conn.execute(
                 select(deliveries.c.next_attempt_at)
                 .where(pending, deliveries.c.next_attempt_at <= now)
@@ -199,4 +207,6 @@ class DaemonOps(StoreBase):
             pending_deliveries=counts.get(DeliveryState.PENDING.value, 0),
             dead_deliveries=counts.get(DeliveryState.DEAD.value, 0),
             oldest_overdue_delivery=late_delivery,
+            pending_artifacts=files[ArtifactState.PENDING.value],
+            failed_artifacts=files[ArtifactState.FAILED.value],
         )

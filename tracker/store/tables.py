@@ -283,3 +283,9 @@ Index(
     postgresql_where=artifacts.c.state == "pending",
     sqlite_where=artifacts.c.state == "pending",
 )
+Index(
+    "ix_artifacts_failed",
+    artifacts.c.id,
+    postgresql_where=artifacts.c.state == "failed",
+    sqlite_where=artifacts.c.state == "failed",
+)
