@@ -112,14 +112,14 @@ class ArchiveRun:
         )
 
 
-def require_archive(settings: Settings) -> str:
-    """TRACKER_ARCHIVE_URL, or InvalidInput saying to set it."""
-    if not settings.archive_url:
+def require_archive(archive_url: str | None, why: str = "the archive has nowhere to go") -> str:
+    """TRACKER_ARCHIVE_URL, or InvalidInput saying to set it (and ``why``)."""
+    if not archive_url:
         raise InvalidInput(
             f"set {ARCHIVE_VARIABLE} (or --archive-url) to a directory, file:///… or"
-            " s3://bucket/prefix: the archive has nowhere to go"
+            f" s3://bucket/prefix: {why}"
         )
-    return settings.archive_url
+    return archive_url
 
 
 def checked_ids(ids: Sequence[str]) -> list[str]:
@@ -140,7 +140,7 @@ async def archive_outputs(
     is opened from ``settings`` (TRACKER_ARCHIVE_URL must be set)."""
     wanted = None if ids is None else checked_ids(ids)
     if fetch is None:
-        require_archive(settings)
+        require_archive(settings.archive_url)
     run = ArchiveRun()
     statuses = {} if wanted is None else store.prediction_statuses(wanted)
     known = None if wanted is None else [i for i in wanted if i in statuses]

@@ -65,7 +65,7 @@ def archive_command(
         archive_max_bytes=archive_max_bytes,
         archive_allowed_hosts=archive_allowed_hosts,
     )
-    require_archive(settings)
+    require_archive(settings.archive_url)
     with open_store(database_url) as store:
         run = asyncio.run(archive_outputs(store, settings, wanted, retry=retry))
     emit((row.record() for row in run.rows), fmt, COLUMNS, data=RECORD_COLUMNS)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import sys
 from datetime import datetime
+from typing import Any
 
 import click
 
+from tracker.archive.pruning import FilesDeleted, prune_with_files
+from tracker.archive.runner import require_archive
 from tracker.cli.common import cell, database_option, format_option, open_store
+from tracker.cli.options import setting_options
 from tracker.cli.when import METAVAR
 from tracker.exceptions import InvalidInput
 from tracker.store.retention import DEFAULT_BATCH_SIZE, PruneResult
@@ -44,6 +49,15 @@ WOULD = {
     "callbacks_deleted": ("would delete", "callback", "callbacks"),
     "deliveries_deleted": ("would delete", "delivery", "deliveries"),
 }
+#: where the counts of the text output start
+WIDTH = max(len(label) for label in LABELS.values())
+#: the text output of --archived-files, one line per count (zeros left out but the first)
+FILE_LABELS = {
+    "archived_files_deleted": "archived files deleted",
+    "archived_files_missing": "archived files already gone",
+    "archived_files_elsewhere": "archived files elsewhere (kept)",
+    "archived_files_not_deleted": "archived files not deleted",
+}
 #: counts that only --all makes
 ONLY_WITH_ALL = frozenset(
     {
@@ -75,6 +89,12 @@ ONLY_WITH_ALL = frozenset(
     help="Delete the predictions themselves, with their transitions, logs, callbacks and"
     " deliveries (a prediction with a pending delivery is kept).",
 )
+@click.option(
+    "--archived-files",
+    is_flag=True,
+    help="With --all: delete the archived output files of the predictions deleted from"
+    " the archive (TRACKER_ARCHIVE_URL) too. Without it they stay in the archive.",
+)
 @click.option("--dry-run", is_flag=True, help="Count what would go; change nothing.")
 @click.option(
     "--yes",
@@ -89,15 +109,18 @@ ONLY_WITH_ALL = frozenset(
     show_default=True,
     help="Predictions per transaction.",
 )
+@setting_options("archive_url")
 @format_option(("text", "json"), default="text")
 @database_option
 def prune_command(
     older_than: str,
     keep_logs: bool,
     delete_predictions: bool,
+    archived_files: bool,
     dry_run: bool,
     yes: bool,
     batch_size: int,
+    archive_url: str | None,
     fmt: str,
     database_url: str,
 ) -> None:
@@ -113,9 +136,18 @@ def prune_command(
     --batch-size predictions, so a running daemon is never held up for long.
 
     --all asks first in a terminal; elsewhere (a script, cron) it needs --yes.
+    The output files archived for the predictions it deletes stay in the archive
+    unless --archived-files is given.
     """
     if keep_logs and delete_predictions:
         raise click.UsageError("--keep-logs cannot be combined with --all")
+    if archived_files and not delete_predictions:
+        raise click.UsageError(
+            "--archived-files goes with --all: it deletes the files of the predictions"
+            " --all deletes"
+        )
+    if archived_files:
+        require_archive(archive_url, "--archived-files deletes files from the archive")
     now = utcnow()
     cutoff = read_moment(older_than, "--older-than", now=now)
     if cutoff > now:
@@ -125,39 +157,59 @@ def prune_command(
         raise click.UsageError(
             "--all deletes predictions for good: add --yes to confirm (stdin is not a terminal)"
         )
+    options: dict[str, Any] = {
+        "cutoff": cutoff,
+        "keep_logs": keep_logs,
+        "delete_predictions": delete_predictions,
+        "batch_size": batch_size,
+    }
+    files = None
     with open_store(database_url) as store:
-        prune = functools.partial(
-            store.prune,
-            cutoff=cutoff,
-            keep_logs=keep_logs,
-            delete_predictions=delete_predictions,
-            batch_size=batch_size,
-        )
-        if ask and not _confirmed(prune(dry_run=True), cutoff):
+        prune = functools.partial(store.prune, **options)
+        if ask and not _confirmed(prune(dry_run=True), cutoff, archived_files):
             click.echo("nothing was deleted", err=True)
             sys.exit(1)
-        result = prune(dry_run=dry_run)
+        if archived_files and not dry_run:
+            assert archive_url is not None
+            result, files = asyncio.run(prune_with_files(store, archive_url, **options))
+        else:
+            result = prune(dry_run=dry_run)
     if fmt == "json":
         document = {"cutoff": cutoff.isoformat(), "dry_run": dry_run, **result.counts()}
-        click.echo(json.dumps(document, indent=2))
+        click.echo(json.dumps(document | (files.counts() if files else {}), indent=2))
     else:
-        _print_text(result, dry_run=dry_run, delete_predictions=delete_predictions)
+        lines = _file_lines(result, files, dry_run=dry_run, archived_files=archived_files)
+        _print_text(result, dry_run=dry_run, delete_predictions=delete_predictions, files=lines)
+    if files is not None and files.failed:
+        raise click.ClickException(
+            f"{files.failed:,} archived file{'' if files.failed == 1 else 's'} could not be"
+            f" deleted ({files.errors[0]}); their predictions are deleted"
+        )
 
 
-def _confirmed(planned: PruneResult, cutoff: datetime) -> bool:
+def _confirmed(planned: PruneResult, cutoff: datetime, archived_files: bool) -> bool:
     """Ask in the terminal before --all deletes predictions (nothing to delete: no question)."""
     if not planned.predictions_deleted:
         return True
     count = planned.predictions_deleted
+    owned = "transitions, logs, callbacks and deliveries"
+    if archived_files and planned.archived_files:
+        files = planned.archived_files
+        owned = f"transitions, logs, callbacks, deliveries and {files:,} archived file" + (
+            "" if files == 1 else "s"
+        )
     return click.confirm(
         f"Delete {count:,} prediction{'' if count == 1 else 's'} that finished before"
-        f" {cell(cutoff)}, with their transitions, logs, callbacks and deliveries?",
+        f" {cell(cutoff)}, with their {owned}?",
         default=False,
         err=True,
     )
 
 
-def _print_text(result: PruneResult, *, dry_run: bool, delete_predictions: bool) -> None:
+def _print_text(
+    result: PruneResult, *, dry_run: bool, delete_predictions: bool, files: list[str]
+) -> None:
+    """The counts, one line each, then ``files`` (the lines of ``_file_lines``)."""
     counts = result.counts()
     shown = [n for n in LABELS if delete_predictions or n not in ONLY_WITH_ALL]
     if dry_run:
@@ -165,8 +217,34 @@ def _print_text(result: PruneResult, *, dry_run: bool, delete_predictions: bool)
         for name in shown[1:]:
             verb, one, many = WOULD[name]
             click.echo(f"{verb} {counts[name]:,} {one if counts[name] == 1 else many}")
+        for line in files:
+            click.echo(line)
         click.echo("dry run: nothing was changed")
         return
-    width = max(len(label) for label in LABELS.values())
     for name in shown:
-        click.echo(f"{LABELS[name]:<{width}}  {counts[name]}")
+        click.echo(f"{LABELS[name]:<{WIDTH}}  {counts[name]}")
+    for line in files:
+        click.echo(line)
+
+
+def _file_lines(
+    result: PruneResult, files: FilesDeleted | None, *, dry_run: bool, archived_files: bool
+) -> list[str]:
+    """What became of the archived files of the deleted predictions: nothing when
+    there were none and none were asked for."""
+    count = result.archived_files
+    if not (archived_files or count):
+        return []
+    what = f"{count:,} archived file{'' if count == 1 else 's'}"
+    if dry_run:
+        if archived_files:
+            return [f"would delete {what}"]
+        return [f"would keep {what} (--archived-files deletes them)"]
+    pairs = [("archived files kept", count)]
+    if files is not None:
+        pairs = [
+            (FILE_LABELS[name], value)
+            for name, value in files.counts().items()
+            if value or name == "archived_files_deleted"
+        ]
+    return [f"{label:<{WIDTH}}  {value}" for label, value in pairs]

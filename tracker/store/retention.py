@@ -33,11 +33,12 @@ from sqlalchemy import (
     update,
 )
 
-from tracker.domain import DeliveryState, Tracking
+from tracker.domain import ArtifactState, DeliveryState, Tracking
 from tracker.exceptions import InvalidInput
 from tracker.store.base import StoreBase
 from tracker.store.pushes import REPLAY_WINDOW, delete_old_receipts
 from tracker.store.tables import (
+    artifacts,
     callbacks,
     deliveries,
     delivery_attempts,
@@ -53,6 +54,8 @@ DEFAULT_BATCH_SIZE = 1_000
 FINISHED_TRACKING = (Tracking.DONE.value, Tracking.LOST.value, Tracking.FORGOTTEN.value)
 #: deliveries whose attempts may go: nothing will be sent for them any more
 SETTLED_DELIVERIES = (DeliveryState.DELIVERED.value, DeliveryState.DEAD.value)
+#: an artifact with a file in the archive
+_STORED = artifacts.c.state == ArtifactState.STORED.value
 
 # The predicate of the partial indexes, as a literal rather than a bound value so
 # that both planners (and PostgreSQL's generic plans) see it implies the index
@@ -82,6 +85,9 @@ class PruneResult:
     transitions_deleted: int = 0  #: status_transitions rows of deleted predictions
     callbacks_deleted: int = 0  #: callbacks of deleted predictions
     deliveries_deleted: int = 0  #: deliveries of deleted predictions
+    #: stored files in the archive of deleted predictions (their artifacts rows go with
+    #: them; the files themselves only with ``archived_files``, see ``prune``)
+    archived_files: int = 0
 
     def __add__(self, other: PruneResult) -> PruneResult:
         return PruneResult(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
@@ -113,6 +119,7 @@ class RetentionOps(StoreBase):
         delete_predictions: bool = False,
         dry_run: bool = False,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        archived_files: list[str] | None = None,
     ) -> PruneResult:
         """Prune predictions that finished before ``cutoff``, one transaction per batch.
 
@@ -122,7 +129,10 @@ class RetentionOps(StoreBase):
         ``delete_predictions`` deletes the predictions themselves (the foreign
         keys cascade to transitions, logs, callbacks, deliveries and attempts),
         except those with a pending delivery, which are pruned as by default.
-        ``dry_run`` counts what would go and changes nothing.
+        ``dry_run`` counts what would go and changes nothing. ``archived_files``
+        (a list) gets the ``stored_url`` of each stored file of the predictions
+        deleted, in the transaction that deletes them, before their rows go: the
+        caller deletes the files (``tracker.archive.pruning``).
         """
         total = PruneResult()
         for batch in self.prune_batches(
@@ -131,6 +141,7 @@ class RetentionOps(StoreBase):
             delete_predictions=delete_predictions,
             dry_run=dry_run,
             batch_size=batch_size,
+            archived_files=archived_files,
         ):
             total += batch
         return total
@@ -143,17 +154,21 @@ class RetentionOps(StoreBase):
         delete_predictions: bool = False,
         dry_run: bool = False,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        archived_files: list[str] | None = None,
     ) -> Iterator[PruneResult]:
         """``prune`` one batch at a time: each ``next()`` runs and commits one
         transaction and returns its counts, so a caller can do other work (or
-        stop) between batches."""
+        stop) between batches: delete the files each batch added to
+        ``archived_files``, for one."""
         if cutoff.tzinfo is None:
             raise InvalidInput(f"naive cutoff {cutoff!r}: a UTC time is required")
         if batch_size < 1:
             raise InvalidInput(f"batch size must be at least 1, not {batch_size}")
         if keep_logs and delete_predictions:
             raise InvalidInput("keeping logs makes no sense when deleting the predictions")
-        options = _Options(cutoff, keep_logs, delete_predictions, dry_run, batch_size)
+        options = _Options(
+            cutoff, keep_logs, delete_predictions, dry_run, batch_size, archived_files
+        )
         return self._batches(options)
 
     def _batches(self, options: _Options) -> Iterator[PruneResult]:
@@ -180,11 +195,25 @@ class _Options:
     delete_predictions: bool
     dry_run: bool
     batch_size: int
+    #: where the stored URLs of the files of deleted predictions go (None: nowhere)
+    files: list[str] | None = None
 
 
 def _count(table: Any, *conditions: ColumnElement[bool]) -> Any:
     """How many rows of ``table`` belong to the prediction of the outer row."""
     return select(func.count()).select_from(table).where(*conditions).scalar_subquery()
+
+
+def _stored_urls(conn: Connection, prediction_ids: Sequence[str]) -> list[str]:
+    """Where the stored files of these predictions are (read before their rows go)."""
+    if not prediction_ids:
+        return []
+    query = (
+        select(artifacts.c.stored_url)
+        .where(artifacts.c.prediction_id.in_(prediction_ids), _STORED)
+        .order_by(artifacts.c.prediction_id, artifacts.c.position)
+    )
+    return [url for url in conn.execute(query).scalars() if url]
 
 
 def _selection(
@@ -219,6 +248,7 @@ def _selection(
             ),
             _count(callbacks, callbacks.c.prediction_id == p.id).label("callbacks"),
             _count(deliveries, mine).label("deliveries"),
+            _count(artifacts, artifacts.c.prediction_id == p.id, _STORED).label("files"),
         ]
     stmt = (
         select(*columns)
@@ -257,6 +287,8 @@ def _prune_batch(
     raw = [r.id for r in kept if r.has_raw]
     attempts = [r.id for r in kept if r.settled_attempts]
     if not options.dry_run:
+        if options.files is not None:
+            options.files.extend(_stored_urls(conn, [r.id for r in doomed if r.files]))
         if doomed:
             conn.execute(delete(predictions).where(predictions.c.id.in_([r.id for r in doomed])))
         if logs:
@@ -287,6 +319,7 @@ def _prune_batch(
         transitions_deleted=sum(r.transitions for r in doomed),
         callbacks_deleted=sum(r.callbacks for r in doomed),
         deliveries_deleted=sum(r.deliveries for r in doomed),
+        archived_files=sum(r.files for r in doomed),
     )
     last = fetched[-1]
     return result, (last.finished_at, last.id), len(fetched)
