@@ -24,8 +24,9 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from tests.smtpserver import Recorder, Server, free_port
 from tracker.callbacks.email import Mailer, SmtpSettings, parse_smtp_url, redacted
 from tracker.callbacks.email_render import render_email
-from tracker.domain import DeliveryJob
+from tracker.domain import Artifact, DeliveryJob
 from tracker.exceptions import ConfigError
+from tracker.store.artifacts import archived_body
 
 FROM = "Tracker <tracker@example.com>"
 TO = "ops@example.com"
@@ -342,6 +343,51 @@ def test_render_email_output_shapes() -> None:
         assert "héllo" in body and '"n": 3' in body.replace("&quot;", '"')
     none = parts(render_email(make_job({"status": "starting"}, event="start"), FROM))
     assert "(none)" in none["text/plain"]
+
+
+def test_render_email_of_the_archived_event_names_the_files() -> None:
+    when = datetime(2025, 7, 12, 7, 30, tzinfo=UTC)
+
+    def stored(position: int, size: int, content_type: str | None) -> Artifact:
+        return Artifact(
+            id=position + 1,
+            prediction_id="ufawqhfynnddngldkgtslldrkq",
+            position=position,
+            source_url=f"https://replicate.delivery/a/out-{position}.png",
+            stored_url=f"file:///srv/archive/ufawqhfynnddngldkgtslldrkq/{position}-out.png",
+            state="stored",
+            bytes=size,
+            sha256=f"{position}" * 64,
+            content_type=content_type,
+            attempts=1,
+            last_error=None,
+            created_at=when,
+            stored_at=when,
+        )
+
+    files = [stored(0, 1_500_000, "image/png"), stored(1, 12, "<b>x</b>\r\nBcc: v@example.com")]
+    body = archived_body({**PREDICTION, "status": "succeeded"}, files)
+    message = render_email(make_job(body, event="archived"), FROM)
+    assert message["Subject"] == "[tracker] ufawqhfynnddngldkgtslldrkq succeeded, 2 files archived"
+    assert message["X-Tracker-Event"] == "archived" and message["Bcc"] is None
+    text, page = parts(message)["text/plain"], parts(message)["text/html"]
+    headline = "Prediction ufawqhfynnddngldkgtslldrkq has its output files archived"
+    assert text.startswith(headline + "\n") and headline in page
+    first = (
+        "file:///srv/archive/ufawqhfynnddngldkgtslldrkq/0-out.png"
+        f" (1,500,000 bytes, image/png, sha256 {'0' * 64})"
+    )
+    assert f"Archived files:\n  {first}\n" in text
+    assert "12 bytes, <b>x</b> Bcc: v@example.com, sha256" in text  # one line, as given
+    assert f"<li>{first}</li>" in page
+    assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt; Bcc: v@example.com" in page
+    # Files of another event, or a body whose artifacts are not a list of objects: no list.
+    completed = render_email(make_job(body), FROM)
+    assert completed["Subject"].endswith(" succeeded")
+    assert "Archived files" not in parts(completed)["text/plain"]
+    for odd in ("files", [1, None, "x"], {"a": 1}):
+        weird = render_email(make_job({**body, "artifacts": odd}, event="archived"), FROM)
+        assert weird["Subject"] == "[tracker] ufawqhfynnddngldkgtslldrkq succeeded"
 
 
 # --------------------------------------------------------------------------- sending

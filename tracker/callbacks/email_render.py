@@ -41,6 +41,7 @@ _EVENT_HEADLINES = {
     "output": "produced output",
     "logs": "wrote new logs",
     "completed": "completed",
+    "archived": "has its output files archived",
 }
 
 
@@ -57,8 +58,11 @@ def render_email(job: DeliveryJob, mail_from: str) -> EmailMessage:
     status = _one_line(prediction.get("status"), 100) or "unknown"
     event = _one_line(job.event, 100) or "unknown"
 
+    files = _archived_files(prediction.get("artifacts")) if event == "archived" else []
     msg = EmailMessage()
-    msg["Subject"] = f"[tracker] {prediction_id or 'unknown'} {status}"
+    msg["Subject"] = f"[tracker] {prediction_id or 'unknown'} {status}" + (
+        f", {len(files)} file{'' if len(files) == 1 else 's'} archived" if files else ""
+    )
     msg["From"] = mail_from
     msg["To"] = job.target
     msg["Date"] = format_datetime(datetime.now(UTC))
@@ -69,7 +73,7 @@ def render_email(job: DeliveryJob, mail_from: str) -> EmailMessage:
         msg["X-Tracker-Prediction"] = prediction_id
 
     try:
-        view = _View.build(prediction, note, prediction_id, status, event)
+        view = _View.build(prediction, note, prediction_id, status, event, files)
         text, page = view.text(), view.html(msg["Subject"])
     except Exception:  # a bug here must not stop the delivery: send what is certain
         log.exception("rendering prediction %s failed; sending a minimal message", prediction_id)
@@ -255,6 +259,28 @@ def _output(output: object) -> tuple[list[str], str | None]:
     return items, block
 
 
+def _archived_files(value: object) -> list[str]:
+    """The ``archived`` event's files, one line each: where it is stored, its size,
+    content type and sha256 (``artifacts`` of the body; anything else is skipped)."""
+    if not isinstance(value, list):
+        return []
+    lines = []
+    for item in value[:_MAX_ITEMS]:
+        if not isinstance(item, dict):
+            continue
+        where = _one_line(item.get("stored_url"), _MAX_ITEM) or "(not stored)"
+        size = item.get("bytes")
+        about = [f"{size:,} bytes"] if isinstance(size, int) and not isinstance(size, bool) else []
+        about += [_one_line(item.get("content_type"), 100)]
+        digest = _one_line(item.get("sha256"), 64)
+        about += [f"sha256 {digest}" if digest else ""]
+        details = ", ".join(part for part in about if part)
+        lines.append(f"{where} ({details})" if details else where)
+    if len(value) > _MAX_ITEMS:
+        lines.append(f"… and {len(value) - _MAX_ITEMS} more")
+    return lines
+
+
 def _error(value: object) -> str | None:
     if value is None:
         return None
@@ -274,16 +300,24 @@ class _View:
     error: str | None
     log_lines: list[str]
     log_total: int
+    archived: list[str]  # the `archived` event's files, one line each
 
     @classmethod
     def build(
-        cls, p: dict[str, Any], note: str | None, prediction_id: str, status: str, event: str
+        cls,
+        p: dict[str, Any],
+        note: str | None,
+        prediction_id: str,
+        status: str,
+        event: str,
+        archived: list[str],
     ) -> _View:
         rows = _summary_rows(p, status, event) + _time_rows(p) + _extra_rows(p)
         items, block = _output(p.get("output"))
         log_lines, log_total = _log_tail(p.get("logs"), LOG_TAIL_LINES)
         headline = _headline(prediction_id, status, event)
-        return cls(headline, note, rows, items, block, _error(p.get("error")), log_lines, log_total)
+        error = _error(p.get("error"))
+        return cls(headline, note, rows, items, block, error, log_lines, log_total, archived)
 
     def _log_title(self) -> str:
         if self.log_total > len(self.log_lines):
@@ -303,6 +337,8 @@ class _View:
             out += [f"  {line}" for line in self.output_block.split("\n")]
         else:
             out.append("  (none)")
+        if self.archived:
+            out += ["", "Archived files:"] + [f"  {line}" for line in self.archived]
         if self.error:
             out += ["", "Error:"] + [f"  {line}" for line in self.error.split("\n")]
         if self.log_lines:
@@ -327,6 +363,9 @@ class _View:
             value = f'<a href="{e(r.href)}">{e(r.value)}</a>' if r.href else e(r.value)
             out.append(f'<tr><th align="left">{e(r.label)}</th><td>{value}</td></tr>')
         out += ["</table>", "<h3>Output</h3>", *self._html_output()]
+        if self.archived:
+            out += ["<h3>Archived files</h3>", "<ul>"]
+            out += [f"<li>{e(line)}</li>" for line in self.archived] + ["</ul>"]
         if self.error:
             out += ["<h3>Error</h3>", f"<pre>{e(self.error)}</pre>"]
         if self.log_lines:
