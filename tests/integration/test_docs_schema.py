@@ -24,6 +24,7 @@ from sqlalchemy import inspect, text
 from tests import docblocks
 from tests.apply import apply_one
 from tests.docblocks import ENGINES_FOR_TAG, Block
+from tracker.archive.outputs import output_urls
 from tracker.domain import CallbackSpec, DeliveryState, NextPoll, PredictionState, SendResult
 from tracker.poll.observe import parse_prediction, plan_observation
 from tracker.store.store import Store
@@ -332,7 +333,42 @@ def write_history(store: Store) -> History:
     up.add("p13-forgotten", at(700))
     assert store.forget(["p13-forgotten"]) == ["p13-forgotten"]
 
+    archive(store)
     return History(new_starting_registered_at=now - timedelta(seconds=60))
+
+
+GONE = "HTTP 404 from replicate.delivery; the upstream removed the output"
+
+
+def archive(store: Store) -> None:
+    """The documented example's image stored; of p2's two, one stored and one gone."""
+    store.add_artifacts(
+        [
+            (DOC_ID, output_urls(["https://replicate.delivery/xyz/out.png"]), at(15)),
+            (
+                "p2-sdxl-ok",
+                output_urls(
+                    ["https://replicate.delivery/a.png", "https://replicate.delivery/b.png"]
+                ),
+                at(40),
+            ),
+        ]
+    )
+    owner = Driver.owner
+    jobs = store.claim_artifacts(now=at(41), limit=10, owner=owner, lease_until=at(101))
+    for job in jobs:
+        if (job.prediction_id, job.position) == ("p2-sdxl-ok", 1):
+            store.artifact_not_stored(job, owner=owner, error=GONE, next_attempt_at=None)
+            continue
+        store.artifact_stored(
+            job,
+            owner=owner,
+            now=at(42),
+            stored_url=f"file:///srv/archive/{job.prediction_id}/{job.position}.png",
+            size=2048 if job.prediction_id == DOC_ID else 4096,
+            sha256="0" * 64,
+            content_type="image/png",
+        )
 
 
 # -- what the documented queries must answer ----------------------------------
@@ -429,6 +465,14 @@ EXPECTED: dict[str, Expected] = {
         lambda _: [("banners", "failed", 1), ("posters", "succeeded", 2)],
     ),
     "Predictions registered per day (UTC)": Expected(("day", "registered"), _registered_per_day),
+    "Output files not archived, and why": Expected(
+        ("prediction_id", "position", "state", "attempts", "last_error"),
+        lambda _: [("p2-sdxl-ok", 1, "failed", 1, GONE)],
+    ),
+    "Archived bytes per model": Expected(
+        ("model", "files", "stored_bytes"),
+        lambda _: [("acme/flux", 1, 2048), ("acme/sdxl", 1, 4096)],
+    ),
     "Callback deliveries that have not gone through": Expected(
         (
             "prediction_id",

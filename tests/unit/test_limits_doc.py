@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tracker import config, domain, inputs
+from tracker.archive import archiver, download, fetch
 from tracker.callbacks import retry, webhook
 from tracker.poll import daemon, observe, upstream
 from tracker.service import push
@@ -17,6 +18,7 @@ from tracker.text import sanitize
 
 DOC = Path(__file__).parents[2] / "docs" / "limits.md"
 MiB = 2**20
+GiB = 2**30
 KiB = 2**10
 
 
@@ -90,6 +92,20 @@ EXPECTED: dict[str, Callable[[], tuple[str, str]]] = {
     "a push's `webhook-id`": lambda: (f"{push.MAX_WEBHOOK_ID} characters", ""),
     "a push's `webhook-id` kept against replays": lambda: (
         f"{pushes.REPLAY_WINDOW.total_seconds():,.0f} s at least",
+        "",
+    ),
+    "one output file archived": lambda: (
+        f"{config.DEFAULT_ARCHIVE_MAX_BYTES // GiB} GiB",
+        "`TRACKER_ARCHIVE_MAX_BYTES`",
+    ),
+    "redirects followed by one download": lambda: (str(download.MAX_REDIRECTS), ""),
+    "a file host silent during a download": lambda: (seconds(fetch.ARCHIVE_TIMEOUT), ""),
+    "retrying a file that fails to download": lambda: (
+        f"{archiver.GIVE_UP_AFTER.total_seconds() / 3600:g} h after it was found",
+        "`TRACKER_ARCHIVE_RETRY_SCHEDULE`",
+    ),
+    "downloads in flight at once, per daemon": lambda: (
+        str(archiver.DEFAULT_ARCHIVE_CONCURRENCY),
         "",
     ),
 }

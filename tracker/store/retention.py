@@ -3,7 +3,10 @@
 A prediction is *finished* when it is no longer polled (``tracking`` is
 ``done``, ``lost`` or ``forgotten``); it finished at its upstream
 ``completed_at``, or at ``last_polled_at`` when upstream never reported one.
-Active predictions are never touched.
+Active predictions are never touched. Deleting predictions (``delete_predictions``)
+deletes their ``artifacts`` rows too (the foreign key cascades); the archived
+files themselves are the caller's to delete, from the stored URLs it is handed
+(``tracker.archive.pruning``), and only when asked for.
 
 The work goes in batches: each transaction takes up to ``batch_size`` finished
 predictions older than the cutoff (in the order they finished, walking the
