@@ -205,6 +205,20 @@ def test_bad_input_is_one_error_line_and_exit_2(store: Store, db_url: str, tmp_p
     assert flag.returncode == 2 and flag.stderr.startswith("Error: ")
 
 
+def test_an_archive_that_cannot_be_opened_writes_nothing(
+    store: Store, db_url: str, tmp_path: Path
+) -> None:
+    finished(store, "p1", "https://example.com/x.png")
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    result = archive(db_url, not_a_folder, "p1")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (
+        f"Error: TRACKER_ARCHIVE_URL: {not_a_folder} exists and is not a directory\n"
+    )
+    assert store.list_artifacts(["p1"]) == []
+
+
 def test_ctrl_c_stops_without_a_traceback_and_releases_the_claim(
     sqlite_url: str, host: FileHost, tmp_path: Path
 ) -> None:

@@ -142,21 +142,22 @@ async def archive_outputs(
     if fetch is None:
         require_archive(settings.archive_url)
     run = ArchiveRun()
-    statuses = {} if wanted is None else store.prediction_statuses(wanted)
-    known = None if wanted is None else [i for i in wanted if i in statuses]
-    now = utcnow()
-    if retry and (known is None or known):
-        run.retried = sum(store.retry_artifacts(chunk, now=now) for chunk in _chunks(known))
-    run.queued = _queue(store, known, now)
-    if known:
-        store.hurry_artifacts(known, now=now)
     touched: set[str] = set()
+    # The archive first: a TRACKER_ARCHIVE_URL that cannot be opened writes nothing.
     async with _fetching(settings, fetch) as real:
 
         async def recorded(job: ArtifactJob) -> Downloaded:
             touched.add(job.prediction_id)
             return await real(job)
 
+        statuses = {} if wanted is None else store.prediction_statuses(wanted)
+        known = None if wanted is None else [i for i in wanted if i in statuses]
+        now = utcnow()
+        if retry and (known is None or known):
+            run.retried = sum(store.retry_artifacts(chunk, now=now) for chunk in _chunks(known))
+        run.queued = _queue(store, known, now)
+        if known:
+            store.hurry_artifacts(known, now=now)
         for chunk in _chunks(known):
             await _download(store, settings, recorded, chunk, run)
     run.rows = _rows(store, wanted, statuses, touched)
