@@ -5,10 +5,13 @@ gets, then the routes of each module in ROUTE_MODULES. The middlewares, outermos
 first:
 
 - errors as JSON: every error is ``{"error": "..."}`` with its status, never a
-  traceback or an HTML page: ``ApiError`` and aiohttp's HTTP errors keep theirs,
+  traceback or an HTML page (the dashboard's own middleware, next, answers its
+  errors as pages): ``ApiError`` and aiohttp's HTTP errors keep theirs,
   InvalidInput (what the command line refuses, in its words) is 400,
   PredictionNotFound 404, an unreachable or unmigrated database 503; anything
   else is logged and answered ``500 {"error": "internal error"}``;
+- the dashboard's (``tracker.service.dashboard``): on its routes and paths only, the
+  login check and errors as HTML pages; every other request passes through it;
 - on SQLite, the database file check: once the file was deleted or replaced,
   every request is ``503`` (``tracker.service.filecheck``);
 - the body limit: a body over MAX_BODY_BYTES is ``413`` (a declared length is
@@ -36,7 +39,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from tracker.exceptions import InvalidInput, PredictionNotFound, SchemaMissing, StoreUnavailable
-from tracker.service import api, health, metrics, push
+from tracker.service import api, dashboard, health, metrics, push
 from tracker.service.context import SERVICE, Service
 from tracker.service.errors import ApiError, json_error
 from tracker.service.filecheck import sqlite_file_check
@@ -57,15 +60,21 @@ ROUTE_MODULES: tuple[Callable[[web.Application, Service], None], ...] = (
     metrics.add_routes,
     api.add_routes,
     push.add_routes,
+    dashboard.add_routes,
 )
 
 
 def build_app(service: Service) -> web.Application:
     """The application: the middlewares (errors, body limit, token), then every route."""
-    middlewares = [json_errors, body_limit, bearer_token(service.settings.serve_token)]
+    middlewares = [
+        json_errors,
+        dashboard.middleware,
+        body_limit,
+        bearer_token(service.settings.serve_token),
+    ]
     file_check = sqlite_file_check(service.store)
     if file_check is not None:
-        middlewares.insert(1, file_check)
+        middlewares.insert(2, file_check)
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[SERVICE] = service
     for add_routes in ROUTE_MODULES:
