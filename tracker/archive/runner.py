@@ -263,8 +263,8 @@ class _Scoped:
     def claim_artifacts(
         self, *, now: datetime, limit: int, owner: str, lease_until: datetime
     ) -> list[ArtifactJob]:
-        return self._store.claim_artifacts_of(
-            self._ids, now=now, limit=limit, owner=owner, lease_until=lease_until
+        return self._store.claim_artifacts(
+            now=now, limit=limit, owner=owner, lease_until=lease_until, prediction_ids=self._ids
         )
 
     def extend_artifact_leases(

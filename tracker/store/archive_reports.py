@@ -1,11 +1,7 @@
 """What the archive's commands read and ask for: the state of each prediction's files
-(`tracker archive`), the archive per model and day (`tracker report archive`), and
-a claim of due artifacts limited to some predictions (`tracker archive ID...`, which
-downloads the files of the predictions it was given, not the whole backlog).
-
-The claim follows ``tracker.store.artifacts``: ``claimed_by`` with ``next_attempt_at``
-is the claim and its lease.
-"""
+(`tracker archive`), files to hurry, and the archive per model and day (`tracker
+report archive`). `tracker archive ID...` claims through ``claim_artifacts`` with
+``prediction_ids`` (``tracker.store.artifacts``)."""
 
 from __future__ import annotations
 
@@ -16,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import case, func, select, update
 
-from tracker.domain import ArtifactJob, ArtifactState
+from tracker.domain import ArtifactState
 from tracker.store.base import StoreBase, batches
 from tracker.store.reports import ReportFilter, Row, utc_day
 from tracker.store.tables import artifacts, predictions
@@ -113,54 +109,6 @@ class ArchiveReportOps(StoreBase):
                     .values(next_attempt_at=now)
                 ).rowcount
         return changed
-
-    def claim_artifacts_of(
-        self,
-        ids: Sequence[str],
-        *,
-        now: datetime,
-        limit: int,
-        owner: str,
-        lease_until: datetime,
-    ) -> list[ArtifactJob]:
-        """``claim_artifacts`` limited to the files of ``ids`` (at most ID_BATCH)."""
-        if not ids:
-            return []
-        locking = (
-            select(artifacts.c.id)
-            .where(
-                artifacts.c.prediction_id.in_(list(ids)),
-                artifacts.c.state == _PENDING,
-                artifacts.c.next_attempt_at <= now,
-            )
-            .order_by(artifacts.c.next_attempt_at, artifacts.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        with self._transaction() as conn:
-            claimed = list(conn.execute(locking).scalars())
-            if not claimed:
-                return []
-            conn.execute(
-                update(artifacts)
-                .where(artifacts.c.id.in_(claimed))
-                .values(next_attempt_at=lease_until, claimed_by=owner)
-            )
-            rows = conn.execute(
-                select(
-                    artifacts.c.id,
-                    artifacts.c.prediction_id,
-                    artifacts.c.position,
-                    artifacts.c.source_url,
-                    artifacts.c.attempts,
-                    artifacts.c.created_at,
-                    predictions.c.data_removed,
-                )
-                .join(predictions, predictions.c.id == artifacts.c.prediction_id)
-                .where(artifacts.c.id.in_(claimed))
-                .order_by(artifacts.c.id)
-            ).all()
-        return [ArtifactJob(*row[:-1], data_removed=bool(row[-1])) for row in rows]
 
     def report_archive(self, flt: ReportFilter) -> list[Row]:
         """Per UTC day a file was found and per model: files, their states, bytes stored."""

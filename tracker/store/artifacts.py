@@ -86,16 +86,26 @@ class ArtifactOps(StoreBase):
             return [(row.id, row.output) for row in conn.execute(query)]
 
     def claim_artifacts(
-        self, *, now: datetime, limit: int, owner: str, lease_until: datetime
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        owner: str,
+        lease_until: datetime,
+        prediction_ids: Sequence[str] | None = None,
     ) -> list[ArtifactJob]:
-        """Take up to ``limit`` due pending artifacts, oldest due first (SKIP LOCKED on
-        PostgreSQL); the lease moves ``next_attempt_at`` so nobody else takes them."""
+        """Take up to ``limit`` due pending artifacts (only of ``prediction_ids`` when
+        given), oldest due first (SKIP LOCKED on PostgreSQL); the lease moves
+        ``next_attempt_at`` so nobody else takes them."""
+        due = [
+            artifacts.c.state == ArtifactState.PENDING.value,
+            artifacts.c.next_attempt_at <= now,
+        ]
+        if prediction_ids is not None:
+            due.append(artifacts.c.prediction_id.in_(list(prediction_ids)))
         locking = (
             select(artifacts.c.id)
-            .where(
-                artifacts.c.state == ArtifactState.PENDING.value,
-                artifacts.c.next_attempt_at <= now,
-            )
+            .where(*due)
             .order_by(artifacts.c.next_attempt_at, artifacts.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
