@@ -1,33 +1,37 @@
-"""The queries of `tracker serve`'s dashboard, on both engines, each one or two
-indexed reads however many predictions there are.
+"""The queries of `tracker serve`'s dashboard, on both engines, each a few indexed
+reads however many predictions there are (the overview's are in
+``tracker.store.dashboard_overview``).
 
-- ``page``: one page of the predictions list, newest registration first, by keyset
-  on ``(registered_at, id)``: the page after a cursor reads ``registered_at <= t AND
-  (registered_at < t OR id < i)`` down ``ix_predictions_registered_at`` (ties of one
-  registration batch are ordered by ``id``), and asks for one row more than it shows
-  to learn whether there is a further page. No ``COUNT(*)``: the pages say "about
-  N" from the overview's cached counts. An ID prefix is a range on the primary key
-  where the collation sorts IDs byte by byte (SQLite; PostgreSQL with a ``C``
-  collation), else a plain ``LIKE``.
-- ``completions_by_hour`` and ``run_times``: the overview's two charts, over
-  predictions that finished since a time: a range of the partial index
-  ``ix_predictions_finished_completed`` (finished rows by ``completed_at``).
-- ``dead_deliveries``: the newest dead deliveries, down ``ix_deliveries_dead``.
-- ``artifact``: one archived file, by its unique ``(prediction_id, position)``.
+The predictions list (``page``) is newest registration first, by keyset on
+``(registered_at, id)``: the page after a cursor reads ``registered_at <= t AND
+(registered_at < t OR id < i)`` down ``ix_predictions_registered_at`` (the rows of
+one registration batch share a time and are ordered by ``id``), and asks for one
+row more than it shows to learn whether there is a further page. There is no
+``COUNT``: the pages say "about N" from the overview's cached counts.
+
+Filters an index serves go straight into that query: ``status``
+(``ix_predictions_status``), ``model`` (``ix_predictions_model``), ``tracking =
+'active'`` (``ix_predictions_due``), an ID prefix as a range of the primary key
+where the collation sorts IDs byte by byte (SQLite; PostgreSQL with a ``C``
+collation). The others (labels, another tracking state, an ID prefix under another
+collation) would read the whole table when nothing matches, so they look through
+at most SCAN_ROWS rows in list order per page: a page that stops there with fewer
+rows than asked says how far it searched (``searched``) and its ``older`` cursor
+continues the search where it stopped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, or_, select
 
-from tracker.domain import Artifact, Status, Tracking
-from tracker.store.reports import TERMINAL, ReportOps
-from tracker.store.tables import artifacts, callbacks, deliveries, predictions
+from tracker.domain import Tracking
+from tracker.store.dashboard_overview import OverviewReads
+from tracker.store.tables import predictions
 
 #: the columns a row of the list has (never the logs, the raw body, input or output)
 LIST_COLUMNS = (
@@ -45,6 +49,8 @@ LIST_COLUMNS = (
 )
 #: the status filter for predictions not polled successfully yet (status NULL)
 NO_STATUS = "none"
+#: rows a page reads at most for a filter no index serves
+SCAN_ROWS = 20_000
 #: collations (PostgreSQL's datcollate) that sort IDs byte by byte
 _BYTE_ORDER = ("C", "POSIX")
 
@@ -75,21 +81,30 @@ class PredictionFilter:
 
 @dataclass(frozen=True, slots=True)
 class PredictionPage:
-    """Rows of LIST_COLUMNS, newest first; ``newer``: the cursor of a page before
+    """Rows of LIST_COLUMNS, newest first; ``newer``: the cursor of the page before
     this one (None on the first page), ``older``: of the page after it (None on the
-    last)."""
+    last); ``searched``: SCAN_ROWS when the search stopped there before the page
+    was full (``older`` then continues it)."""
 
     rows: list[dict[str, Any]]
     newer: Cursor | None
     older: Cursor | None
+    searched: int | None = None
 
 
-class DashboardQueries(ReportOps):
+@dataclass(frozen=True, slots=True)
+class _Found:
+    rows: list[dict[str, Any]]
+    #: the last row searched, when the search stopped at its cap
+    edge: Cursor | None = None
+
+
+class DashboardQueries(OverviewReads):
     """The dashboard's reads (on the engine of the service's ``Store``)."""
 
     _byte_order_ids: bool | None = None
-
-    # -- the list ------------------------------------------------------------------
+    #: rows a page reads at most for a filter no index serves
+    scan_rows: int = SCAN_ROWS
 
     def page(
         self,
@@ -102,45 +117,56 @@ class DashboardQueries(ReportOps):
         """``size`` rows: the newest, those just older than ``after``, or those just
         newer than ``before`` (the newest page when fewer than ``size`` are)."""
         with self._reading() as conn:
-            where = self._conditions(conn, flt)
+            byte_order = self._ids_in_byte_order(conn)
             if before is not None:
-                rows = _read(conn, [*where, _newer_than(before)], size + 1, newest_first=False)
-                if len(rows) > size:
-                    shown = list(reversed(rows[:size]))
+                newer_rows = _newer_than(before)
+                found = self._read(conn, flt, byte_order, newer_rows, size, newest_first=False)
+                if len(found.rows) > size:
+                    shown = found.rows[:size][::-1]
                     return PredictionPage(shown, _cursor(shown[0]), _cursor(shown[-1]))
+                if found.edge is not None:
+                    shown = found.rows[::-1]
+                    last = _cursor(shown[-1]) if shown else None
+                    return PredictionPage(shown, found.edge, last, self.scan_rows)
                 after = None  # at the top: the newest page
-            older = [] if after is None else [_older_than(after)]
-            rows = _read(conn, [*where, *older], size + 1, newest_first=True)
-        shown = rows[:size]
-        newer = _cursor(shown[0]) if after is not None and shown else None
-        last = _cursor(shown[-1]) if len(rows) > size else None
-        return PredictionPage(shown, newer, last)
+            keyset = None if after is None else _older_than(after)
+            found = self._read(conn, flt, byte_order, keyset, size, newest_first=True)
+        shown = found.rows[:size]
+        newer = None if after is None else (_cursor(shown[0]) if shown else after)
+        if len(found.rows) > size:
+            return PredictionPage(shown, newer, _cursor(shown[-1]))
+        searched = None if found.edge is None else self.scan_rows
+        return PredictionPage(shown, newer, found.edge, searched)
 
-    def _conditions(self, conn: Connection, flt: PredictionFilter) -> list[ColumnElement[bool]]:
+    def _read(
+        self,
+        conn: Connection,
+        flt: PredictionFilter,
+        byte_order: bool,
+        keyset: ColumnElement[bool] | None,
+        size: int,
+        *,
+        newest_first: bool,
+    ) -> _Found:
+        """Up to ``size + 1`` rows in list order; a filter no index serves is applied to
+        a window of ``scan_rows`` rows (and the window's last row is the edge when it ends
+        the search)."""
         c = predictions.c
-        where: list[ColumnElement[bool]] = []
-        if flt.status == NO_STATUS:
-            where.append(c.status.is_(None))
-        elif flt.status:
-            where.append(c.status == flt.status)
-        if flt.tracking:
-            where.append(c.tracking == flt.tracking)
-        if flt.model:
-            where.append(c.model == flt.model)
-        for key, value in flt.labels.items():
-            where.append(c.labels[key].as_string() == value)
-        if flt.id_prefix:
-            where.extend(self._prefix(conn, flt.id_prefix))
-        return where
-
-    def _prefix(self, conn: Connection, prefix: str) -> list[ColumnElement[bool]]:
-        """IDs starting with ``prefix``: a range of the primary key when the collation
-        sorts byte by byte (then the range alone is exact), else ``LIKE``."""
-        like = predictions.c.id.startswith(prefix, autoescape=True)
-        if not self._ids_in_byte_order(conn):
-            return [like]
-        following = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        return [predictions.c.id >= prefix, predictions.c.id < following, like]
+        indexed, scanned = _conditions(c, flt, byte_order)
+        where = [*indexed, *([] if keyset is None else [keyset])]
+        if not scanned:
+            stmt = _listing(c, newest_first).where(*where).limit(size + 1)
+            return _Found([dict(r) for r in conn.execute(stmt).mappings()])
+        window = _listing(c, newest_first).where(*where).limit(self.scan_rows).subquery("window")
+        w = window.c
+        _, outer = _conditions(w, flt, byte_order)
+        stmt = _listing(w, newest_first).where(*outer).limit(size + 1)
+        rows = [dict(r) for r in conn.execute(stmt).mappings()]
+        if len(rows) > size:
+            return _Found(rows)
+        last = select(w.registered_at, w.id).order_by(*_order(w, newest_first))
+        edge = conn.execute(last.offset(self.scan_rows - 1).limit(1)).first()
+        return _Found(rows, None if edge is None else Cursor(edge[0], edge[1]))
 
     def _ids_in_byte_order(self, conn: Connection) -> bool:
         if self._byte_order_ids is None:
@@ -154,124 +180,45 @@ class DashboardQueries(ReportOps):
                 self._byte_order_ids = name in _BYTE_ORDER or name.startswith("C.")
         return self._byte_order_ids
 
-    # -- the overview's charts -------------------------------------------------------
 
-    def completions_by_hour(self, *, since: datetime) -> list[tuple[datetime, str, int]]:
-        """``(hour, final status, predictions)`` of the predictions that finished
-        (upstream ``completed_at``) since ``since``, by UTC hour."""
-        hour = self._hour(predictions.c.completed_at).label("hour")
-        stmt = (
-            select(hour, predictions.c.status, func.count())
-            .where(*_finished_since(since), predictions.c.status.in_(TERMINAL))
-            .group_by(hour, predictions.c.status)
-        )
-        with self._reading() as conn:
-            return [(_hour_value(h), status, int(n)) for h, status, n in conn.execute(stmt)]
-
-    def run_times(self, *, since: datetime, models: int) -> list[dict[str, Any]]:
-        """Run seconds (``completed_at - started_at``) of the predictions that succeeded
-        since ``since``, for the ``models`` models with most of them: ``model``,
-        ``predictions``, ``p50``, ``p95`` (percentile_cont, as the reports)."""
-        c = predictions.c
-        where = [
-            *_finished_since(since),
-            c.status == Status.SUCCEEDED.value,
-            c.started_at.is_not(None),
-        ]
-        counted = (
-            select(c.model, func.count().label("n"))
-            .where(*where)
-            .group_by(c.model)
-            .order_by(func.count().desc(), c.model)
-            .limit(models)
-        )
-        seconds = self._seconds(c.completed_at, c.started_at)
-        with self._reading() as conn:
-            top = [(model, int(n)) for model, n in conn.execute(counted)]
-            if not top:
-                return []
-            wanted = [m for m, _ in top if m is not None]
-            by_model = [c.model.in_(wanted)] if len(wanted) == len(top) else []
-            stats = self._stats(conn, seconds, [c.model], [*where, *by_model], from_=predictions)
-        return [
-            {
-                "model": model,
-                "predictions": n,
-                "p50": stats.get((model,), (None, None, None))[1],
-                "p95": stats.get((model,), (None, None, None))[2],
-            }
-            for model, n in top
-        ]
-
-    def _hour(self, column: Any) -> Any:
-        if self.dialect == "postgresql":
-            return func.date_trunc("hour", func.timezone("UTC", column))
-        return func.strftime("%Y-%m-%d %H:00:00", column)
-
-    # -- deliveries and files ----------------------------------------------------------
-
-    def dead_deliveries(self, *, limit: int) -> list[dict[str, Any]]:
-        """The newest ``limit`` dead deliveries with their callback's kind and target."""
-        d = deliveries.c
-        stmt = (
-            select(
-                d.id,
-                d.prediction_id,
-                d.event,
-                d.attempts,
-                d.last_status_code,
-                d.last_error,
-                d.created_at,
-                callbacks.c.kind,
-                callbacks.c.target,
-            )
-            .join_from(deliveries, callbacks, callbacks.c.id == d.callback_id)
-            .where(d.state == "dead")
-            .order_by(d.id.desc())
-            .limit(limit)
-        )
-        with self._reading() as conn:
-            return [dict(row) for row in conn.execute(stmt).mappings()]
-
-    def artifact(self, prediction_id: str, position: int) -> Artifact | None:
-        """One archived file of a prediction, or None."""
-        a = artifacts.c
-        stmt = select(*(a[name] for name in Artifact.__slots__)).where(
-            a.prediction_id == prediction_id, a.position == position
-        )
-        with self._reading() as conn:
-            row = conn.execute(stmt).mappings().first()
-        return None if row is None else Artifact(**{name: row[name] for name in Artifact.__slots__})
-
-    def model_names(self, *, since: datetime, limit: int) -> list[str]:
-        """Models of the predictions registered since ``since`` (for the filter's list
-        of suggestions), most used first."""
-        c = predictions.c
-        stmt = (
-            select(c.model)
-            .where(c.registered_at >= since, c.model.is_not(None))
-            .group_by(c.model)
-            .order_by(func.count().desc(), c.model)
-            .limit(limit)
-        )
-        with self._reading() as conn:
-            return [str(model) for (model,) in conn.execute(stmt)]
+def _listing(columns: Any, newest_first: bool) -> Any:
+    return select(*(columns[name] for name in LIST_COLUMNS)).order_by(
+        *_order(columns, newest_first)
+    )
 
 
-def _read(
-    conn: Connection, where: list[ColumnElement[bool]], limit: int, *, newest_first: bool
-) -> list[dict[str, Any]]:
-    c = predictions.c
-    order = (c.registered_at.desc(), c.id.desc()) if newest_first else (c.registered_at, c.id)
-    columns = (c[name] for name in LIST_COLUMNS)
-    stmt = select(*columns).where(*where).order_by(*order).limit(limit)
-    return [dict(row) for row in conn.execute(stmt).mappings()]
+def _order(columns: Any, newest_first: bool) -> tuple[Any, ...]:
+    if newest_first:
+        return (columns.registered_at.desc(), columns.id.desc())
+    return (columns.registered_at, columns.id)
 
 
-def _finished_since(since: datetime) -> Sequence[ColumnElement[bool]]:
-    """Finished since ``since``: the conditions of ix_predictions_finished_completed."""
-    c = predictions.c
-    return (c.tracking != Tracking.ACTIVE.value, c.completed_at >= since)
+def _conditions(
+    columns: Any, flt: PredictionFilter, byte_order: bool
+) -> tuple[list[ColumnElement[bool]], list[ColumnElement[bool]]]:
+    """The filter's conditions on ``columns``: those an index serves, and the others."""
+    indexed: list[ColumnElement[bool]] = []
+    scanned: list[ColumnElement[bool]] = []
+    if flt.status == NO_STATUS:
+        indexed.append(columns.status.is_(None))
+    elif flt.status:
+        indexed.append(columns.status == flt.status)
+    if flt.tracking:
+        active = flt.tracking == Tracking.ACTIVE.value
+        (indexed if active else scanned).append(columns.tracking == flt.tracking)
+    if flt.model:
+        indexed.append(columns.model == flt.model)
+    for key, value in flt.labels.items():
+        scanned.append(columns.labels[key].as_string() == value)
+    if flt.id_prefix:
+        prefix = flt.id_prefix
+        like = columns.id.startswith(prefix, autoescape=True)
+        if byte_order:  # the range alone is exact; LIKE keeps it so under any collation
+            following = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            indexed.extend([columns.id >= prefix, columns.id < following, like])
+        else:
+            scanned.append(like)
+    return indexed, scanned
 
 
 def _older_than(cursor: Cursor) -> ColumnElement[bool]:
@@ -286,9 +233,3 @@ def _newer_than(cursor: Cursor) -> ColumnElement[bool]:
 
 def _cursor(row: Mapping[str, Any]) -> Cursor:
     return Cursor(row["registered_at"], row["id"])
-
-
-def _hour_value(value: Any) -> datetime:
-    """An hour as either engine returns it: a naive UTC timestamp or text."""
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

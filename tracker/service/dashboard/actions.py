@@ -130,10 +130,9 @@ async def cancel(request: web.Request) -> web.StreamResponse:
         raise
     except TrackerError as exc:
         return _back(request, prediction_id, "error", f"Cancel failed: {exc}")
-    outcome = str(getattr(result, "outcome", "") or "done")
-    message = str(getattr(result, "message", "") or "")
-    kind = "error" if outcome in ("failed", "error", "refused") else "ok"
-    return _back(request, prediction_id, kind, f"Cancel: {outcome}. {message}".strip())
+    ok = bool(getattr(result, "ok", True))
+    message = str(getattr(result, "message", "") or "cancel requested")
+    return _back(request, prediction_id, "ok" if ok else "error", message)
 
 
 async def retry(request: web.Request) -> web.StreamResponse:

@@ -3,7 +3,8 @@
 A read serves every page for FRESH_SECONDS; after that the next page still gets it
 at once (up to STALE_SECONDS old) while one new read runs in the background, so the
 overview and its live refresh never wait for the aggregates (a GROUP BY over every
-prediction) once the first read is done. The first read starts with the service.
+prediction) once the first read is done; the list, which only needs them for its
+"about N", never waits at all (``peek``).
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def read_overview(store: Store, queries: DashboardQueries) -> OverviewState:
         hourly=queries.completions_by_hour(since=hour_start(now)),
         run_times=queries.run_times(since=since, models=CHART_MODELS),
         dead=queries.dead_deliveries(limit=DEAD_LISTED),
-        models=queries.model_names(since=now - timedelta(days=7), limit=SUGGESTED_MODELS),
+        models=queries.model_names(limit=SUGGESTED_MODELS),
     )
 
 
@@ -150,6 +151,13 @@ class Cached(Generic[T]):
                 self.refresh_soon()
                 return value
         return await self._refresh()
+
+    def peek(self) -> T | None:
+        """The value if one was read (even stale), never waiting: a read starts in the
+        background when it is missing or not fresh."""
+        if self._value is None or self._clock() - self._value[0] >= self._fresh:
+            self.refresh_soon()
+        return None if self._value is None else self._value[1]
 
     def refresh_soon(self) -> None:
         """Start a read in the background unless one is running."""

@@ -11,11 +11,12 @@ from typing import Any
 
 from aiohttp import web
 
-from tracker.domain import ID_PATTERN, PredictionDetail, Tracking
+from tracker.domain import ID_PATTERN, PredictionDetail, Status, Tracking
 from tracker.exceptions import InvalidInput, PredictionNotFound
 from tracker.inputs import parse_labels
 from tracker.records import mask_target
 from tracker.service.dashboard import charts, views
+from tracker.service.dashboard.overview import OverviewState
 from tracker.service.dashboard.web import DASHBOARD, fragment, page
 from tracker.store.dashboard import NO_STATUS, Cursor, PredictionFilter, PredictionPage
 from tracker.timeparse import utcnow
@@ -58,7 +59,7 @@ async def _overview_context(request: web.Request) -> dict[str, Any]:
 
 async def predictions(request: web.Request) -> web.Response:
     dashboard = request.app[DASHBOARD]
-    state = await dashboard.overview.get()
+    state = dashboard.overview.peek()
     form = {
         k: request.query.get(k, "").strip() for k in ("status", "tracking", "model", "label", "q")
     }
@@ -80,28 +81,28 @@ async def predictions(request: web.Request) -> web.Response:
         rows=found.rows,
         newer=cursor_text(found.newer),
         older=cursor_text(found.older),
-        about=state.about(flt),
-        models=state.models,
-        statuses=_statuses(state),
+        searched=found.searched,
+        **_from_overview(state, flt),
     )
 
 
-def _empty(state: Any) -> dict[str, Any]:
-    return {
-        "rows": [],
-        "newer": None,
-        "older": None,
-        "about": None,
-        "models": state.models,
-        "statuses": _statuses(state),
-    }
+def _empty(state: OverviewState | None) -> dict[str, Any]:
+    nothing: dict[str, Any] = {"rows": [], "newer": None, "older": None, "searched": None}
+    return {**nothing, **_from_overview(state, None)}
 
 
-def _statuses(state: Any) -> list[str]:
-    """The statuses the filter offers: the known ones, then any other counted."""
-    known = ["starting", "processing", "succeeded", "failed", "canceled", "aborted"]
+def _from_overview(state: OverviewState | None, flt: PredictionFilter | None) -> dict[str, Any]:
+    """What the list takes from the overview's last read (nothing before the first):
+    "about N", the models and statuses its filters suggest."""
+    known = [s.value for s in Status]
+    if state is None:
+        return {"about": None, "models": [], "statuses": [*known, NO_STATUS]}
     seen = sorted({s for s, _ in state.counts if s is not None and s not in known})
-    return [*known, *seen[:20], NO_STATUS]
+    return {
+        "about": None if flt is None else state.about(flt),
+        "models": state.models,
+        "statuses": [*known, *seen[:20], NO_STATUS],
+    }
 
 
 def list_filter(query: Mapping[str, str]) -> PredictionFilter:

@@ -17,22 +17,20 @@ from tracker.service.dashboard.overview import Cached, read_overview
 from tracker.service.dashboard.render import environment
 from tracker.service.dashboard.static import StaticFiles
 from tracker.service.dashboard.web import DASHBOARD, Dashboard, add_security_headers
-from tracker.store.dashboard import DashboardQueries
 
 log = logging.getLogger(__name__)
 
 
 def add_routes(app: web.Application, service: Service) -> None:
     """The dashboard's routes (names ``dashboard.…``), its parts and its headers."""
-    queries = DashboardQueries(service.store.engine)
-    app[DASHBOARD] = Dashboard(
+    dashboard = Dashboard(
         service=service,
         templates=environment(),
         sessions=Sessions(service.settings.serve_token),
-        queries=queries,
-        overview=Cached(lambda: read_overview(service.store, queries)),
         static=StaticFiles.load(),
     )
+    dashboard.overview = Cached(lambda: read_overview(service.store, dashboard.queries))
+    app[DASHBOARD] = dashboard
     app.on_response_prepare.append(add_security_headers)
     app.cleanup_ctx.append(_parts)
     get, post = app.router.add_get, app.router.add_post
@@ -60,8 +58,8 @@ async def _static(request: web.Request) -> web.Response:
 
 
 async def _parts(app: web.Application) -> AsyncIterator[None]:
-    """While the application runs: the archive open (when there is one), the
-    overview's first read started; both closed at the end."""
+    """While the application runs: the archive open (when there is one); at the end
+    it is closed, and a read of the overview still running is waited for."""
     dashboard = app[DASHBOARD]
     archive_url = dashboard.service.settings.archive_url
     if archive_url:
@@ -69,7 +67,6 @@ async def _parts(app: web.Application) -> AsyncIterator[None]:
             dashboard.storage = await asyncio.to_thread(open_storage, archive_url)
         except ConfigError as exc:
             log.error("dashboard: archived files cannot be shown: %s", exc)
-    dashboard.overview.refresh_soon()
     try:
         yield
     finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -62,10 +62,17 @@ class Dashboard:
     service: Service
     templates: jinja2.Environment
     sessions: Sessions
-    queries: DashboardQueries
-    overview: Cached[OverviewState]
     static: StaticFiles
+    overview: Cached[OverviewState] = field(init=False)
     storage: ArchiveStorage | None = None
+    _queries: DashboardQueries | None = None
+
+    @property
+    def queries(self) -> DashboardQueries:
+        """The dashboard's reads, on the engine of the service's store."""
+        if self._queries is None:
+            self._queries = DashboardQueries(self.service.store.engine)
+        return self._queries
 
 
 DASHBOARD = web.AppKey("dashboard", Dashboard)
