@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.clirun import stop_fork_server
 from tracker.store import migrate
 from tracker.store.store import Store
 
@@ -142,6 +143,10 @@ class OneWorkerModules:
 def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("xdist"):  # -p no:xdist works too
         config.pluginmanager.register(OneWorkerModules(), "tracker-one-worker-modules")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    stop_fork_server()
 
 
 def _pg_url(dbname: str) -> str:

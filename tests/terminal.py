@@ -12,8 +12,9 @@ import struct
 import subprocess
 import termios
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 #: escape sequences a terminal interprets (colours, bold, cursor moves)
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
@@ -39,14 +40,16 @@ def run_in_terminal(
     answer: str | None = None,
     after: str | None = None,
     timeout: float = 60,
+    popen: Callable[..., subprocess.Popen[Any]] = subprocess.Popen,
 ) -> Screen:
     """Run ``args`` with stdin, stdout and stderr on one pseudo-terminal of this size;
-    type ``answer`` once ``after`` has appeared on the screen (or at once)."""
+    type ``answer`` once ``after`` has appeared on the screen (or at once). ``popen``
+    starts it: tests.clirun.forked forks `python -m tracker ...` instead."""
     main_fd, side_fd = os.openpty()
     fcntl.ioctl(side_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     env = {k: v for k, v in env.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
     env.setdefault("TERM", "xterm-256color")
-    process = subprocess.Popen(
+    process = popen(
         list(args), stdin=side_fd, stdout=side_fd, stderr=side_fd, env=env, start_new_session=True
     )
     os.close(side_fd)

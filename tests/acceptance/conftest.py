@@ -1,5 +1,6 @@
 """Acceptance tests run the real `tracker` command against the simulator: the daemon as
-a process of its own, short commands through the same entry point in the test process."""
+a process of its own (forked: tests/clirun.py), short commands through the same entry
+point in the test process."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.clirun import run_tracker, runs_in_process
+from tests.clirun import ForkedTracker, fork_tracker, run_tracker, runs_in_process
 from tracker.simulator import SimConfig, SimulatorThread
 
 #: what the tests use as the upstream API key; it must never show up anywhere
@@ -25,7 +26,7 @@ class Tracker:
     database_url: str
     api_base: str
     extra_env: dict[str, str] = field(default_factory=dict)
-    #: False runs every command as `python -m tracker` in a process of its own
+    #: False runs every command as `python -m tracker` in a new interpreter
     in_process: bool = True
 
     def env(self, **overrides: str) -> dict[str, str]:
@@ -52,10 +53,13 @@ class Tracker:
     def run(
         self, *args: str, input: str | None = None, timeout: float = 120, **env: str
     ) -> subprocess.CompletedProcess[str]:
-        """`tracker ARGS`: short commands in this process (tests/clirun.py), the
-        daemon and anything long-running or given ``subprocess=True``... as a process."""
+        """`tracker ARGS`: short commands in this process, the daemon and anything
+        else in a process forked for it (tests/clirun.py); every command in a new
+        interpreter if not ``in_process``."""
         if self.in_process and runs_in_process(args):
             return run_tracker(args, self.env(**env), input)
+        if self.in_process:
+            return fork_tracker(args, self.env(**env), input, timeout)
         return subprocess.run(
             self.command(*args),
             input=input,
@@ -70,7 +74,15 @@ class Tracker:
         assert result.returncode == 0, f"{args}: rc={result.returncode}\n{result.stderr}"
         return result
 
-    def popen(self, *args: str, **env: str) -> subprocess.Popen[str]:
+    def popen(self, *args: str, interpreter: bool = False, **env: str) -> subprocess.Popen[str]:
+        """`tracker ARGS` running, its stdout and stderr on pipes: in a process forked
+        for it (tests/clirun.py), or with ``interpreter`` (or not ``in_process``) in
+        a new `python -m tracker`, for what a fork cannot show (its memory, the start
+        of the whole program)."""
+        if self.in_process and not interpreter:
+            return ForkedTracker(
+                args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env(**env)
+            )
         return subprocess.Popen(
             self.command(*args),
             stdout=subprocess.PIPE,

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from tests.clirun import fork_tracker
+
 BIN = os.path.dirname(sys.executable)  # where the `tracker` entry point is installed
 MARKS = {
     "bash": "complete -o nosort -F _tracker_completion tracker",
@@ -23,13 +25,7 @@ def environment(**extra: str) -> dict[str, str]:
 
 
 def tracker(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tracker", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=environment(**extra),
-    )
+    return fork_tracker(args, environment(**extra), timeout=60)
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from tests.acceptance.conftest import Tracker
+from tests.clirun import forked
 from tests.terminal import run_in_terminal
 from tracker.cli.deliveries import RECORD_COLUMNS as DELIVERY_RECORD
 from tracker.cli.human import BLOCKS
@@ -93,7 +94,7 @@ def cli(db_url: str, now: datetime) -> Tracker:
 
 
 def screen(cli: Tracker, *args: str, columns: int) -> list[str]:
-    shown = run_in_terminal(cli.command(*args), env=cli.env(), columns=columns)
+    shown = run_in_terminal(cli.command(*args), env=cli.env(), columns=columns, popen=forked)
     assert shown.returncode == 0, shown.text
     return shown.text.splitlines()
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests.clirun import fork_tracker, forked
 from tests.showcase import answer, long_run
 from tests.terminal import Screen, run_in_terminal
 from tracker.store.store import Store
@@ -29,18 +30,12 @@ def environment(url: str) -> dict[str, str]:
 
 
 def show(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tracker", "show", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=environment(url),
-    )
+    return fork_tracker(["show", *args], environment(url), timeout=120)
 
 
 def in_terminal(url: str, *args: str, columns: int = 100) -> Screen:
     command = [sys.executable, "-m", "tracker", "show", *args]
-    return run_in_terminal(command, env=environment(url), columns=columns)
+    return run_in_terminal(command, env=environment(url), columns=columns, popen=forked)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,19 +14,14 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from tests.clirun import fork_tracker
 from tracker.store.store import Store
 from tracker.timeparse import utcnow
 
 
 def status(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "tracker", "status", *args, "--database-url", url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    return fork_tracker(["status", *args, "--database-url", url], env, timeout=60)
 
 
 def as_json(url: str, *args: str) -> tuple[int, dict[str, Any]]:

@@ -29,6 +29,7 @@ from click.testing import CliRunner
 
 from tests.acceptance.conftest import Tracker
 from tests.acceptance.test_tracking import rows
+from tests.clirun import ForkedTracker
 from tests.receiver import Receiver
 from tracker.cli.main import cli
 from tracker.exceptions import StoreError
@@ -50,17 +51,14 @@ PATIENCE = 60.0
 
 
 class DaemonProcess:
-    """`tracker daemon ...` in a subprocess, its output in a file (a pipe could fill up)."""
+    """`tracker daemon ...` in a process of its own (forked: tests/clirun.py), its
+    output in a file (a pipe could fill up)."""
 
     def __init__(self, tracker: Tracker, log_path: Path, *args: str, **env: str) -> None:
         self.log_path = log_path
         self._log = log_path.open("w", encoding="utf-8")
-        self.proc = subprocess.Popen(
-            tracker.command("daemon", *args),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=tracker.env(**env),
+        self.proc = ForkedTracker(
+            ["daemon", *args], stdout=self._log, stderr=subprocess.STDOUT, env=tracker.env(**env)
         )
 
     @property
@@ -699,15 +697,13 @@ def test_add_never_fails_while_a_daemon_polls_hard(
     daemon.wait_started()
     wait_until(lambda: sim.request_count() >= 600, PATIENCE, daemon.output)
 
-    # Three real `tracker add` processes, and meanwhile thirty more adds run in this
-    # process (the same command through click's runner, without a Python start-up
-    # each, which would make the test slow on a loaded two-core machine).
+    # Three `tracker add` processes (forked: tests/clirun.py), and meanwhile thirty more
+    # adds run in this process (the same command through click's runner).
     procs = [
-        subprocess.Popen(
-            tracker.command("add", *[f"forever-p{k}-{i}" for i in range(50)]),
+        ForkedTracker(
+            ["add", *[f"forever-p{k}-{i}" for i in range(50)]],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
             env=tracker.env(),
         )
         for k in range(3)

@@ -106,7 +106,7 @@ def test_endless_answers_are_errors_and_cost_bounded_memory(
     cli = Tracker(database_url=db_url, api_base=hostile.url("endless"))
     ids = [f"endless-{i}" for i in range(4)]
     cli.ok("add", *ids)
-    proc = cli.popen("daemon", "--poll-min", "0.2", "--poll-max", "0.5")
+    proc = cli.popen("daemon", "--poll-min", "0.2", "--poll-max", "0.5", interpreter=True)
     with PeakMemory(proc) as memory:
         wait_until(
             lambda: all(n >= 3 for _, n, _ in errors(db_url, "endless-")),
@@ -182,7 +182,7 @@ def test_receivers_answering_endlessly_cost_bounded_memory(
     ids = [f"quick-endless-{i}" for i in range(8)]
     for pid in ids:
         hooks.ok("add", pid, "--webhook", hostile.url("endless", pid))
-    proc = hooks.popen("daemon", "--exit-when-done")
+    proc = hooks.popen("daemon", "--exit-when-done", interpreter=True)
     with PeakMemory(proc) as memory:
         _, err = proc.communicate(timeout=60)
     print(f"daemon peak RSS under endless receiver answers: {memory.peak_mb:.0f} MB")

@@ -171,7 +171,7 @@ def test_sigterm_finishes_in_flight_work_and_exits_zero(
     # Never ends, and every answer takes 1.5 s: SIGTERM lands while one is in flight.
     sim.define("slowpoke-1", PredictionPlan(outcome=None, delay_seconds=1.5))
     tracker.ok("add", *[f"forever-{i}" for i in range(20)], "slowpoke-1")
-    proc = tracker.popen("daemon")
+    proc = tracker.popen("daemon", interpreter=True)  # the whole `python -m tracker daemon`
     try:
         deadline = time.monotonic() + 20
         while sim.request_count("slowpoke-1") < 2 and time.monotonic() < deadline:

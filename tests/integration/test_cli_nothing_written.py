@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from tests.clirun import fork_tracker, forked
 from tests.integration.test_prune import ALL_COUNTS, CUTOFF, DEFAULT_COUNTS, write_history
 from tests.terminal import run_in_terminal
 from tracker import Tracker
@@ -32,14 +33,7 @@ READ_COMMANDS = [
 
 def tracker(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "tracker", *args, "--database-url", url],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    return fork_tracker([*args, "--database-url", url], env, timeout=120)  # stdin: empty
 
 
 def environment(url: str) -> dict[str, str]:
@@ -78,13 +72,11 @@ def test_the_python_api_creates_nothing_either(tmp_path: Path) -> None:
 
 def test_a_relative_path_is_read_from_the_working_directory(tmp_path: Path) -> None:
     env = environment("sqlite:///here.db")
-    run = [sys.executable, "-m", "tracker"]
-    opts = {"cwd": tmp_path, "env": env, "capture_output": True, "text": True, "timeout": 60}
-    missing = subprocess.run([*run, "list"], **opts)  # type: ignore[call-overload]
+    missing = fork_tracker(["list"], env, timeout=60, cwd=tmp_path)
     assert missing.stderr == "Error: no database at here.db (run tracker db upgrade to create it)\n"
     assert not (tmp_path / "here.db").exists()
-    subprocess.run([*run, "db", "upgrade"], check=True, **opts)  # type: ignore[call-overload]
-    assert subprocess.run([*run, "list"], **opts).returncode == 0  # type: ignore[call-overload]
+    assert fork_tracker(["db", "upgrade"], env, timeout=60, cwd=tmp_path).returncode == 0
+    assert fork_tracker(["list"], env, timeout=60, cwd=tmp_path).returncode == 0
 
 
 # -- prune --all ---------------------------------------------------------------------------
@@ -135,6 +127,7 @@ def test_all_asks_in_a_terminal(history_url: str, answer: str, deleted: bool) ->
         env=environment(history_url),
         answer=answer,
         after="[y/N]",
+        popen=forked,
     )
     text = screen.text
     assert (
@@ -155,10 +148,10 @@ def test_all_asks_in_a_terminal(history_url: str, answer: str, deleted: bool) ->
 def test_all_with_yes_or_dry_run_does_not_ask_in_a_terminal(history_url: str) -> None:
     before = predictions(history_url)
     command = [sys.executable, "-m", "tracker", "prune", "--older-than", CUTOFF_ARG, "--all"]
-    dry = run_in_terminal([*command, "--dry-run"], env=environment(history_url))
+    dry = run_in_terminal([*command, "--dry-run"], env=environment(history_url), popen=forked)
     assert dry.returncode == 0 and "[y/N]" not in dry.text
     assert predictions(history_url) == before
-    done = run_in_terminal([*command, "--yes"], env=environment(history_url))
+    done = run_in_terminal([*command, "--yes"], env=environment(history_url), popen=forked)
     assert done.returncode == 0 and "[y/N]" not in done.text
     assert predictions(history_url) == before - ALL_COUNTS.predictions_deleted
 
