@@ -44,7 +44,7 @@ SLOW: tuple[str, ...] = (
     f"{ACC}/test_bench_serve.py",
     f"{ACC}/test_faults.py::test_several_daemons_share_the_work_without_overlap",
     f"{ACC}/test_callbacks.py::test_gone_and_exhausted_deliveries_end_dead_and_can_be_retried",
-    f"{INT}/test_prune.py::test_pruning_100k_finished_predictions_leaves_the_active_ones_alone",
+    f"{INT}/test_prune.py::test_pruning_20k_finished_predictions_leaves_the_active_ones_alone",
     f"{ACC}/test_faults.py::test_a_killed_daemon_restarts_under_its_name_and_takes_its_claims_back",
     f"{ACC}/test_faults.py::test_sigkill_at_random_moments_loses_and_repeats_nothing",
     f"{ACC}/test_tracking.py::test_a_progress_bar_lets_the_adaptive_scheduler_poll_far_less",
