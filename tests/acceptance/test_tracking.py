@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -255,21 +257,32 @@ def test_list_and_show_formats(tracker: Tracker, sim: SimulatorThread, db_url: s
 
 
 def test_a_progress_bar_lets_the_adaptive_scheduler_poll_far_less(
-    sim: SimulatorThread, sqlite_url: str
+    sim: SimulatorThread, sqlite_template: Path, tmp_path: Path
 ) -> None:
-    """The same 8 s run, its logs a progress bar, tracked once per scheduler: the
-    adaptive one reads the bar and polls shortly before the end, the backoff one
-    polls every --poll-min because every answer brings new log lines. Both record
-    the whole run."""
-    tracker = Tracker(database_url=sqlite_url, api_base=sim.base_url)
-    requests = {}
-    for scheduler in ("backoff", "adaptive"):
-        pid = f"bar-{scheduler}"
-        sim.define(pid, PredictionPlan(queue_seconds=0.2, run_seconds=8.0))
-        tracker.ok("add", pid)
-        flags = ("--scheduler", scheduler, "--poll-min", "0.5", "--poll-max", "30")
-        tracker.ok("daemon", "--exit-when-done", *flags, timeout=60)
-        assert prediction(sqlite_url, pid)["status"] == "succeeded"
-        assert "step 39/39" in stored_logs(sqlite_url, pid)
-        requests[scheduler] = sim.request_count(pid)
+    """The same 8 s run, its logs a progress bar, tracked once per scheduler (by two
+    daemons at once, each on a SQLite file of its own): the adaptive one reads the
+    bar and polls shortly before the end, the backoff one polls every --poll-min
+    because every answer brings new log lines. Both record the whole run."""
+    running = {}
+    try:
+        for scheduler in ("backoff", "adaptive"):
+            url = f"sqlite:///{shutil.copy(sqlite_template, tmp_path / f'{scheduler}.db')}"
+            tracker = Tracker(database_url=url, api_base=sim.base_url)
+            pid = f"bar-{scheduler}"
+            sim.define(pid, PredictionPlan(queue_seconds=0.2, run_seconds=8.0))
+            tracker.ok("add", pid)
+            flags = ("--scheduler", scheduler, "--poll-min", "0.5", "--poll-max", "30")
+            running[scheduler] = (url, pid, tracker.popen("daemon", "--exit-when-done", *flags))
+        requests = {}
+        for scheduler, (url, pid, proc) in running.items():
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            assert prediction(url, pid)["status"] == "succeeded"
+            assert "step 39/39" in stored_logs(url, pid)
+            requests[scheduler] = sim.request_count(pid)
+    finally:
+        for _, _, proc in running.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     assert requests["adaptive"] * 2 <= requests["backoff"], requests
