@@ -24,6 +24,7 @@ from tests.integration.test_dashboard_seed import (
 )
 from tests.serving import TOKEN, Running, rows, running_service, settings_for
 from tracker.asyncapi import AsyncTracker
+from tracker.service.dashboard import actions
 from tracker.service.dashboard.web import SECURITY_HEADERS
 from tracker.store.store import Store
 
@@ -109,7 +110,10 @@ async def test_the_login_sets_a_signed_session_cookie_never_the_token(service: R
     assert "Log out" in page.text
 
 
-async def test_a_wrong_token_is_refused_and_logs_nobody_in(service: Running) -> None:
+async def test_a_wrong_token_is_refused_and_logs_nobody_in(
+    service: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(actions, "FAILED_LOGIN_DELAY", 0.01)
     async with browser(service) as http:
         form = await http.get("/login")
         for wrong in ("", TOKEN + "x", TOKEN[:-1], TOKEN.upper()):
