@@ -8,20 +8,23 @@ PredictionNotFound). Records are the dataclasses of tracker.domain.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import concurrent.futures
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any, Self, Unpack
+from typing import Any, Self, TypeVar, Unpack
 
 from tracker import arguments as args
 from tracker.arguments import Window
 from tracker.config import SETTING, Settings
 from tracker.domain import (
     CallbackSpec,
+    CancelResult,
     Delivery,
     Prediction,
     PredictionDetail,
@@ -33,12 +36,24 @@ from tracker.exceptions import (
     PredictionNotFound,
     TrackerError,
 )
-from tracker.inputs import validate_email, validate_ids, validate_webhook_url
+from tracker.inputs import parse_deadline, validate_email, validate_ids, validate_webhook_url
+from tracker.poll.cancel import cancel_with_settings
+from tracker.poll.gate import UpstreamGate
 from tracker.store.store import AddResult, Store
 from tracker.timeparse import utcnow
 from tracker.waiting import WAIT_INTERVAL, ended, give_up_at, pause
 
-__all__ = ["AddResult", "AsyncTracker", "ForgetResult", "Registration", "Tracker", "Window"]
+__all__ = [
+    "AddResult",
+    "AsyncTracker",
+    "CancelResult",
+    "ForgetResult",
+    "Registration",
+    "Tracker",
+    "Window",
+]
+
+T = TypeVar("T")
 
 
 #: what ``list_columns`` may read: the fields of a Prediction
@@ -64,6 +79,8 @@ class _Checked:
     ids: list[str]
     callbacks: tuple[CallbackSpec, ...]
     labels: dict[str, str]
+    deadline: float | None = None  #: seconds; for the new IDs (and known ones if given)
+    deadline_given: bool = False  #: given by the caller, not TRACKER_DEFAULT_DEADLINE
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,15 +95,23 @@ class Tracker:
     """The tracker's operations on one database. ``database_url`` defaults as on the
     command line; the database is opened (and its schema checked) on first use, and
     released by ``close()`` or a ``with`` block. ``settings`` (the service's, a test's)
-    replace those built from the environment when first needed."""
+    replace those built from the environment when first needed; ``gate`` (the daemon's
+    poller's, in `tracker serve`) is the request budget cancel requests share."""
 
-    def __init__(self, database_url: str | None = None, *, settings: Settings | None = None):
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        gate: UpstreamGate | None = None,
+    ):
         if database_url is None and settings is not None:
             database_url = settings.database_url
         if database_url is None:
             database_url = str(SETTING["database_url"].from_env(os.environ))
         self.database_url = database_url
         self._settings = settings
+        self._gate = gate
         self._store: Store | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -133,7 +158,10 @@ class Tracker:
     ) -> AddResult:
         """Register one ID or many. A known ID keeps its row and gains the new labels
         and callbacks (``events``, default ``completed``, apply to the callbacks given
-        here). ``deadline`` is not supported yet: anything but None is refused."""
+        here). ``deadline`` (``"30m"``, ``"2h"``, seconds as a number; ``"none"``: no
+        deadline) is how long after its creation upstream a prediction still running is
+        cancelled by the daemon; it applies to known IDs too. Without it, new IDs get
+        TRACKER_DEFAULT_DEADLINE, if set."""
         checked = self._checked(Registration(ids, webhooks, emails, events, labels, deadline))
         return self._register([checked])
 
@@ -161,8 +189,12 @@ class Tracker:
         wanted = validate_ids(args.strings(entry.ids))
         if not wanted:
             raise InvalidInput("give at least one prediction ID")
-        if entry.deadline is not None:
-            raise InvalidInput("deadlines are not supported yet")
+        deadline_given = entry.deadline is not None
+        deadline = (
+            parse_deadline(entry.deadline)
+            if entry.deadline is not None
+            else self.settings.default_deadline
+        )
         events = entry.events
         wanted_events = parse_events(
             "completed" if events is None else ",".join(args.strings(events))
@@ -173,18 +205,23 @@ class Tracker:
             CallbackSpec("webhook", validate_webhook_url(u, allowed), wanted_events) for u in hooks
         ]
         specs += [CallbackSpec("email", validate_email(a), wanted_events) for a in addresses]
-        return _Checked(wanted, tuple(specs), args.labels(entry.labels))
+        return _Checked(wanted, tuple(specs), args.labels(entry.labels), deadline, deadline_given)
 
     def _register(self, entries: builtins.list[_Checked]) -> AddResult:
         """Write checked entries, one transaction per group with the same callbacks and
         labels (usually one in all)."""
         groups: dict[tuple[Any, ...], builtins.list[str]] = {}
         for entry in entries:
-            key = (entry.callbacks, tuple(sorted(entry.labels.items())))
+            key = (
+                entry.callbacks,
+                tuple(sorted(entry.labels.items())),
+                entry.deadline,
+                entry.deadline_given,
+            )
             groups.setdefault(key, []).extend(entry.ids)
         store = self._open()
         added = known = callbacks_added = 0
-        for (specs, label_items), ids in groups.items():
+        for (specs, label_items, deadline, deadline_given), ids in groups.items():
             now = utcnow()
             first_poll_at = now + timedelta(seconds=self.settings.poll_min)
             result = store.add_predictions(
@@ -193,6 +230,8 @@ class Tracker:
                 first_poll_at=first_poll_at,
                 labels=dict(label_items),
                 callbacks_to_add=specs,
+                deadline=deadline,
+                deadline_for_known=deadline_given,
             )
             added += result.added
             known += result.already_known
@@ -283,6 +322,33 @@ class Tracker:
         given = list(dict.fromkeys(wanted))  # in the order given, once each
         return ForgetResult([i for i in given if i in found], [i for i in given if i not in found])
 
+    def cancel(self, prediction_id: str) -> CancelResult:
+        """Ask the upstream to cancel a prediction: ``POST`` its ``urls.cancel`` when that
+        is on the API's own origin, else ``{base}/predictions/{id}/cancel``, with the
+        API key (TRACKER_API_KEY). The request and its outcome are recorded
+        (``cancel_requested_at``); the daemon sees the new status at its next poll,
+        made due at once. An unknown or ended prediction is a result, not an error
+        (``outcome`` ``not_registered`` or ``terminal``: nothing is sent), and so is a
+        request the upstream refused (``failed``). InvalidInput for a bad ID."""
+        return _run(self._cancel(prediction_id))
+
+    async def _cancel(self, prediction_id: str) -> CancelResult:
+        """``cancel`` as a coroutine (AsyncTracker's): the store read and written in
+        worker threads, the request sent from this event loop."""
+        validate_id(prediction_id)
+        store = await asyncio.to_thread(self._open)
+        return await cancel_with_settings(
+            store, self.settings, self._upstream_gate(), prediction_id
+        )
+
+    def _upstream_gate(self) -> UpstreamGate:
+        """The request budget cancel requests share (TRACKER_MAX_RPS), with its pause
+        after a 429: the daemon's in `tracker serve`, else this Tracker's own."""
+        with self._lock:
+            if self._gate is None:
+                self._gate = UpstreamGate(self.settings.max_rps)
+            return self._gate
+
     def wait(
         self, prediction_id: str, timeout: float | None = None, *, interval: float = WAIT_INTERVAL
     ) -> Prediction:
@@ -355,6 +421,17 @@ class Tracker:
         return self._open().retry_deliveries(
             now=utcnow(), ids=wanted, prediction_id=prediction_id, since=args.moment(since)
         )
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end from synchronous code: in a new event loop, or in a
+    worker thread when this thread already runs one (a notebook, a callback)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 # AsyncTracker builds on Tracker; imported last so that both import orders work.

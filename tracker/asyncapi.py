@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
 
 from tracker.arguments import Window
 from tracker.config import Settings
-from tracker.domain import Delivery, Prediction, PredictionDetail, validate_id
+from tracker.domain import CancelResult, Delivery, Prediction, PredictionDetail, validate_id
+from tracker.poll.gate import UpstreamGate
 from tracker.store.listing import STREAM_BATCH
 from tracker.store.store import AddResult
 from tracker.waiting import WAIT_INTERVAL, ended, give_up_at, pause
@@ -28,13 +29,21 @@ T = TypeVar("T")
 class AsyncTracker:
     """:class:`Tracker` for asyncio code: the same methods as coroutines, each call
     run in a worker thread (``asyncio.to_thread``; an iterable argument is read
-    there), and ``iter_columns`` and ``iter_deliveries`` as async iterators. Use
-    ``async with`` or ``await close()``."""
+    there), and ``iter_columns`` and ``iter_deliveries`` as async iterators; ``cancel``
+    sends its request from the running event loop. Use ``async with`` or ``await
+    close()``."""
 
-    def __init__(self, database_url: str | None = None, *, settings: Settings | None = None):
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        gate: UpstreamGate | None = None,
+    ):
         from tracker.api import Tracker  # here: tracker.api imports this module
 
-        self.sync: Tracker = Tracker(database_url, settings=settings)  #: the Tracker it runs
+        #: the Tracker it runs
+        self.sync: Tracker = Tracker(database_url, settings=settings, gate=gate)
 
     @property
     def database_url(self) -> str:
@@ -127,6 +136,11 @@ class AsyncTracker:
 
     async def forget(self, ids: str | Iterable[str]) -> ForgetResult:
         return await asyncio.to_thread(self.sync.forget, ids)
+
+    async def cancel(self, prediction_id: str) -> CancelResult:
+        """As :meth:`Tracker.cancel`: the request goes out from this event loop, the
+        database is read and written in worker threads."""
+        return await self.sync._cancel(prediction_id)
 
     async def wait(
         self, prediction_id: str, timeout: float | None = None, *, interval: float = WAIT_INTERVAL

@@ -21,7 +21,7 @@ from tracker.callbacks.retry import DEFAULT_RETRY_SCHEDULE, parse_schedule
 from tracker.domain import CallbackSpec
 from tracker.events import parse_events
 from tracker.exceptions import ConfigError, InvalidInput
-from tracker.inputs import validate_email, validate_webhook_url
+from tracker.inputs import DEADLINE, validate_email, validate_webhook_url
 from tracker.net.policy import DEFAULT_ALLOWED_HOSTS, HostPolicy, parse_policy
 from tracker.settingtypes import Choice, Duration, HttpUrl, Number, Parsed, Text, ValueType
 
@@ -254,6 +254,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds before each retry of a failed delivery, comma-separated; then it is dead.",
     ),
     Setting(
+        "default_deadline", "TRACKER_DEFAULT_DEADLINE", DEADLINE, None,
+        "Deadline of every prediction registered without --deadline (90s, 30m, 2h):"
+        " still not ended this long after its creation upstream, the daemon cancels it."
+        " Default: none.",
+    ),
+    Setting(
         "serve_token", "TRACKER_SERVE_TOKEN", Text(strip=True), None,
         "Bearer token that `tracker serve`'s /api/… routes require; without it the"
         " service listens on loopback only.",
@@ -342,6 +348,8 @@ class Settings:
     )
     # Retention: prune predictions finished longer ago than this (seconds); None: never
     prune_older_than: float | None = None
+    #: the deadline of predictions registered without one (seconds); None: none
+    default_deadline: float | None = None
     # tracker serve: the bearer token of /api/…, and the upstream's webhook signing secret
     serve_token: str | None = field(default=None, repr=False)
     upstream_webhook_secret: str | None = field(default=None, repr=False)

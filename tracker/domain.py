@@ -74,6 +74,8 @@ class PredictionState:
     started_at: datetime | None = None
     #: when the upstream last pushed it (its own webhook); polled at poll-max since
     last_pushed_at: datetime | None = None
+    #: upstream ``created_at`` as stored (None: not seen yet)
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,16 @@ class Prediction:
     poll_count: int
     error_count: int
     last_error: str | None
+    #: when the tracker cancels it if it has not ended (``--deadline``); None: no deadline
+    deadline_at: datetime | None = None
+    #: when a cancel was last asked for (``tracker cancel``, or the deadline)
+    cancel_requested_at: datetime | None = None
+    #: who asked for it: ``user`` or ``deadline`` (CancelReason)
+    cancel_reason: str | None = None
+    #: what became of that request: ``sending``, ``requested`` or ``failed`` (CancelState)
+    cancel_outcome: str | None = None
+    #: the upstream's answer to it, in words
+    cancel_detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +232,61 @@ class ArtifactJob:
     data_removed: bool = False
 
 
+class CancelReason(enum.StrEnum):
+    """Why a cancel was asked for (column ``cancel_reason``)."""
+
+    USER = "user"  #: `tracker cancel`, the service's cancel endpoint, ``Tracker.cancel``
+    DEADLINE = "deadline"  #: the daemon, once the prediction's ``deadline_at`` passed
+
+
+class CancelState(enum.StrEnum):
+    """What became of the last cancel request (column ``cancel_outcome``)."""
+
+    SENDING = "sending"  #: claimed, the request not answered yet (or its sender died)
+    REQUESTED = "requested"  #: the upstream accepted it; the next poll shows the status
+    FAILED = "failed"  #: the upstream refused it or could not be reached
+
+
+class CancelOutcome(enum.StrEnum):
+    """What one ``cancel`` call did (``CancelResult.outcome``)."""
+
+    REQUESTED = "requested"  #: the upstream accepted the request
+    TERMINAL = "terminal"  #: it had already ended: nothing was sent
+    NOT_REGISTERED = "not_registered"  #: no such prediction is registered: nothing was sent
+    FAILED = "failed"  #: the upstream refused the request or could not be reached
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    """What ``Tracker.cancel`` (and `tracker cancel`, and the service) did for one ID."""
+
+    prediction_id: str
+    outcome: str  #: a CancelOutcome value
+    message: str  #: one line for people, as `tracker cancel` prints it
+    #: when the request was recorded (``cancel_requested_at``); None when none was sent
+    requested_at: datetime | None = None
+    #: the status the upstream's answer showed, when it was a prediction object
+    upstream_status: str | None = None
+    #: the stored status when nothing was sent because it had ended
+    status: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True unless the ID is unknown or the request failed (an ended prediction
+        needs no cancel: that is not a failure)."""
+        return self.outcome in (CancelOutcome.REQUESTED, CancelOutcome.TERMINAL)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTarget:
+    """A prediction to send a cancel request for: what the request needs."""
+
+    prediction_id: str
+    urls: Any  #: the stored ``urls`` (its ``cancel`` is used on the API's own origin)
+    requested_at: datetime  #: the ``cancel_requested_at`` this request was recorded with
+    reason: str  #: a CancelReason value
+
+
 @dataclass(frozen=True, slots=True)
 class ObservationUpdate:
     """Everything one upstream answer changes, computed before any write.
@@ -247,6 +314,8 @@ class ObservationUpdate:
     #: ``(position, url)`` of the output files this answer reveals, to archive when
     #: TRACKER_ARCHIVE_URL is set (``tracker.archive.outputs``)
     artifacts: tuple[tuple[int, str], ...] = ()
+    #: this answer is the first to tell ``created_at``: a deadline counts from it now
+    first_created_at: bool = False
 
     @property
     def pushed(self) -> bool:

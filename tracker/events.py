@@ -15,10 +15,20 @@ class Event(enum.StrEnum):
     COMPLETED = "completed"  #: a terminal status was reached
     #: every output file was archived (TRACKER_ARCHIVE_URL); only when asked for
     ARCHIVED = "archived"
+    #: its deadline (``--deadline``) passed and the daemon is cancelling it; only when
+    #: asked for
+    DEADLINE = "deadline"
 
 
 #: order used whenever events are written out
-EVENT_ORDER = (Event.START, Event.OUTPUT, Event.LOGS, Event.COMPLETED, Event.ARCHIVED)
+EVENT_ORDER = (
+    Event.START,
+    Event.OUTPUT,
+    Event.LOGS,
+    Event.COMPLETED,
+    Event.ARCHIVED,
+    Event.DEADLINE,
+)
 DEFAULT_EVENTS = (Event.COMPLETED,)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Iterable, Iterator
 from typing import IO
@@ -11,6 +12,7 @@ from urllib.parse import urlsplit
 from tracker.domain import validate_id
 from tracker.exceptions import InvalidInput
 from tracker.net.policy import HostPolicy
+from tracker.settingtypes import Duration
 from tracker.text.display import escape_line, mask_url
 
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
@@ -21,6 +23,12 @@ MAX_URL_LENGTH = 2048
 MAX_ID_LINE_BYTES = 1024
 #: most bytes read from one ID file: 1.2 million IDs of Replicate's 26 characters
 MAX_ID_FILE_BYTES = 32 * 2**20
+#: the longest deadline (--deadline, TRACKER_DEFAULT_DEADLINE)
+MAX_DEADLINE_SECONDS = 366 * 86400.0  # a year
+#: a deadline as --deadline and TRACKER_DEFAULT_DEADLINE take it
+DEADLINE = Duration(metavar="DURATION", high=MAX_DEADLINE_SECONDS, examples="90s, 30m or 2h")
+#: what a deadline may be given as to turn it off (and TRACKER_DEFAULT_DEADLINE with it)
+NO_DEADLINE = "none"
 
 
 def read_ids(stream: IO[bytes] | IO[str], source: str) -> Iterator[str]:
@@ -105,6 +113,25 @@ def validate_webhook_url(url: str, allowed: HostPolicy | None = None) -> str:
         except InvalidInput as exc:
             raise InvalidInput(f"webhook URL refused: {exc}") from None
     return url
+
+
+def parse_deadline(value: str | float) -> float | None:
+    """A deadline in seconds: a duration (``90s``, ``30m``, ``2h``) or a number of
+    seconds, above 0 and at most a year; ``"none"`` is None (no deadline)."""
+    if isinstance(value, str):
+        if value.strip().lower() == NO_DEADLINE:
+            return None
+        try:
+            return DEADLINE(value)
+        except ValueError as exc:
+            raise InvalidInput(f"invalid deadline: {exc}") from None
+    number_ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number_ok or not math.isfinite(value) or not 0 < value <= MAX_DEADLINE_SECONDS:
+        raise InvalidInput(
+            f"invalid deadline {value!r:.40}: expected a duration such as 90s, 30m or 2h,"
+            f" or seconds above 0 and at most {MAX_DEADLINE_SECONDS:.0f} (a year)"
+        )
+    return float(value)
 
 
 def validate_email(address: str) -> str:

@@ -8,7 +8,7 @@ from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Any
 
-from tracker.domain import Prediction, PredictionDetail
+from tracker.domain import CancelResult, Prediction, PredictionDetail
 from tracker.text.display import mask_url
 
 #: a listed prediction (`list --format json|csv`, the API's list): every field but the logs
@@ -51,3 +51,11 @@ def listed_record(row: dict[str, Any]) -> dict[str, Any]:
     """A row of ``RECORD_COLUMNS`` as `tracker list --format json` prints it (labels
     always a mapping)."""
     return {**row, "labels": row["labels"] or {}}
+
+
+def cancel_record(result: CancelResult) -> dict[str, Any]:
+    """What one cancel did, as `tracker cancel --format json` and the service answer it."""
+    record: dict[str, Any] = to_jsonable(asdict(result))
+    record["outcome"] = str(result.outcome)
+    record["ok"] = result.ok
+    return record

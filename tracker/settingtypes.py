@@ -123,14 +123,19 @@ class Choice:
 
 @dataclass(frozen=True)
 class Duration:
-    """A positive duration such as ``30d``, ``12h`` or ``90m``, as seconds."""
+    """A positive duration such as ``30d``, ``12h`` or ``90m``, as seconds, at most
+    ``high`` seconds when given."""
 
     metavar: str = "AGE"
+    high: float | None = None
+    examples: str = "30d, 12h or 90m"
 
     def __call__(self, text: str) -> float:
         seconds = parse_duration(text)
         if seconds is None or seconds <= 0:
-            raise ValueError(f"{_shown(text)} is not a duration such as 30d, 12h or 90m")
+            raise ValueError(f"{_shown(text)} is not a duration such as {self.examples}")
+        if self.high is not None and seconds > self.high:
+            raise ValueError(f"{_shown(text)} is longer than {self.high:.0f} s")
         return seconds
 
     def describe(self) -> str:

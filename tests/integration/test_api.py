@@ -137,8 +137,12 @@ def test_unknown_and_invalid_ids(tracker: Tracker) -> None:
         tracker.detail("../etc")
     with pytest.raises(InvalidInput, match="at least one"):
         tracker.add([])
-    with pytest.raises(InvalidInput, match="deadlines are not supported yet"):
-        tracker.add("d-1", deadline="30m")
+    with pytest.raises(InvalidInput, match="invalid deadline: 'soon' is not a duration"):
+        tracker.add("d-1", deadline="soon")
+    with pytest.raises(InvalidInput, match="invalid deadline"):
+        tracker.add("d-1", deadline=0)
+    with pytest.raises(InvalidInput, match="invalid prediction ID"):
+        tracker.cancel("../etc")
     assert tracker.list() == []  # nothing written by refused calls
 
 

@@ -4,10 +4,12 @@ throwaway SQLite database, and each prints exactly what the page shows under it.
 Every fenced block is tagged ``python`` (an example, run), ``text`` (what the example
 just above it prints) or ``sh`` (command lines: ``tracker db upgrade`` is run, the
 others are shown only). The examples under "### wait" need an upstream and a daemon,
-as the page says: while they run, the bundled simulator serves the upstream (in a
-thread here, ``tracker simulate`` there) and ``tracker daemon`` polls it in its own
-process; both stop before the next section, so the rest of the page sees a database
-that nothing else writes to.
+as the page says, and so do those under "### cancel": the bundled simulator serves the
+upstream for the whole page (in a thread here, ``tracker simulate`` there; the page's
+session has ``TRACKER_API_BASE`` set to it, as the page says to export it), and while
+those sections run ``tracker daemon`` polls it in its own process; the daemon stops
+before the next section, so the rest of the page sees a database that nothing else
+writes to.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "python.md"
 DOC_TEXT = DOC.read_text(encoding="utf-8")
 BLOCKS, HEADINGS = docblocks.parse(DOC_TEXT, DOC.name)
 TAGS = {"python", "text", "sh"}
-#: the heading whose examples run with the simulator and a daemon
-WAITING = "wait"
+#: the headings whose examples run with a daemon (one after the other on the page)
+WAITING = ("wait", "cancel")
 #: what the page does not document as a method: lifecycle and configuration
 NOT_METHODS = {"close", "settings", "database_url", "sync"}
 
@@ -79,7 +81,8 @@ def test_every_block_is_tagged_and_every_output_follows_an_example() -> None:
             assert i > 0 and BLOCKS[i - 1].tag == "python", (
                 f"line {block.line}: an output block follows the example that prints it"
             )
-    assert any(b.heading == WAITING and b.tag == "python" for b in BLOCKS)
+    for heading in WAITING:
+        assert any(b.heading == heading and b.tag == "python" for b in BLOCKS), heading
 
 
 def test_every_method_has_its_section_and_the_async_tracker_has_them_all() -> None:
@@ -112,18 +115,12 @@ def test_the_errors_table_names_tracker_errors() -> None:
 
 
 @contextlib.contextmanager
-def upstream_and_daemon(env: dict[str, str], log: Path) -> Iterator[None]:
-    """The simulator and `tracker daemon`, as the section on waiting starts them."""
-    config = SimConfig(queue_seconds=0.3, run_median_seconds=1.0, log_interval_seconds=0.2)
-    with SimulatorThread(config) as sim, log.open("w") as stderr:
+def daemon_running(env: dict[str, str], log: Path) -> Iterator[None]:
+    """`tracker daemon`, as the section on waiting starts it."""
+    with log.open("w") as stderr:
         daemon = subprocess.Popen(
             [sys.executable, "-m", "tracker", "daemon"],
-            env={
-                **env,
-                "TRACKER_API_BASE": sim.base_url,
-                "TRACKER_POLL_MIN": "0.2",
-                "TRACKER_POLL_MAX": "1",
-            },
+            env={**env, "TRACKER_POLL_MIN": "0.2", "TRACKER_POLL_MAX": "1"},
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
@@ -156,6 +153,14 @@ def test_the_examples_print_what_the_page_shows(
             monkeypatch.delenv(name)
     monkeypatch.setenv("TRACKER_DATABASE_URL", f"sqlite:///{tmp_path / 'tracker.db'}")
     monkeypatch.chdir(tmp_path)
+    config = SimConfig(queue_seconds=0.3, run_median_seconds=1.0, log_interval_seconds=0.2)
+    with SimulatorThread(config) as sim:
+        monkeypatch.setenv("TRACKER_API_BASE", sim.base_url)
+        run_the_page(tmp_path)
+
+
+def run_the_page(tmp_path: Path) -> None:
+    """Every example in order, each printing what the page shows under it."""
     env = dict(os.environ)
     upgrades = [
         line.split("#")[0].strip()
@@ -175,11 +180,11 @@ def test_the_examples_print_what_the_page_shows(
         for i, block in enumerate(BLOCKS):
             if block.tag != "python":
                 continue
-            if block.heading == WAITING and waiting is None:
+            if block.heading in WAITING and waiting is None:
                 waiting = contextlib.ExitStack()
-                waiting.enter_context(upstream_and_daemon(env, tmp_path / "daemon.log"))
-            elif block.heading != WAITING and waiting is not None:
-                waiting.close()  # the daemon and the simulator stop here
+                waiting.enter_context(daemon_running(env, tmp_path / "daemon.log"))
+            elif block.heading not in WAITING and waiting is not None:
+                waiting.close()  # the daemon stops here
                 waiting = None
             after = BLOCKS[i + 1] if i + 1 < len(BLOCKS) else None
             shown = after.body + "\n" if after is not None and after.tag == "text" else ""

@@ -208,7 +208,7 @@ def test_0008_adds_artifacts_to_a_database_holding_predictions(empty_url: str) -
                 )
             )
         migrate.upgrade(store, "0008")
-        assert store.schema_revision() == "0008" == SCHEMA_HEAD
+        assert store.schema_revision() == "0008"
         assert {"ix_artifacts_due", "ix_artifacts_failed"} <= index_names(store, "artifacts")
         assert [pid for pid, _ in store.succeeded_outputs(None)] == ["p"]
         at = datetime(2026, 1, 2, tzinfo=UTC)
@@ -232,5 +232,66 @@ def test_0008_adds_artifacts_to_a_database_holding_predictions(empty_url: str) -
             )
             conn.execute(text("delete from predictions where id = 'p'"))
             assert conn.execute(text("select count(*) from artifacts")).scalar() == 0
+    finally:
+        store.close()
+
+
+def test_0009_adds_deadlines_and_cancels_to_a_database_holding_predictions(
+    empty_url: str,
+) -> None:
+    """Upgrading a database at 0008 that holds predictions keeps every row, adds the
+    cancel and deadline columns (NULL: no deadline, never cancelled) and the partial
+    index the deadline sweep reads; the store then sets, claims and records them; a
+    downgrade to 0008 drops only those and keeps the rows."""
+    store = Store.from_url(empty_url)
+    try:
+        migrate.upgrade(store, "0008")
+        indexes_before = index_names(store, "predictions")
+        with store.engine.begin() as conn:
+            for pid, tracking, status in (("p", "active", "processing"), ("q", "done", "failed")):
+                conn.execute(
+                    text(
+                        "insert into predictions (id, tracking, status, logs, log_seq, labels,"
+                        " registered_at) values (:id, :tracking, :status, '', 0, '{}',"
+                        " '2026-01-01 00:00:00')"
+                    ),
+                    {"id": pid, "tracking": tracking, "status": status},
+                )
+        migrate.upgrade(store, "0009")
+        assert store.schema_revision() == "0009" == SCHEMA_HEAD
+        assert "ix_predictions_deadline" in index_names(store, "predictions")
+        with store.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "select id, status, deadline_at, cancel_requested_at, cancel_reason,"
+                    " cancel_outcome, cancel_detail, deadline_seconds from predictions order by id"
+                )
+            ).all()
+        assert [tuple(r) for r in rows] == [
+            ("p", "processing", None, None, None, None, None, None),
+            ("q", "failed", None, None, None, None, None, None),
+        ]
+        at = datetime(2026, 1, 2, tzinfo=UTC)
+        store.add_predictions(
+            ["p", "q"], now=at, first_poll_at=at, deadline=60.0, deadline_for_known=True
+        )
+        detail = store.get_detail("p")
+        assert detail is not None  # counted from registered_at: created_at is not known
+        assert detail.prediction.deadline_at == datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
+        claim = store.claim_deadlines(now=at, limit=10)
+        assert [t.prediction_id for t in claim.targets] == ["p"]  # q is done
+        assert store.claim_deadlines(now=at, limit=10).targets == []  # once
+        assert store.request_cancel("q", now=at).status == "failed"
+        migrate.downgrade(store, "0008")
+        assert index_names(store, "predictions") == indexes_before
+        with store.engine.connect() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("predictions")}
+            assert not columns & {"deadline_at", "cancel_requested_at", "deadline_seconds"}
+            assert conn.execute(text("select id from predictions order by id")).scalars().all() == [
+                "p",
+                "q",
+            ]
+        migrate.upgrade(store)
+        assert store.schema_revision() == SCHEMA_HEAD
     finally:
         store.close()

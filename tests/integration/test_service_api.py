@@ -150,7 +150,8 @@ async def test_one_bad_entry_refuses_the_whole_list(service: Running, db_url: st
         (b'{"id": "x", "labels": ["a=b"]}', "'labels' must be an object"),
         (b'{"id": "x", "labels": {"k": {"deep": [1]}}}', "invalid label"),
         (b'{"id": "x", "deadline": true}', "'deadline' must be"),
-        (b'{"id": "x", "deadline": "30m"}', "deadlines are not supported yet"),
+        (b'{"id": "x", "deadline": "soon"}', "invalid deadline: 'soon' is not a duration"),
+        (b'{"id": "x", "deadline": -5}', "invalid deadline -5"),
     ],
 )
 async def test_bad_bodies_are_400_json_and_write_nothing(
@@ -258,13 +259,6 @@ async def test_bad_list_queries_are_400_json(service: Running, query: str, messa
         answer = await http.get(f"/api/predictions?{query}")
     assert answer.status_code == 400
     assert message in answer.json()["error"]
-
-
-async def test_cancel_is_not_available_yet(service: Running) -> None:
-    async with service.client() as http:
-        answer = await http.post("/api/predictions/abc-1/cancel")
-    assert answer.status_code == 501
-    assert answer.json() == {"error": "cancel is not available yet"}
 
 
 async def test_unknown_routes_and_methods_are_json(service: Running) -> None:

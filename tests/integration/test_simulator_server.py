@@ -314,7 +314,8 @@ async def test_control_api_defines_plans(sim: Simulator, client: httpx.AsyncClie
     listed = (await client.get(f"{root}/_sim/requests", params={"id": "mine-1"})).json()
     assert listed["count"] == sim.request_count("mine-1") > 0
     assert {r["prediction_id"] for r in listed["requests"]} == {"mine-1"}
-    assert set(listed["requests"][0]) == {"at", "prediction_id", "status_code"}
+    assert set(listed["requests"][0]) == {"at", "prediction_id", "status_code", "action"}
+    assert {r["action"] for r in listed["requests"]} == {"get"}
     everything = (await client.get(f"{root}/_sim/requests")).json()
     assert everything["count"] == sim.request_count()
     health = (await client.get(f"{root}/_sim/health")).json()

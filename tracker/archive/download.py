@@ -42,6 +42,7 @@ from tracker.archive.client import MAX_CONNECT_SECONDS, make_download_client
 from tracker.archive.storage import ArchiveStorage, StorageError, Upload
 from tracker.exceptions import TrackerError
 from tracker.net.errors import NETWORK_ERRORS, describe_failure, host_port
+from tracker.net.origin import DEFAULT_PORTS, origin, origin_of
 from tracker.net.policy import AddressRefused
 from tracker.net.read import KiB, MiB
 from tracker.text.display import MASK, escape_line
@@ -64,7 +65,6 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: statuses that may pass: the file may appear (a CDN catching up), access may come
 #: back, a limit may lift
 _PASSING = frozenset({401, 403, 404, 408, 410, 425, 429})
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 GiB = 1024 * MiB
 
@@ -133,7 +133,7 @@ class _Download:
         self._storage = storage
         self._key = key
         self._max_bytes = max_bytes
-        self._api_origin = _origin_of(api_base)
+        self._api_origin = origin_of(api_base)  # None (invalid): the key goes nowhere
         self._api_key = api_key or None
         self._timeout = timeout
         self._deadline = asyncio.timeout(None)
@@ -164,7 +164,7 @@ class _Download:
     async def _hop(self, target: httpx.URL) -> Downloaded | httpx.URL:
         """One request: the stored file, or where a redirect points."""
         headers = {"Accept-Encoding": "identity"}
-        if self._api_key and _origin(target) == self._api_origin:
+        if self._api_key and origin(target) == self._api_origin:
             headers["Authorization"] = f"Bearer {self._api_key}"
         self._answered = False
         async with self._client.stream("GET", target, headers=headers) as response:
@@ -187,7 +187,7 @@ class _Download:
             following = target.join(location)
         except (httpx.InvalidURL, ValueError):
             raise self._failed(f"redirect from {where} to an invalid URL", retry=False) from None
-        if following.scheme not in _DEFAULT_PORTS or not following.host:
+        if following.scheme not in DEFAULT_PORTS or not following.host:
             scheme = escape_line(following.scheme[:20]) or "?"
             raise self._failed(f"redirect from {where} to a {scheme}: URL refused", retry=False)
         self._hops += 1
@@ -293,25 +293,12 @@ def _http_url(url: str) -> httpx.URL:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError):
         raise DownloadFailed("not a valid URL", retry=False) from None
-    if parsed.scheme not in _DEFAULT_PORTS:
+    if parsed.scheme not in DEFAULT_PORTS:
         scheme = escape_line(parsed.scheme[:20]) or "no scheme"
         raise DownloadFailed(f"not an http(s) URL ({scheme})", retry=False)
     if not parsed.host:
         raise DownloadFailed("not a valid URL (no host)", retry=False)
     return parsed
-
-
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    return (url.scheme, url.host.lower(), url.port or _DEFAULT_PORTS.get(url.scheme))
-
-
-def _origin_of(base: str) -> tuple[str, str, int | None] | None:
-    """Scheme, host and port of the API base; None (the key goes nowhere) if invalid."""
-    try:
-        url = httpx.URL(base)
-    except (httpx.InvalidURL, TypeError, ValueError):
-        return None
-    return _origin(url) if url.scheme in _DEFAULT_PORTS and url.host else None
 
 
 def _netloc(url: httpx.URL) -> str:

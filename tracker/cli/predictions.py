@@ -20,6 +20,7 @@ from tracker.cli.common import (
 from tracker.cli.listing import label_option, limit_option, say_how_many
 from tracker.cli.when import since_until_options
 from tracker.domain import Status, Tracking
+from tracker.events import EVENT_ORDER
 from tracker.inputs import (
     MAX_ID_FILE_BYTES,
     MAX_ID_LINE_BYTES,
@@ -79,7 +80,7 @@ STATUSES = tuple(s.value for s in Status)
     "--events",
     default="completed",
     show_default=True,
-    help="Comma list of start,output,logs,completed,archived.",
+    help=f"Comma list of {','.join(e.value for e in EVENT_ORDER)}.",
 )
 @click.option(
     "--label", "labels", multiple=True, metavar="KEY=VALUE", help="Attach a label. Repeatable."

@@ -28,6 +28,10 @@ class UpstreamGate:
         """Wait for the request budget (and any rate-limit pause)."""
         await self._limiter.acquire()
 
+    def remaining_pause(self) -> float:
+        """Seconds until requests may go out again after a rate limit (0: now)."""
+        return self._limiter.remaining_pause()
+
     def paused(self, *, probe: bool) -> bool:
         """Whether a request must not go out: the key is rejected, and this is not
         the one probe request that checks whether it is accepted again."""

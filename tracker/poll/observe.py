@@ -159,6 +159,7 @@ def plan_observation(
         terminal=terminal,
         events=events,
         artifacts=_files_to_archive(state, status, output_changed, fields),
+        first_created_at=state.created_at is None and "created_at" in fields,
     )
 
 

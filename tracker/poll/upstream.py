@@ -27,6 +27,7 @@ from tracker.exceptions import (
     UpstreamTransient,
 )
 from tracker.net.errors import NETWORK_ERRORS, describe_failure, host_port
+from tracker.net.origin import origin_of
 from tracker.net.read import MiB, declared_too_long, read_capped, read_prefix, size_text
 from tracker.text.sanitize import TooDeep, clean_text, decode_json
 from tracker.timeparse import parse_retry_after
@@ -94,7 +95,7 @@ def make_http_client(*, max_connections: int) -> httpx.AsyncClient:
 
 
 class UpstreamClient:
-    """``GET {base}/predictions/{id}`` with the bearer key."""
+    """``GET {base}/predictions/{id}`` (and ``POST`` its cancel URL) with the bearer key."""
 
     def __init__(
         self,
@@ -114,6 +115,8 @@ class UpstreamClient:
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._max_bytes = max_answer_bytes
         self._timeout = timeout
+        #: scheme, host and port of the base: the only origin the key is sent to
+        self._origin = origin_of(self._base)
         #: host:port of the upstream, as error texts name it
         try:
             self._where = host_port(self._base)
@@ -131,12 +134,42 @@ class UpstreamClient:
         """The answer, or an ``UpstreamError``; never longer than the timeout in all
         (a server sending one byte a second does not hold a poll). A failure says
         what happened (``tracker.net.errors``): a refused connection is not a timeout."""
-        url = self.prediction_url(prediction_id)
+        response, content = await self._call("GET", self.prediction_url(prediction_id))
+        if len(content) > THREAD_PARSE_BYTES:
+            return await asyncio.to_thread(_interpret, response, content, self._secrets)
+        return _interpret(response, content, self._secrets)
+
+    def cancel_url(self, prediction_id: str, urls: object = None) -> str:
+        """Where to cancel a prediction: its ``urls.cancel`` when that is on the API's
+        own origin (scheme, host and port of the base), else
+        ``{base}/predictions/{id}/cancel``. The key never goes to another origin."""
+        fallback = f"{self.prediction_url(prediction_id)}/cancel"
+        given = urls.get("cancel") if isinstance(urls, dict) else None
+        if not isinstance(given, str) or not given.isprintable() or " " in given:
+            return fallback
+        return given if self._origin is not None and origin_of(given) == self._origin else fallback
+
+    async def cancel_prediction(self, prediction_id: str, urls: object = None) -> Answer:
+        """``POST`` the cancel URL (``cancel_url``). Any 2xx is an accepted request:
+        its body, when it is a JSON object, is the prediction as the upstream answered
+        (else None). Failures are the ``UpstreamError``s of a poll, worded alike."""
+        url = self.cancel_url(prediction_id, urls)
+        response, content = await self._call("POST", url)
+        if not response.is_success:
+            return _interpret(response, content, self._secrets)  # raises
+        try:
+            body = _json_body(response, content, self._secrets)
+        except UpstreamBadAnswer:
+            body = None
+        return Answer(body if isinstance(body, dict) else None, response.status_code)
+
+    async def _call(self, method: str, url: str) -> tuple[httpx.Response, bytes]:
+        """One request and its body within the timeout; network failures mapped."""
         answered: list[httpx.Response] = []
         deadline = asyncio.timeout(self._timeout)
         try:
             async with deadline:
-                response, content = await self._fetch(url, answered)
+                return await self._fetch(method, url, answered)
         except UpstreamError:
             raise
         except NETWORK_ERRORS as exc:
@@ -153,14 +186,11 @@ class UpstreamClient:
             )
             error = UpstreamTransient if transient else UpstreamError
             raise error(self._redact(detail)) from exc
-        if len(content) > THREAD_PARSE_BYTES:
-            return await asyncio.to_thread(_interpret, response, content, self._secrets)
-        return _interpret(response, content, self._secrets)
 
     async def _fetch(
-        self, url: str, answered: list[httpx.Response]
+        self, method: str, url: str, answered: list[httpx.Response]
     ) -> tuple[httpx.Response, bytes]:
-        async with self._http.stream("GET", url, headers=self._headers) as response:
+        async with self._http.stream(method, url, headers=self._headers) as response:
             answered.append(response)
             return response, await self._read(response)
 

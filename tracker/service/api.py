@@ -6,13 +6,19 @@ application layer (``tracker.asyncapi.AsyncTracker``, as the command line calls
   "events", "labels", "deadline"}`` or a list of them; 201 when at least one ID is
   new, 200 when all were known, with the counts. What `tracker add` refuses is 400
   with its message (for a list, prefixed with the entry's position: ``[3]: ...``);
-  nothing of a refused request is written. ``deadline`` is refused for now (400
-  "deadlines are not supported yet"), as the Python API refuses it.
+  nothing of a refused request is written. ``deadline`` takes what `tracker add
+  --deadline` takes (``"30m"``, a number of seconds, ``"none"``).
 - ``GET /api/predictions/{id}``: what `tracker show ID --format json` prints; 404.
 - ``GET /api/predictions?status=&active=&model=&label=&since=&until=&limit=``:
   ``{"predictions": [...]}`` as `tracker list --format json` prints them, newest
   first, the newest 50 unless ``limit`` (0: all), streamed as they are read.
-- ``POST /api/predictions/{id}/cancel``: 501 until cancelling exists.
+- ``POST /api/predictions/{id}/cancel``: as `tracker cancel ID` (the body, if any, is
+  not read): 200 when the upstream accepted the request, 404 when the ID is not
+  registered, 409 when the prediction has already ended (nothing is sent), 502 when
+  the upstream refused the request or could not be reached, 503 without an API key
+  for an upstream off this machine. Every answer is the result as `tracker cancel
+  --format json` prints it (``prediction_id``, ``outcome``, ``message``, ...), with
+  ``error`` (the message) when it is not 200.
 """
 
 from __future__ import annotations
@@ -24,9 +30,16 @@ from typing import Any
 from aiohttp import web
 
 from tracker.api import Registration
-from tracker.domain import Status, validate_id
+from tracker.domain import CancelOutcome, Status
+from tracker.exceptions import ConfigError
 from tracker.inputs import parse_labels
-from tracker.records import RECORD_COLUMNS, detail_record, listed_record, to_jsonable
+from tracker.records import (
+    RECORD_COLUMNS,
+    cancel_record,
+    detail_record,
+    listed_record,
+    to_jsonable,
+)
 from tracker.service.context import SERVICE, Service
 from tracker.service.errors import ApiError, read_body
 
@@ -238,9 +251,24 @@ def _limit(text: str | None) -> int:
     return int(text)
 
 
-# -- not yet ---------------------------------------------------------------------------
+# -- cancelling ------------------------------------------------------------------------
+
+#: the answer's status for each outcome of a cancel
+CANCEL_STATUS = {
+    CancelOutcome.REQUESTED: 200,
+    CancelOutcome.NOT_REGISTERED: 404,
+    CancelOutcome.TERMINAL: 409,
+    CancelOutcome.FAILED: 502,
+}
 
 
 async def cancel(request: web.Request) -> web.Response:
-    validate_id(request.match_info["id"])
-    raise ApiError(501, "cancel is not available yet")
+    try:
+        result = await request.app[SERVICE].tracker.cancel(request.match_info["id"])
+    except ConfigError as exc:  # no API key: the service's setup, not the request
+        raise ApiError(503, str(exc)) from None
+    record = cancel_record(result)
+    status = CANCEL_STATUS[CancelOutcome(result.outcome)]
+    return web.json_response(
+        record if status == 200 else {"error": result.message, **record}, status=status
+    )

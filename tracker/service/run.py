@@ -109,15 +109,19 @@ async def _service(settings: Settings, with_daemon: bool) -> AsyncIterator[Servi
     first), the application layer, the metrics and, unless not wanted, the daemon."""
     store = await asyncio.to_thread(Store.open_checked, settings.database_url)
     try:
-        async with AsyncTracker(settings=settings) as tracker:
-            metrics = Metrics(store)
+        metrics = Metrics(store)
+        async with contextlib.AsyncExitStack() as stack:
+            daemon = None
+            if with_daemon:
+                daemon = await stack.enter_async_context(
+                    open_daemon(store, settings, observer=metrics)
+                )
+            # Cancel requests share the daemon's request budget and 429 pauses.
+            gate = daemon.poller.gate if daemon is not None else None
+            tracker = await stack.enter_async_context(AsyncTracker(settings=settings, gate=gate))
             service = Service(settings, tracker, store, metrics)
-            if not with_daemon:
-                yield service
-                return
-            async with open_daemon(store, settings, observer=metrics) as daemon:
-                service.daemon = daemon
-                yield service
+            service.daemon = daemon
+            yield service
     finally:
         await asyncio.to_thread(store.close)
 

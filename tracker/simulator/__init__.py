@@ -53,9 +53,24 @@ text before the first ``-`` (the whole ID when there is none), compared case-ins
 ``multi``      succeeds with a list of 4 PNG image URLs
 ``bigfile``    succeeds with the URL of one binary file of ``bigfile_bytes`` (64 MiB)
 ``flakyfile``  its output file answers 503, then is cut off halfway, then is served
+``long``       runs an hour (``LONG_RUN_SECONDS``), then succeeds: one to cancel
 =============  ===========================================================================
 
 Examples: ``fail-42``, ``biglogs-a``, ``quick-run_7``.
+
+A prediction created through the API (``POST /v1/predictions`` or
+``/v1/models/{owner}/{name}/predictions``, as the official ``replicate`` client does)
+gets a random ID; the model's name picks its scenario instead (``acme/long``,
+``acme/forever``, ``acme/fail``; any other name: ``ok``).
+
+Cancelling
+==========
+
+``POST {base}/predictions/{id}/cancel`` ends a prediction that has not ended yet:
+``canceled`` at once, ``completed_at`` set, the log lines shown so far kept (one still
+``starting`` never gets ``started_at``), a push sent to its webhook; the answer is the
+prediction object, as Replicate's. A prediction that has ended is answered unchanged.
+Auth, the rate limit and ``fault_rate`` apply as to every request; plan faults do not.
 
 Lifecycle
 =========

@@ -128,7 +128,10 @@ class SimulatedPrediction:
     ) -> None:
         self.id = prediction_id
         self.plan = plan
+        #: how it ends: the plan's outcome, or ``canceled`` once cancelled
+        self.outcome = plan.outcome
         speed = config.speed
+        self._removal_delay = config.data_removed_after_seconds / speed
         self.created_at = created_at
         waiting_end = created_at + plan.queue_seconds / speed
         self._waiting = [(created_at, "starting")]
@@ -136,11 +139,9 @@ class SimulatedPrediction:
             self._waiting.append((waiting_end, status))
             waiting_end += plan.extra_status_seconds / speed
         self.started_at, self.ended_at = self._run_bounds(waiting_end, speed)
-        self.removed_at = (
-            None
-            if self.ended_at is None
-            else self.ended_at + config.data_removed_after_seconds / speed
-        )
+        self.removed_at = None if self.ended_at is None else self.ended_at + self._removal_delay
+        #: log lines shown once ended (None: all of them, and the trailer)
+        self._final_lines: int | None = None
         #: answers delayed by the plan are sent this many real seconds late
         self.delay = plan.delay_seconds / speed
         self.requests_seen = 0
@@ -171,6 +172,26 @@ class SimulatedPrediction:
             return waiting_end, None
         return waiting_end, waiting_end + self.plan.run_seconds / speed
 
+    def cancel(self, now: float) -> bool:
+        """Cancel at ``now``, as ``POST .../cancel`` does: it ends ``canceled`` with the
+        log lines shown so far (a run not started yet never starts). False, and nothing
+        changes, once it has ended."""
+        if self.ended_at is not None and now >= self.ended_at:
+            return False
+        started = self.started_at
+        if started is not None and now >= started:
+            self._final_lines = self._logs.count_at(now - started)
+        else:
+            self._final_lines = 0
+            self.started_at = None
+        self.outcome = "canceled"
+        self.ended_at = now
+        self.removed_at = now + self._removal_delay
+        self._started_text = _optional_rfc3339(self.started_at)
+        self._ended_text = rfc3339(now)
+        self._cache_key = None
+        return True
+
     def next_fault(self) -> Fault | None:
         """Count one request and return the fault planned for it, if any."""
         index = self.requests_seen
@@ -181,7 +202,7 @@ class SimulatedPrediction:
     def status_at(self, now: float) -> str:
         """The status shown at ``now``."""
         if self.ended_at is not None and now >= self.ended_at:
-            return str(self.plan.outcome)
+            return str(self.outcome)
         if self.started_at is not None and now >= self.started_at:
             return "processing"
         status = "starting"
@@ -213,9 +234,7 @@ class SimulatedPrediction:
     @property
     def has_output(self) -> bool:
         """True when the prediction shows an output once it has succeeded."""
-        return self.plan.outcome == "succeeded" and (
-            self.plan.output is not None or bool(self.files)
-        )
+        return self.outcome == "succeeded" and (self.plan.output is not None or bool(self.files))
 
     def state_key(self, now: float, base_url: str) -> StateKey:
         """Everything the answer at ``now`` depends on: status, log lines, removal, base URL."""
@@ -225,6 +244,8 @@ class SimulatedPrediction:
             count = self._logs.count_at(now - self.started_at)
         elif self.ended_at is not None and now >= self.ended_at:
             count = 0 if self.started_at is None else _ALL_LINES
+            if self._final_lines is not None:
+                count = self._final_lines
         else:
             count = 0
         removed = self.removed_at is not None and now >= self.removed_at

@@ -126,6 +126,8 @@ class _Watch:
     rng: random.Random
     #: set once the prediction has ended and its final pushes are done
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+    #: set when the prediction changed out of its plan's course (cancelled)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -193,6 +195,12 @@ class Pusher:
         if self._session is not None:
             self._spawn(watch, self._drive(watch))
 
+    def poke(self, prediction_id: str) -> None:
+        """``prediction_id`` changed out of its plan's course (cancelled): push now."""
+        watch = self._watches.get(prediction_id)
+        if watch is not None:
+            watch.changed.set()
+
     def forget(self, prediction_id: str) -> None:
         """Stop pushing ``prediction_id`` (its late pushes too)."""
         watch = self._watches.pop(prediction_id, None)
@@ -241,9 +249,7 @@ class Pusher:
                         logs_sent, next_logs = lines, now + throttle
                     else:
                         wake = next_logs if wake is None else min(wake, next_logs)
-            if wake is None:
-                return
-            await asyncio.sleep(max(wake - self._clock(), _MIN_WAIT))
+            await _until(watch.changed, None if wake is None else wake - self._clock())
 
     async def _push(self, watch: _Watch, event: str, now: float) -> None:
         """One push of the prediction as it is at ``now``, with the fate drawn for it."""
@@ -330,6 +336,14 @@ class Pusher:
         task = asyncio.get_running_loop().create_task(coroutine)
         watch.tasks.add(task)
         task.add_done_callback(lambda done: _finished(watch, done))
+
+
+async def _until(changed: asyncio.Event, seconds: float | None) -> None:
+    """Sleep ``seconds`` (None: until a change), or until ``changed`` is set."""
+    timeout = None if seconds is None else max(seconds, _MIN_WAIT)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(changed.wait(), timeout)
+    changed.clear()
 
 
 def _finished(watch: _Watch, task: asyncio.Task[None]) -> None:

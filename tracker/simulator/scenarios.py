@@ -54,7 +54,10 @@ SCENARIOS: tuple[str, ...] = (
     "multi",
     "bigfile",
     "flakyfile",
+    "long",
 )
+#: how long a ``long`` prediction runs before it succeeds (simulated seconds)
+LONG_RUN_SECONDS = 3600.0
 #: how many PNG images a ``multi`` prediction outputs
 MULTI_IMAGES = 4
 #: the file faults of a ``flakyfile`` prediction: 503, then a body cut halfway
@@ -371,14 +374,24 @@ def sample_run_seconds(rng: random.Random, config: SimConfig) -> float:
     return rng.lognormvariate(math.log(median), config.run_sigma) if median > 0 else 0.0
 
 
-def plan_for_id(prediction_id: str, config: SimConfig) -> PredictionPlan:
-    """The plan an ID gets when nobody defined one: config timings plus its scenario."""
+def scenario_of_model(model: str | None) -> str | None:
+    """The scenario a created prediction's model names: ``acme/long`` is ``long`` (the
+    name after the last ``/``, case-insensitively); None for any other name."""
+    name = (model or "").rsplit("/", 1)[-1].lower()
+    return name if name in SCENARIOS else None
+
+
+def plan_for_id(
+    prediction_id: str, config: SimConfig, scenario: str | None = None
+) -> PredictionPlan:
+    """The plan an ID gets when nobody defined one: config timings plus its scenario
+    (``scenario``, else the one its prefix names)."""
     rng = id_rng(config.seed, prediction_id, "plan")
     base = PredictionPlan(
         queue_seconds=sample_queue_seconds(rng, config),
         run_seconds=sample_run_seconds(rng, config),
     )
-    overrides = _scenario_overrides(scenario_of(prediction_id), rng, base, config)
+    overrides = _scenario_overrides(scenario or scenario_of(prediction_id), rng, base, config)
     return replace(base, **overrides) if overrides else base
 
 
@@ -420,5 +433,7 @@ def _scenario_overrides(
             return {"output_bytes": config.bigfile_bytes}
         case "flakyfile":
             return {"file_faults": list(FLAKY_FILE_FAULTS)}
+        case "long":
+            return {"run_seconds": LONG_RUN_SECONDS}
         case _:
             return {}

@@ -20,18 +20,18 @@ from typing import Any
 
 from aiohttp import web
 
+from tracker.simulator.bodies import create_fields, read_json
 from tracker.simulator.files import FileRequest, FileServer
 from tracker.simulator.lifecycle import SimulatedPrediction
 from tracker.simulator.push import Pusher, PushRecord
 from tracker.simulator.scenarios import (
-    DEFAULT_MODEL,
     ID_PATTERN,
     Fault,
     PredictionPlan,
     SimConfig,
     plan_for_id,
+    scenario_of_model,
 )
-from tracker.simulator.targets import check_events_filter, check_webhook_url
 
 _JSON = "application/json"
 _NOT_FOUND = b'{"detail": "Not found."}'
@@ -56,10 +56,17 @@ class RequestRecord:
     #: the prediction asked for (or created); ``None`` for a refused create
     prediction_id: str | None
     status_code: int
+    #: ``get``, ``create`` or ``cancel``
+    action: str = "get"
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form served by ``GET /_sim/requests``."""
-        return {"at": self.at, "prediction_id": self.prediction_id, "status_code": self.status_code}
+        return {
+            "at": self.at,
+            "prediction_id": self.prediction_id,
+            "status_code": self.status_code,
+            "action": self.action,
+        }
 
 
 class TokenBucket:
@@ -122,8 +129,10 @@ class Simulator:
     """A Replicate-compatible prediction API served over HTTP, driven by plans.
 
     Serves ``GET /v1/predictions/{id}``, ``POST /v1/predictions`` (and
-    ``/v1/models/{owner}/{name}/predictions``), the output files under ``/files/`` (see
-    :mod:`tracker.simulator.files`) and the control API under ``/_sim/``.
+    ``/v1/models/{owner}/{name}/predictions``), ``POST /v1/predictions/{id}/cancel``
+    (the prediction ends ``canceled``; an ended one is answered unchanged), the output
+    files under ``/files/`` (see :mod:`tracker.simulator.files`) and the control API
+    under ``/_sim/``.
     Not thread-safe: use it from its event loop, or through
     :class:`~tracker.simulator.thread.SimulatorThread`.
     """
@@ -155,6 +164,7 @@ class Simulator:
             [
                 web.get("/v1/predictions/{prediction_id}", self._handle_get),
                 web.post("/v1/predictions", self._handle_create),
+                web.post("/v1/predictions/{prediction_id}/cancel", self._handle_cancel),
                 web.post("/v1/models/{owner}/{name}/predictions", self._handle_create),
                 web.put("/_sim/predictions/{prediction_id}", self._handle_define),
                 web.get("/_sim/requests", self._handle_requests),
@@ -219,6 +229,10 @@ class Simulator:
             return records
         return [record for record in records if record.prediction_id == id]
 
+    def cancels(self, id: str | None = None) -> list[RequestRecord]:
+        """The cancel requests answered so far (``id``'s only, if given)."""
+        return [r for r in self.requests(id) if r.action == "cancel"]
+
     def request_count(self, id: str | None = None) -> int:
         """How many requests were answered (for ``id`` if given)."""
         return len(self._records) if id is None else self._counts[id]
@@ -255,22 +269,45 @@ class Simulator:
         arrival = self._clock()
         response = self._gate(request)
         if response is not None:
-            self._record(arrival, None, response.status)
+            self._record(arrival, None, response.status, "create")
             return response
         info = request.match_info
         model = f"{info['owner']}/{info['name']}" if "owner" in info else None
         try:
-            plan_fields = _create_fields(await _read_json(request), model)
+            plan_fields = create_fields(await read_json(request), model)
             if "webhook" in plan_fields and not self._pusher.can_sign:
                 raise ValueError(_NO_SECRET)
         except ValueError as exc:
-            self._record(arrival, None, 422)
+            self._record(arrival, None, 422, "create")
             return _detail(422, str(exc))
         prediction_id = self._new_id()
-        plan = replace(plan_for_id(prediction_id, self.config), **plan_fields)
+        scenario = scenario_of_model(plan_fields["model"])
+        plan = replace(plan_for_id(prediction_id, self.config, scenario), **plan_fields)
         prediction = self._add(prediction_id, plan, arrival)
-        self._record(arrival, prediction_id, 201)
+        self._record(arrival, prediction_id, 201, "create")
         return _json_response(201, prediction.body(arrival, self.base_url))
+
+    async def _handle_cancel(self, request: web.Request) -> web.Response:
+        """``POST /v1/predictions/{id}/cancel``: the prediction as Replicate answers it,
+        ``canceled`` unless it had already ended (then unchanged). Plan faults are not
+        spent on it; auth, the rate limit and random faults apply as to every request."""
+        arrival = self._clock()
+        prediction_id = request.match_info["prediction_id"]
+        response = self._gate(request) or self._cancel(prediction_id, arrival)
+        self._record(arrival, prediction_id, response.status, "cancel")
+        return response
+
+    def _cancel(self, prediction_id: str, now: float) -> web.Response:
+        if not ID_PATTERN.fullmatch(prediction_id):
+            return _json_response(404, _NOT_FOUND)
+        prediction = self._predictions.get(prediction_id)
+        if prediction is None:
+            prediction = self._add(prediction_id, plan_for_id(prediction_id, self.config), now)
+        if prediction.plan.not_found:
+            return _json_response(404, _NOT_FOUND)
+        if prediction.cancel(now):
+            self._pusher.poke(prediction_id)
+        return _json_response(200, prediction.body(now, self.base_url))
 
     def _gate(self, request: web.Request) -> web.Response | None:
         """The refusal due before any prediction logic: auth, rate limit, random fault."""
@@ -323,9 +360,11 @@ class Simulator:
         self._pusher.watch(prediction)
         return prediction
 
-    def _record(self, arrival: float, prediction_id: str | None, status: int) -> None:
+    def _record(
+        self, arrival: float, prediction_id: str | None, status: int, action: str = "get"
+    ) -> None:
         """Remember one answered request."""
-        self._records.append(RequestRecord(arrival, prediction_id, status))
+        self._records.append(RequestRecord(arrival, prediction_id, status, action))
         self._counts[prediction_id] += 1
 
     def _new_id(self) -> str:
@@ -341,7 +380,7 @@ class Simulator:
         """``PUT /_sim/predictions/{id}`` with a plan in JSON."""
         prediction_id = request.match_info["prediction_id"]
         try:
-            plan = PredictionPlan.from_json(await _read_json(request))
+            plan = PredictionPlan.from_json(await read_json(request))
             self.define(prediction_id, plan)
         except (TypeError, ValueError) as exc:
             return _detail(400, str(exc))
@@ -368,36 +407,3 @@ class Simulator:
             "requests": len(self._records),
         }
         return _json_response(200, json.dumps(body).encode())
-
-
-async def _read_json(request: web.Request) -> object:
-    """The request body parsed as JSON; ``ValueError`` when it is not JSON."""
-    try:
-        return json.loads(await request.read())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"the body is not JSON: {exc}") from exc
-
-
-def _create_fields(payload: object, path_model: str | None = None) -> dict[str, Any]:
-    """The plan fields a create request sets; ``ValueError`` when it is malformed.
-
-    ``path_model`` is the model named by the path (``/v1/models/{owner}/{name}/...``).
-    """
-    if not isinstance(payload, dict):
-        raise ValueError("the body must be a JSON object")
-    if not isinstance(payload.get("input"), dict):
-        raise ValueError("- input: input is required and must be an object")
-    version, model = payload.get("version"), path_model or payload.get("model")
-    if not isinstance(version, str) and not isinstance(model, str):
-        raise ValueError("- version or model is required")
-    fields = {
-        "input": payload["input"],
-        "model": model if isinstance(model, str) else DEFAULT_MODEL,
-        "version": version if isinstance(version, str) else "hidden",
-    }
-    if payload.get("webhook") is not None:
-        fields["webhook"] = check_webhook_url(payload["webhook"])
-        events = payload.get("webhook_events_filter")
-        if events is not None:
-            fields["webhook_events_filter"] = check_events_filter(events)
-    return fields

@@ -88,6 +88,10 @@ class SimulatorThread:
         """:meth:`Simulator.request_count`."""
         return self._call(self.simulator.request_count, id)
 
+    def cancels(self, id: str | None = None) -> list[RequestRecord]:
+        """:meth:`Simulator.cancels`."""
+        return self._call(self.simulator.cancels, id)
+
     def file_requests(self, id: str | None = None) -> list[FileRequest]:
         """:meth:`Simulator.file_requests` (a snapshot copy)."""
         return self._call(self.simulator.file_requests, id)

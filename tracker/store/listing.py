@@ -180,4 +180,9 @@ def prediction_record(row: RowMapping) -> Prediction:
         poll_count=row["poll_count"],
         error_count=row["error_count"],
         last_error=row["last_error"],
+        deadline_at=row["deadline_at"],
+        cancel_requested_at=row["cancel_requested_at"],
+        cancel_reason=row["cancel_reason"],
+        cancel_outcome=row["cancel_outcome"],
+        cancel_detail=row["cancel_detail"],
     )

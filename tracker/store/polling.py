@@ -38,6 +38,7 @@ from tracker.domain import (
 from tracker.exceptions import StaleObservation, StoreError, StoreUnavailable, UnstorableObservation
 from tracker.store.artifacts import queue_artifacts
 from tracker.store.base import StoreBase, insert_ignore
+from tracker.store.cancels import recount_deadlines
 from tracker.store.enqueue import EventBatch, Handoff, enqueue_deliveries
 from tracker.store.tables import prediction_logs, predictions, status_transitions, upstream_pushes
 from tracker.text.sanitize import clean_text
@@ -61,6 +62,7 @@ STATE_COLUMNS = (
     predictions.c.log_seq,
     predictions.c.started_at,
     predictions.c.last_pushed_at,
+    predictions.c.created_at,
 )
 
 
@@ -328,6 +330,9 @@ def _apply_batch(
     chunks = [_log_row(u) for u in updates if u.log_chunk is not None]
     if chunks:
         conn.execute(insert(prediction_logs), chunks)
+    created = {u.prediction_id: u.fields["created_at"] for u in updates if u.first_created_at}
+    if created:  # a deadline counts from the upstream's created_at once it is known
+        recount_deadlines(conn, created)
     receipts = [_receipt_row(u) for u in updates if u.push_id is not None]
     if receipts:  # the webhook-ids of pushes, kept with what they changed
         conn.execute(insert_ignore(conn.dialect.name, upstream_pushes), receipts)
@@ -448,4 +453,5 @@ def state_of(row: RowMapping) -> PredictionState:
         log_seq=row["log_seq"],
         started_at=row["started_at"],
         last_pushed_at=row["last_pushed_at"],
+        created_at=row["created_at"],
     )

@@ -35,6 +35,7 @@ from tracker.store import revisions
 from tracker.store.archive_reports import ArchiveReportOps
 from tracker.store.artifacts import ArtifactOps, artifacts_of
 from tracker.store.base import SCHEMA_HINT, batches
+from tracker.store.cancels import CancelOps, deadline_from, set_deadlines
 from tracker.store.daemons import DaemonOps
 from tracker.store.deliveries import DeliveryOps
 from tracker.store.engine import sqlite_file
@@ -49,7 +50,7 @@ from tracker.store.tables import callbacks, prediction_logs, predictions, status
 log = logging.getLogger(__name__)
 
 #: alembic revision this code expects; tests check it is the migrations' head
-SCHEMA_HEAD = "0008"
+SCHEMA_HEAD = "0009"
 
 #: rows per INSERT statement when registering many IDs at once
 INSERT_BATCH = 5_000
@@ -72,6 +73,7 @@ class Store(
     ReportOps,
     ArchiveReportOps,
     RetentionOps,
+    CancelOps,
 ):
     """Named operations on the tracker's tables, each one transaction."""
 
@@ -126,8 +128,12 @@ class Store(
         first_poll_at: datetime,
         labels: dict[str, str] | None = None,
         callbacks_to_add: Sequence[CallbackSpec] = (),
+        deadline: float | None = None,
+        deadline_for_known: bool = False,
     ) -> AddResult:
-        """Register IDs; known IDs keep their row and gain the new labels and callbacks."""
+        """Register IDs; known IDs keep their row and gain the new labels and callbacks.
+        New IDs get ``deadline`` (seconds from now: created_at is not known yet); known
+        ones get it too (None: no deadline) with ``deadline_for_known``."""
         unique_ids = list(dict.fromkeys(ids))
         labels = labels or {}
         with self._transaction() as conn:
@@ -137,6 +143,8 @@ class Store(
                 "labels": labels,
                 "registered_at": now,
                 "next_poll_at": first_poll_at,
+                "deadline_seconds": deadline,
+                "deadline_at": None if deadline is None else deadline_from(now, deadline),
             }
             for batch in batches(unique_ids, INSERT_BATCH):  # rows built per batch
                 conn.execute(self._insert_ignore(predictions), [{"id": i, **new} for i in batch])
@@ -145,6 +153,8 @@ class Store(
                 self._resume_forgotten(conn, unique_ids, first_poll_at)
                 if labels:
                     self._merge_labels(conn, unique_ids, labels)
+                if deadline_for_known:
+                    set_deadlines(conn, unique_ids, deadline)
             callbacks_added = self._add_callbacks(conn, unique_ids, callbacks_to_add, now)
         return AddResult(
             added=added, already_known=len(unique_ids) - added, callbacks_added=callbacks_added

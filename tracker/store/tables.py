@@ -67,6 +67,14 @@ predictions = Table(
     Column("claimed_by", String(200)),
     # When the upstream last pushed it (its own webhook): polled at poll-max since.
     Column("last_pushed_at", UTCDateTime),
+    # Cancelling (`tracker cancel`, deadlines): see docs/schema.md.
+    Column("deadline_at", UTCDateTime),
+    Column("cancel_requested_at", UTCDateTime),
+    Column("cancel_reason", String(16)),
+    Column("cancel_outcome", String(16)),
+    Column("cancel_detail", Text),
+    # The deadline as given (seconds), so it can count from created_at once that is known.
+    Column("deadline_seconds", Float),
 )
 
 # The due-work query reads only active rows in next_poll_at order.
@@ -75,6 +83,17 @@ Index(
     predictions.c.next_poll_at,
     postgresql_where=predictions.c.tracking == "active",
     sqlite_where=predictions.c.tracking == "active",
+)
+# The daemon's deadline sweep reads active rows with a deadline not yet acted on.
+Index(
+    "ix_predictions_deadline",
+    predictions.c.deadline_at,
+    postgresql_where=and_(
+        predictions.c.tracking == "active", predictions.c.cancel_requested_at.is_(None)
+    ),
+    sqlite_where=and_(
+        predictions.c.tracking == "active", predictions.c.cancel_requested_at.is_(None)
+    ),
 )
 Index("ix_predictions_model", predictions.c.model)
 Index("ix_predictions_status", predictions.c.status)
