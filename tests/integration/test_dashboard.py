@@ -23,9 +23,9 @@ from tests.integration.test_dashboard_seed import (
     seed,
 )
 from tests.serving import TOKEN, Running, rows, running_service, settings_for
-from tracker.asyncapi import AsyncTracker
 from tracker.service.dashboard import actions
 from tracker.service.dashboard.web import SECURITY_HEADERS
+from tracker.simulator import SimConfig, SimulatorThread
 from tracker.store.store import Store
 
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
@@ -322,20 +322,42 @@ async def test_a_form_without_the_sessions_csrf_token_is_403_and_does_nothing(
     assert state == [("dead",)]
 
 
-async def test_cancel_upstream_answers_what_happened(service: Running, seeded: Seeded) -> None:
+async def test_cancel_without_an_api_key_says_why_nothing_was_sent(
+    service: Running, seeded: Seeded
+) -> None:
     async with logged_in(service) as http:
         page = await http.get(f"/predictions/{seeded.running}")
         path = f"/predictions/{seeded.running}/cancel"
         assert f'action="{path}"' in page.text
         answer = await http.post(path, data={"csrf": csrf_of(page.text)})
-        if hasattr(AsyncTracker, "cancel"):
-            assert answer.status_code == 303
-            shown = await http.get(answer.headers["Location"])
-            # no API key in these settings: refused before anything is sent
-            assert '<p class="flash flash-error" role="status">Cancel failed: ' in shown.text
-        else:
-            assert answer.status_code == 501
-            assert "Cancel is not available yet" in answer.text
+        assert answer.status_code == 303
+        shown = await http.get(answer.headers["Location"])
+    flash = '<p class="flash flash-error" role="status">Cancel failed: set TRACKER_API_KEY'
+    assert flash in shown.text
+
+
+async def test_cancel_asks_the_upstream_and_the_page_says_so(db_url: str) -> None:
+    key = "sk-dashboard-cancel-DO-NOT-LEAK"
+    config = SimConfig(api_key=key, queue_seconds=0.1, run_median_seconds=0.3)
+    with SimulatorThread(config) as sim:
+        settings = settings_for(db_url, TRACKER_API_BASE=sim.base_url, TRACKER_API_KEY=key)
+        async with running_service(settings) as running:
+            async with running.client() as api:
+                await api.post("/api/predictions", json={"id": "forever-d1"})
+            async with logged_in(running) as http:
+                page = await http.get("/predictions/forever-d1")
+                path = "/predictions/forever-d1/cancel"
+                answer = await http.post(path, data={"csrf": csrf_of(page.text)})
+                shown = await http.get(answer.headers["Location"])
+                missing = await http.post(
+                    "/predictions/nope-d2/cancel", data={"csrf": csrf_of(page.text)}
+                )
+        assert [r.status_code for r in sim.cancels("forever-d1")] == [200]
+    words = "forever-d1: cancel requested (the upstream says &#39;canceled&#39;)"
+    assert f'<p class="flash flash-ok" role="status">{words}</p>' in shown.text
+    assert "<dt>cancel</dt><dd>requested (by user)" in shown.text
+    assert missing.status_code == 404 and "nope-d2" in missing.text
+    assert key not in shown.text
 
 
 async def test_retry_of_another_predictions_delivery_does_nothing(

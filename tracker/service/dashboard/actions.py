@@ -1,5 +1,6 @@
-"""The dashboard's forms: logging in and out, cancelling a prediction upstream,
-retrying a dead delivery. Every POST carries the session's CSRF token (a refused
+"""The dashboard's forms: logging in and out, cancelling a prediction upstream
+(``AsyncTracker.cancel``: its message is what the page says), retrying a dead
+delivery (``AsyncTracker.retry_deliveries``). Every POST carries the session's CSRF token (a refused
 one is 403 and does nothing); each answers with a redirect to a page that shows
 what happened (a flash message in the session)."""
 
@@ -12,7 +13,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from tracker.domain import ID_PATTERN
+from tracker.domain import ID_PATTERN, CancelOutcome
 from tracker.exceptions import PredictionNotFound, TrackerError
 from tracker.service.dashboard.auth import with_flash
 from tracker.service.dashboard.web import (
@@ -115,24 +116,13 @@ async def cancel(request: web.Request) -> web.StreamResponse:
     except Refused:
         return refused(request)
     prediction_id = _prediction_id(request)
-    tracker = request.app[DASHBOARD].service.tracker
-    cancel_upstream = getattr(tracker, "cancel", None)
-    if cancel_upstream is None:
-        return message_response(
-            request,
-            501,
-            "Cancel is not available yet",
-            "Cancelling a prediction upstream is not available in this version yet.",
-        )
     try:
-        result = await cancel_upstream(prediction_id)
-    except PredictionNotFound:
-        raise
-    except TrackerError as exc:
+        result = await request.app[DASHBOARD].service.tracker.cancel(prediction_id)
+    except TrackerError as exc:  # no API key, say: nothing was sent
         return _back(request, prediction_id, "error", f"Cancel failed: {exc}")
-    ok = bool(getattr(result, "ok", True))
-    message = str(getattr(result, "message", "") or "cancel requested")
-    return _back(request, prediction_id, "ok" if ok else "error", message)
+    if result.outcome == CancelOutcome.NOT_REGISTERED:
+        raise PredictionNotFound(result.message)
+    return _back(request, prediction_id, "ok" if result.ok else "error", result.message)
 
 
 async def retry(request: web.Request) -> web.StreamResponse:
