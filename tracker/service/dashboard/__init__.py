@@ -6,7 +6,8 @@ Routes (``routes.py``; each named ``dashboard.…``):
   deliveries, the archive, two SVG charts); ``GET /fragments/overview`` its live part;
 - ``GET /predictions?status=&tracking=&model=&label=KEY=VALUE&q=ID-PREFIX``: the
   list, newest registration first, 50 a page, with ``after=`` / ``before=`` cursors
-  (``MICROSECONDS-ID`` of a row: keyset pagination, never a COUNT);
+  (``MICROSECONDS-ID`` of a row: keyset pagination, never a COUNT; "about N" from
+  the overview's cached counts);
 - ``GET /predictions/{id}``: one prediction; ``GET /fragments/predictions/{id}`` its
   live part (``X-Live: stop`` once it is no longer polled); ``GET
   /predictions/{id}/logs`` the whole logs as text;
@@ -39,9 +40,14 @@ Live: ``static/live.js`` (the only script) fetches an element's ``data-live-src`
 every ``data-live-seconds`` and swaps the HTML in when it changed, not while the
 tab is hidden, a control in it has focus or text in it is selected.
 
-Data: ``tracker.store.dashboard`` (the list's keyset pages, the charts' aggregates);
-the overview's numbers are cached (``overview.py``: fresh 5 s, refreshed in the
-background after that); one prediction is ``AsyncTracker.detail``.
+Data: ``tracker.store.dashboard`` (the list's keyset pages; a filter no index serves,
+such as a label, searches at most 20,000 rows a page and says so) and
+``tracker.store.dashboard_overview`` (the charts' aggregates); the overview's numbers
+are cached (``overview.py``: fresh 5 s, then answered stale while a read runs in the
+background; the list never waits for them); one prediction is
+``AsyncTracker.detail``; cancel is ``AsyncTracker.cancel``, retry
+``AsyncTracker.retry_deliveries``. Where a prediction is shown, the words and rules
+are those of ``tracker show`` (``tracker.cli.timeline``, ``tracker.text.display``).
 """
 
 from __future__ import annotations
