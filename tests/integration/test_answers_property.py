@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from tracker.config import Settings
-from tracker.poll.daemon import build_daemon
+from tracker.poll.building import build_daemon
 from tracker.poll.upstream import UpstreamClient
 from tracker.store.store import Store
 from tracker.text.sanitize import MAX_JSON_DEPTH

@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from tracker.config import Settings
 from tracker.exceptions import StoreUnavailable
-from tracker.poll.daemon import build_daemon
+from tracker.poll.building import build_daemon
 from tracker.store.store import Store
 from tracker.timeparse import utcnow
 

@@ -28,7 +28,7 @@ from tracker.config import Settings
 from tracker.domain import CallbackSpec, DeliveryState, NextPoll, PredictionState, SendResult
 from tracker.exceptions import InvalidInput, StoreUnavailable
 from tracker.poll import daemon as daemon_module
-from tracker.poll.daemon import build_daemon
+from tracker.poll.building import build_daemon
 from tracker.poll.observe import parse_prediction, plan_observation
 from tracker.store.retention import PruneResult
 from tracker.store.store import Store

@@ -42,6 +42,7 @@ _EVENT_HEADLINES = {
     "logs": "wrote new logs",
     "completed": "completed",
     "archived": "has its output files archived",
+    "deadline": "passed its deadline and is being cancelled",
 }
 
 

@@ -16,6 +16,7 @@ from tracker.exceptions import InvalidInput, TrackerError
 COMMANDS = {
     "add": "tracker.cli.predictions:add_command",
     "archive": "tracker.cli.archive:archive_command",
+    "cancel": "tracker.cli.cancel:cancel_command",
     "completion": "tracker.cli.completion:completion_command",
     "daemon": "tracker.cli.daemon:daemon_command",
     "db": "tracker.cli.db:db_group",

@@ -85,6 +85,13 @@ STATUSES = tuple(s.value for s in Status)
 @click.option(
     "--label", "labels", multiple=True, metavar="KEY=VALUE", help="Attach a label. Repeatable."
 )
+@click.option(
+    "--deadline",
+    metavar="DURATION",
+    help="Cancel it (once, upstream) if it has not ended this long after it was created"
+    " upstream: 90s, 30m, 2h; 'none' for no deadline. Applies to known IDs too."
+    "  [default: TRACKER_DEFAULT_DEADLINE, for new IDs]",
+)
 @database_option
 def add_command(
     ids: tuple[str, ...],
@@ -93,6 +100,7 @@ def add_command(
     emails: tuple[str, ...],
     events: str,
     labels: tuple[str, ...],
+    deadline: str | None,
     database_url: str,
 ) -> None:
     """Register prediction IDs to track (adding a known ID only adds its new callbacks)."""
@@ -102,7 +110,9 @@ def add_command(
     if not all_ids:
         raise click.UsageError("give at least one prediction ID, or --file")
     with Tracker(database_url) as tracker:
-        result = tracker.add(all_ids, webhooks, emails, events=events, labels=parse_labels(labels))
+        result = tracker.add(
+            all_ids, webhooks, emails, events=events, labels=parse_labels(labels), deadline=deadline
+        )
     message = f"registered {result.added} prediction{'s' if result.added != 1 else ''}"
     if result.already_known:
         message += f" ({result.already_known} already known)"

@@ -22,6 +22,7 @@ from tracker.cli.common import (
 )
 from tracker.cli.when import since_until_options
 from tracker.inputs import parse_labels
+from tracker.store.cancel_reports import DEADLINE_COLUMNS
 from tracker.store.reports import ReportFilter, Row
 from tracker.store.store import Store
 from tracker.timeparse import utcnow
@@ -122,6 +123,21 @@ REPORTS: dict[str, Report] = {
         ),
         lambda store, flt, limit: store.report_archive(flt),
     ),
+    "deadlines": Report(
+        DEADLINE_COLUMNS,
+        (
+            Col("model", floor=20, priority=9),
+            Col("predictions", "with deadline", kind="count", priority=3),
+            Col("cancelled", kind="count", priority=5),
+            Col("canceled", kind="count", priority=4),
+            Col("ended_first", "ended first", kind="count", priority=2),
+            Col("not_ended", "not ended", kind="count", wide=True),
+            Col("failed_requests", "failed", kind="count", priority=4),
+            Col("mean_overrun_seconds", "mean overrun", kind="seconds", priority=2),
+            Col("max_overrun_seconds", "max overrun", kind="seconds", wide=True),
+        ),
+        lambda store, flt, limit: store.report_deadlines(flt),
+    ),
     "slow": Report(
         ("id", "status", "model", "since", "running_seconds", "poll_count", "last_polled_at"),
         (
@@ -178,7 +194,8 @@ def report_command(
     fmt: str,
     database_url: str,
 ) -> None:
-    """Print a canned report: status, models, daily, failures, deliveries, archive or slow.
+    """Print a canned report: status, models, daily, failures, deliveries, archive,
+    deadlines or slow.
 
     \b
     status      predictions per status and tracking state
@@ -189,6 +206,8 @@ def report_command(
     deliveries  per callback target: delivered, dead, pending, attempts, p95 latency
     archive     per UTC day a file was found and model: output files stored,
                 failed and pending, bytes stored (TRACKER_ARCHIVE_URL)
+    deadlines   per model: predictions with a deadline, cancelled at it, how
+                those ended, failed requests, how long past it they ran
     slow        the longest-running active predictions
 
     The table shows the main columns in a terminal (--wide for all; piped, one

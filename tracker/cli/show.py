@@ -20,7 +20,7 @@ from tracker.cli.common import (
     mask_targets,
     print_table,
 )
-from tracker.domain import ArtifactState, PredictionDetail
+from tracker.domain import ArtifactState, CancelReason, Prediction, PredictionDetail
 from tracker.records import detail_record
 from tracker.text.display import escape_text, json_text, mask_url
 from tracker.timeparse import utcnow
@@ -96,6 +96,8 @@ def _print_detail(detail: PredictionDetail, *, tail: int | None, now: datetime) 
         ("last polled", p.last_polled_at),
         ("next poll", p.next_poll_at),
         ("last error", p.last_error),
+        ("deadline", p.deadline_at),
+        ("cancel", _cancel_text(p)),
     ]
     for name, value in shown:
         if value is not None and value != "":
@@ -115,6 +117,15 @@ def _print_detail(detail: PredictionDetail, *, tail: int | None, now: datetime) 
         _print_artifacts(detail)
     out.print()
     _print_logs(detail, tail)
+
+
+def _cancel_text(p: Prediction) -> str | None:
+    """The last cancel request: who asked, when, and what became of it."""
+    if p.cancel_requested_at is None:
+        return None
+    who = "the deadline" if p.cancel_reason == CancelReason.DEADLINE else "a user"
+    text = f"asked by {who} at {cell(p.cancel_requested_at)}: {p.cancel_outcome or 'unknown'}"
+    return f"{text} ({p.cancel_detail})" if p.cancel_detail else text
 
 
 def _print_timeline(detail: PredictionDetail, now: datetime) -> None:

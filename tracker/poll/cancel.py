@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from tracker.config import Settings, require_api_key
 from tracker.domain import (
@@ -60,6 +60,7 @@ class CancelStore(Protocol):
     ) -> None: ...
 
 
+@runtime_checkable
 class CancelUpstream(Protocol):
     async def cancel_prediction(self, prediction_id: str, urls: object = None) -> Answer: ...
 

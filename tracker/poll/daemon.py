@@ -1,8 +1,8 @@
 """The daemon: the life of one tracker process and the jobs that keep it going.
 
-It is handed its parts (see ``build_daemon``): a poller that claims and polls
-due predictions, an outbox that sends callbacks, an observation writer, and
-the database runner they share. The daemon owns what happens around them:
+It is handed its parts (see ``tracker.poll.building.build_daemon``): a poller that
+claims and polls due predictions, an outbox that sends callbacks, an observation
+writer, the deadlines, and the database runner they share. The daemon owns what happens around them:
 the SQLite lock and file guard, registering and heartbeats, signals, the
 scheduled jobs (APScheduler, an in-process timer, never a shared job store),
 pruning, and the way out.
@@ -16,32 +16,27 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from tracker import __version__
-from tracker.archive.archiver import Archiver, Fetch
-from tracker.callbacks.outbox import Outbox, Sender
-from tracker.callbacks.retry import RetryPolicy
+from tracker.archive.archiver import Archiver
+from tracker.callbacks.outbox import Outbox
 from tracker.config import LIVE_WITHIN_SECONDS, Settings
 from tracker.exceptions import StoreError, StoreGone, TrackerError
-from tracker.net.failurelog import FailureLog
+from tracker.poll.deadlines import DEADLINE_SECONDS, Deadlines
 from tracker.poll.jobs import Jobs
-from tracker.poll.observer import NO_OBSERVER, PollObserver
-from tracker.poll.poller import DRAIN_SECONDS, FETCH_GRACE_SECONDS, Poller, Upstream
+from tracker.poll.poller import DRAIN_SECONDS, FETCH_GRACE_SECONDS, Poller
 from tracker.poll.pushes import PushApplier
-from tracker.poll.schedule import PollPolicy
-from tracker.poll.singleton import DaemonLock, SqliteFileGuard, sqlite_path
+from tracker.poll.singleton import DaemonLock, SqliteFileGuard
 from tracker.poll.stats import IntervalSummary, PollStats, Snapshot
 from tracker.poll.writer import ObservationWriter
 from tracker.store.interfaces import DaemonStore
 from tracker.store.retention import PruneResult
 from tracker.store.runner import DatabaseRunner
-from tracker.store.store import Store
 from tracker.timeparse import utcnow
 
-__all__ = ["DRAIN_SECONDS", "FETCH_GRACE_SECONDS", "Daemon", "NothingPolled", "build_daemon"]
+__all__ = ["DRAIN_SECONDS", "FETCH_GRACE_SECONDS", "Daemon", "NothingPolled"]
 
 log = logging.getLogger(__name__)
 outbox_log = logging.getLogger("tracker.callbacks.outbox")
@@ -116,94 +111,6 @@ async def prune_in_batches(
     )
 
 
-def build_daemon(
-    store: Store,
-    upstream: Upstream,
-    settings: Settings,
-    *,
-    policy: PollPolicy | None = None,
-    senders: Mapping[str, Sender] | None = None,
-    observer: PollObserver = NO_OBSERVER,
-    fetch: Fetch | None = None,
-) -> Daemon:
-    """A daemon with its parts, all sharing one database runner; ``observer`` is told
-    what they do (``tracker.poll.observer``: `tracker serve`'s metrics). With
-    ``fetch`` (TRACKER_ARCHIVE_URL) it archives output files too."""
-    owner = settings.name or f"{socket.gethostname()}:{os.getpid()}"
-    stopping = asyncio.Event()
-    # SQLite has one writer at a time; more threads would only queue on its lock.
-    db = DatabaseRunner(workers=1 if store.dialect == "sqlite" else 4, stopping=stopping.is_set)
-    outbox = Outbox(
-        store,
-        senders or {},
-        owner=owner,
-        db=db,
-        policy=RetryPolicy(settings.retry_schedule),
-        lease_seconds=settings.lease_seconds,
-        failure_log=FailureLog(outbox_log, interval=settings.log_interval),
-        observer=observer,
-    )
-    archiver = None
-    if fetch is not None:
-        archiver = Archiver(
-            store,
-            fetch,
-            owner=owner,
-            db=db,
-            lease_seconds=settings.lease_seconds,
-            retry_delays=settings.archive_retry_schedule,
-            default_callbacks=settings.default_callbacks,
-            on_deliveries=outbox.wake,
-            failure_log=FailureLog(archive_log, interval=settings.log_interval),
-        )
-    writer = ObservationWriter(
-        store.apply_observations,
-        db.write,
-        owner=owner,
-        default_callbacks=settings.default_callbacks,
-        handoff=outbox.handoff,
-        on_handoff=outbox.accept,
-        observer=observer,
-        archive=archiver is not None,
-        on_artifacts=archiver.wake if archiver is not None else lambda: None,
-    )
-    policy = policy or PollPolicy(settings.poll_min, settings.poll_max)
-    poller = Poller(
-        store,
-        upstream,
-        db,
-        writer,
-        settings,
-        owner=owner,
-        policy=policy,
-        on_deliveries=outbox.wake,
-        observer=observer,
-    )
-    # The upstream's own webhooks (`tracker serve`) go through the same writer.
-    pushes = PushApplier(
-        store,
-        db,
-        writer,
-        policy,
-        default_callbacks=settings.default_callbacks,
-        on_deliveries=outbox.wake,
-    )
-    return Daemon(
-        store,
-        settings,
-        owner=owner,
-        db=db,
-        poller=poller,
-        outbox=outbox,
-        writer=writer,
-        stopping=stopping,
-        sqlite_file=sqlite_path(store),
-        health=store.health,
-        pushes=pushes,
-        archiver=archiver,
-    )
-
-
 class Daemon:
     def __init__(
         self,
@@ -220,6 +127,7 @@ class Daemon:
         health: HealthCheck | None = None,
         pushes: PushApplier | None = None,
         archiver: Archiver | None = None,
+        deadlines: Deadlines | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -232,6 +140,8 @@ class Daemon:
         self.pushes = pushes
         #: downloads output files into the archive (None: TRACKER_ARCHIVE_URL unset)
         self.archiver = archiver
+        #: cancels the predictions past their deadline (None: an upstream that cannot)
+        self.deadlines = deadlines
         self._stopping = stopping
         self._sqlite_file = sqlite_file
         self._file_guard = None if sqlite_file is None else SqliteFileGuard(sqlite_file)
@@ -281,6 +191,8 @@ class Daemon:
             await self._release(None if lock is not None else self.owner)
             self._say_started()
             if once:
+                if self.deadlines is not None:
+                    await self.deadlines.sweep_once()
                 await self.poller.sweep_once()
                 await self.poller.drain()
                 await self._writer.wait_idle(DRAIN_SECONDS)
@@ -290,6 +202,8 @@ class Daemon:
             else:
                 await self._run_scheduled(exit_when_done)
                 await self.poller.drain()
+            if self.deadlines is not None:
+                await self.deadlines.stop(timeout=DRAIN_SECONDS)
             # Writes still running may hand deliveries to the outbox: let them land first.
             await self._writer.wait_idle(DRAIN_SECONDS)
             if self.archiver is not None:
@@ -390,6 +304,8 @@ class Daemon:
         jobs.every(self.heartbeat_seconds, self._heartbeat)
         if self.archiver is not None:
             jobs.every(ARCHIVE_SECONDS, self._archive_tick)
+        if self.deadlines is not None:
+            jobs.every(DEADLINE_SECONDS, self.deadlines.tick)
         if self.settings.prune_older_than is not None:
             first = utcnow() + timedelta(seconds=PRUNE_FIRST_DELAY)
             jobs.every(PRUNE_SECONDS, self._prune, first=first)
@@ -446,6 +362,8 @@ class Daemon:
     async def _stop_when_done(self) -> None:
         archiving = self.archiver is not None
         if self.poller.in_flight or self.outbox.busy or self._archiving():
+            return
+        if self.deadlines is not None and self.deadlines.busy:
             return
         try:
             active = await self.db.read(self.store.count_active)

@@ -35,6 +35,7 @@ from tracker.store import revisions
 from tracker.store.archive_reports import ArchiveReportOps
 from tracker.store.artifacts import ArtifactOps, artifacts_of
 from tracker.store.base import SCHEMA_HINT, batches
+from tracker.store.cancel_reports import CancelReportOps
 from tracker.store.cancels import CancelOps, deadline_from, set_deadlines
 from tracker.store.daemons import DaemonOps
 from tracker.store.deliveries import DeliveryOps
@@ -43,7 +44,6 @@ from tracker.store.enqueue import queue_completed_for_finished
 from tracker.store.listing import PREDICTION_COLUMNS, ListingOps, prediction_record
 from tracker.store.polling import PollOps
 from tracker.store.pushes import PushOps
-from tracker.store.reports import ReportOps
 from tracker.store.retention import RetentionOps
 from tracker.store.tables import callbacks, prediction_logs, predictions, status_transitions
 
@@ -70,7 +70,7 @@ class Store(
     ArtifactOps,
     DaemonOps,
     ListingOps,
-    ReportOps,
+    CancelReportOps,
     ArchiveReportOps,
     RetentionOps,
     CancelOps,
