@@ -159,6 +159,24 @@ def test_cancel_refuses_bad_input_and_says_why_per_id(tracker: Tracker, db_url: 
     assert code == 2 and err.startswith("Error: set TRACKER_API_KEY")
 
 
+def test_add_takes_a_deadline_and_the_default_one(tracker: Tracker, db_url: str) -> None:
+    bad = tracker.run("add", "ok-d1", "--deadline", "soon")
+    assert bad.returncode == 2
+    assert (
+        bad.stderr == "Error: invalid deadline: 'soon' is not a duration such as 90s, 30m or 2h\n"
+    )
+    wrong = tracker.run("add", "ok-d1", TRACKER_DEFAULT_DEADLINE="400d")
+    assert wrong.returncode == 2 and wrong.stderr.startswith("Error: TRACKER_DEFAULT_DEADLINE: ")
+    assert rows(db_url, "select count(*) from predictions") == [(0,)]  # nothing written
+    tracker.ok("add", "ok-d1", "--deadline", "90s")
+    tracker.ok("add", "ok-d2", "ok-d1", TRACKER_DEFAULT_DEADLINE="2h")  # d1 keeps its own
+    tracker.ok("add", "ok-d3", "--deadline", "none", TRACKER_DEFAULT_DEADLINE="2h")
+    seconds = dict(rows(db_url, "select id, deadline_seconds from predictions"))
+    assert seconds == {"ok-d1": 90.0, "ok-d2": 7200.0, "ok-d3": None}
+    shown = tracker.ok("show", "ok-d1", "--logs", "none").stdout
+    assert "     deadline  " in shown
+
+
 def test_the_key_goes_only_to_the_apis_own_origin(
     tracker: Tracker, keyed: SimulatorThread, db_url: str
 ) -> None:

@@ -164,3 +164,11 @@ def test_ended_and_unknown_predictions_record_nothing(store: Store) -> None:
     assert (ended.registered, ended.status, ended.target) == (True, "failed", None)
     assert column(store, "e1", "cancel_requested_at") is None
     assert store.request_cancel("nobody", now=T0).registered is False
+
+
+def test_a_prediction_a_push_registers_gets_the_default_deadline(store: Store) -> None:
+    state = store.register_pushed("pushed-1", now=T0, first_poll_at=T0, deadline=300.0)
+    assert state.created_at is None
+    assert column(store, "pushed-1", "deadline_at") == T0 + timedelta(seconds=300)
+    store.register_pushed("plain-2", now=T0, first_poll_at=T0)
+    assert column(store, "plain-2", "deadline_at") is None

@@ -108,6 +108,7 @@ def build_daemon(
         writer,
         policy,
         default_callbacks=settings.default_callbacks,
+        default_deadline=settings.default_deadline,
         on_deliveries=outbox.wake,
     )
     return Daemon(

@@ -61,6 +61,7 @@ class PushStore(Protocol):
         now: Any,
         first_poll_at: Any,
         callbacks_to_add: Any = (),
+        deadline: float | None = None,
     ) -> PredictionState: ...
 
     def record_push(self, receipt: PushReceipt) -> bool: ...
@@ -106,6 +107,7 @@ class PushApplier:
         policy: PollPolicy,
         *,
         default_callbacks: tuple[CallbackSpec, ...] = (),
+        default_deadline: float | None = None,
         on_deliveries: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
@@ -113,6 +115,8 @@ class PushApplier:
         self.writer = writer
         self.policy = policy
         self.default_callbacks = default_callbacks
+        #: TRACKER_DEFAULT_DEADLINE (seconds), for the predictions a push registers
+        self.default_deadline = default_deadline
         self._on_deliveries = on_deliveries
 
     async def apply(self, webhook_id: str, prediction_id: str, body: dict[str, Any]) -> Pushed:
@@ -131,6 +135,7 @@ class PushApplier:
                 now=received_at,
                 first_poll_at=received_at + timedelta(seconds=self.policy.poll_max),
                 callbacks_to_add=self.default_callbacks,
+                deadline=self.default_deadline,
             )
             registered = True
         outcome, detail = await self._apply(state, webhook_id, body)

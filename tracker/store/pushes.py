@@ -17,6 +17,7 @@ from sqlalchemy import Connection, bindparam, delete, select
 
 from tracker.domain import CallbackSpec, PredictionState, Tracking
 from tracker.store.base import StoreBase
+from tracker.store.cancels import deadline_from
 from tracker.store.enqueue import ensure_callbacks
 from tracker.store.polling import STATE_COLUMNS, state_of
 from tracker.store.tables import predictions, upstream_pushes
@@ -74,10 +75,11 @@ class PushOps(StoreBase):
         now: datetime,
         first_poll_at: datetime,
         callbacks_to_add: Sequence[CallbackSpec] = (),
+        deadline: float | None = None,
     ) -> PredictionState:
         """Register a prediction first heard of by a push, with ``callbacks_to_add``
-        (the default callbacks), as ``tracker add`` would; a known one is left as it
-        is. Returns its state."""
+        (the default callbacks) and ``deadline`` (TRACKER_DEFAULT_DEADLINE, seconds),
+        as ``tracker add`` would; a known one is left as it is. Returns its state."""
         with self._transaction() as conn:
             conn.execute(
                 self._insert_ignore(predictions),
@@ -87,6 +89,8 @@ class PushOps(StoreBase):
                     "labels": {},
                     "registered_at": now,
                     "next_poll_at": first_poll_at,
+                    "deadline_seconds": deadline,
+                    "deadline_at": None if deadline is None else deadline_from(now, deadline),
                 },
             )
             if callbacks_to_add:
