@@ -22,9 +22,11 @@ from tracker.exceptions import (
 )
 from tracker.poll import cancel as cancel_module
 from tracker.poll.cancel import Canceller
+from tracker.poll.deadlines import DEADLINE_CONCURRENCY, Deadlines
 from tracker.poll.gate import UpstreamGate
 from tracker.poll.upstream import Answer
-from tracker.store.cancels import CancelRecorded
+from tracker.store.cancels import CancelRecorded, DeadlineClaim
+from tracker.store.runner import DatabaseRunner
 
 PID = "w44zs9cet5rmc0cqzp49gpkhf8"
 OWN = f"{BASE}/predictions/{PID}/cancel"
@@ -207,3 +209,51 @@ async def test_a_rejected_key_fails_and_tells_the_gate() -> None:
     store, up = FakeStore(), FakeUpstream(UpstreamAuthError("HTTP 401: no", status_code=401))
     result = await canceller(store, up, gate).cancel(PID)
     assert result.outcome == "failed" and gate.auth_error == "HTTP 401: no"
+
+
+# -- the daemon's deadlines ----------------------------------------------------------------
+
+
+class FakeDeadlines(FakeStore):
+    """Deadlines due at ``due``; each claim hands out what is left."""
+
+    def __init__(self, due: datetime | None, ids: list[str]) -> None:
+        super().__init__()
+        self.due, self.ids, self.claims = due, list(ids), 0
+
+    def next_deadline(self) -> datetime | None:
+        return self.due if self.ids else None
+
+    def claim_deadlines(self, *, now: datetime, limit: int, default_callbacks: Any = ()) -> Any:
+        self.claims += 1
+        taken, self.ids = self.ids[:limit], self.ids[limit:]
+        targets = [CancelTarget(pid, None, now, "deadline") for pid in taken]
+        return DeadlineClaim(targets, deliveries=len(targets))
+
+
+def deadlines(queue: FakeDeadlines, up: FakeUpstream, ready: bool = True) -> Deadlines:
+    runner = DatabaseRunner(workers=1)
+    canceller = Canceller(queue, runner.write, up, UpstreamGate(1000), follow_up=1.0)
+    return Deadlines(queue, runner, canceller, ready=lambda: ready)
+
+
+async def test_deadlines_claim_only_when_one_has_passed_and_the_gate_is_open() -> None:
+    later = datetime.now(UTC).replace(year=2100)
+    future = FakeDeadlines(later, ["p1"])
+    await deadlines(future, FakeUpstream()).sweep_once()
+    assert future.claims == 0  # nothing due: only read
+    closed = FakeDeadlines(datetime(2000, 1, 1, tzinfo=UTC), ["p1"])
+    await deadlines(closed, FakeUpstream(), ready=False).sweep_once()
+    assert closed.claims == 0  # a 429 pause or a rejected key: not spent now
+
+
+async def test_deadlines_cancel_each_claimed_prediction_once() -> None:
+    ids = [f"p{i}" for i in range(DEADLINE_CONCURRENCY + 3)]
+    queue = FakeDeadlines(datetime(2000, 1, 1, tzinfo=UTC), ids)
+    up = FakeUpstream(*[Answer({"status": "canceled"}, 200) for _ in ids])
+    worker = deadlines(queue, up)
+    await worker.sweep_once()
+    assert (up.calls, worker.sent, worker.failed) == (len(ids), len(ids), 0)
+    assert [state for state, _, _ in queue.outcomes] == [CancelState.REQUESTED] * len(ids)
+    await worker.stop(timeout=1)
+    assert await worker.sweep() == 0  # stopped: claims nothing more

@@ -34,6 +34,8 @@ DEADLINE_CONCURRENCY = 8
 
 
 class DeadlineQueue(Protocol):
+    def next_deadline(self) -> datetime | None: ...
+
     def claim_deadlines(
         self, *, now: datetime, limit: int, default_callbacks: Sequence[CallbackSpec] = ()
     ) -> DeadlineClaim: ...
@@ -76,10 +78,15 @@ class Deadlines:
         room = DEADLINE_CONCURRENCY - len(self._tasks)
         if self._stopping or room <= 0 or not self._ready():
             return 0
+        now = utcnow()
         try:
+            # a read first (on SQLite it takes no lock): most sweeps find nothing due
+            due = await self._db.read(self._queue.next_deadline)
+            if due is None or due > now:
+                return 0
             claim = await self._db.write(
                 self._queue.claim_deadlines,
-                now=utcnow(),
+                now=now,
                 limit=room,
                 default_callbacks=self._defaults,
             )
