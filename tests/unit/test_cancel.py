@@ -24,7 +24,7 @@ from tracker.poll import cancel as cancel_module
 from tracker.poll.cancel import Canceller
 from tracker.poll.deadlines import DEADLINE_CONCURRENCY, Deadlines
 from tracker.poll.gate import UpstreamGate
-from tracker.poll.upstream import Answer
+from tracker.poll.upstream import Answer, UpstreamClient
 from tracker.store.cancels import CancelRecorded, DeadlineClaim
 from tracker.store.runner import DatabaseRunner
 
@@ -76,9 +76,13 @@ async def test_a_cancel_is_a_post_with_the_key_and_any_2xx_is_accepted() -> None
     assert answer == Answer(body, 200)
     assert (seen[0].method, str(seen[0].url)) == ("POST", OWN)
     assert seen[0].headers["Authorization"] == f"Bearer {KEY}"
+    huge = respond(200, content=b"{" + b" " * (2**20) + b"}")
     for reply in (respond(204), respond(200, content=b"<html>ok</html>"), respond(202, body=[1])):
         async with upstream(reply) as client:
             assert (await client.cancel_prediction(PID)).body is None
+    async with httpx.AsyncClient(transport=httpx.MockTransport(huge)) as http:
+        capped = UpstreamClient(http, BASE, KEY, max_answer_bytes=1024)
+        assert await capped.cancel_prediction(PID) == Answer(None, 200)
 
 
 @pytest.mark.parametrize(
