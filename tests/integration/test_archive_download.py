@@ -36,6 +36,9 @@ API_KEY = "r8_test_api_key_0123456789"
 KEY = "p1/0-out.png"
 BLOCK = bytes(range(256)) * 4096  # 1 MiB, the same every time: the host allocates nothing
 
+#: past the local storage's first block: the part file exists while the rest trickles
+TRICKLE_START = 2 * 1024 * 1024
+
 
 def body_of(size: int) -> bytes:
     return (BLOCK * (size // len(BLOCK) + 1))[:size]
@@ -64,7 +67,8 @@ class FileHost:
     - ``go?to=URL&code=302``: a redirect to URL;
     - ``status/CODE?retry_after=S``: that status;
     - ``cut/N?declared=M&chunked=1``: N bytes of a body said to be M, then the connection closes;
-    - ``trickle``: 200 chunked, one byte every 0.1 s, forever;
+    - ``trickle``: 200 chunked, ``?start=N`` bytes at once (default none), then one
+      byte every 0.1 s, forever;
     - ``silent``: 200 with Content-Length 100, then nothing.
 
     Each request is recorded with its Authorization header.
@@ -163,6 +167,9 @@ class FileHost:
             await self._cut(writer, int(arg), query)
         elif mode == "trickle":
             writer.write(head(200, {"Transfer-Encoding": "chunked"}))
+            start = int(query.get("start", "0"))
+            if start:
+                writer.write(b"%x\r\n%s\r\n" % (start, b"t" * start))
             while True:
                 writer.write(b"1\r\nx\r\n")
                 await writer.drain()
@@ -533,7 +540,8 @@ async def test_a_host_that_trickles_forever_ends_at_the_overall_deadline(
 async def test_a_cancelled_download_leaves_no_part(
     client: httpx.AsyncClient, files: FileHost, storage: ArchiveStorage, tmp_path: Path
 ) -> None:
-    task = asyncio.ensure_future(fetch(client, files.url("trickle"), storage, timeout=5))
+    url = files.url(f"trickle?start={TRICKLE_START}")
+    task = asyncio.ensure_future(fetch(client, url, storage, timeout=5))
     for _ in range(100):
         await asyncio.sleep(0.05)
         if files_in(tmp_path / "archive"):

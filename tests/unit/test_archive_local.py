@@ -182,14 +182,14 @@ async def test_a_new_upload_of_a_key_supersedes_an_earlier_one(tmp_path: Path) -
     commit; the newer one is stored whole, never mixed."""
     storage = local(tmp_path)
     a = await storage.open_upload("p1/0-a")
-    await a.write(b"A" * 100)
+    await a.write(b"A" * BLOCK)  # past the first block: a's part file exists
     b = await storage.open_upload("p1/0-a")
-    await b.write(b"B" * 100)
+    await b.write(b"B" * BLOCK)
     with pytest.raises(StorageError):
         await a.commit()
     await a.abort()
     await b.commit()
-    assert (tmp_path / "p1" / "0-a").read_bytes() == b"B" * 100
+    assert (tmp_path / "p1" / "0-a").read_bytes() == b"B" * BLOCK
     assert sorted(p.name for p in (tmp_path / "p1").iterdir()) == ["0-a"]
 
 
@@ -264,6 +264,8 @@ async def test_a_full_disk_is_a_storage_error(tmp_path: Path) -> None:
         pytest.skip("no /dev/full")
     storage = local(tmp_path)
     upload = await storage.open_upload("p1/0-a")
+    await upload.write(b"x" * BLOCK)  # the part file is made with the first block
+    assert upload._fd is not None
     os.close(upload._fd)
     upload._fd = os.open("/dev/full", os.O_WRONLY)  # every write fails with ENOSPC
     with pytest.raises(StorageError, match="No space left on device"):

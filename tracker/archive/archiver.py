@@ -221,8 +221,11 @@ class Archiver:
             )
         else:
             await self._record_stored(job, downloaded)
-        if not self._stopping:
-            self.wake()  # a slot is free
+        # Claim again once half the slots are free (this one still counts as busy):
+        # a claim per finished file would cost a transaction per file. The daemon's
+        # tick wakes the archiver every second anyway.
+        if not self._stopping and len(self._in_flight) - 1 <= self._concurrency // 2:
+            self.wake()
 
     async def _record_stored(self, job: ArtifactJob, downloaded: Downloaded) -> None:
         try:

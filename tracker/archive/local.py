@@ -47,12 +47,7 @@ class LocalStorage:
         return self.path(key).as_uri()
 
     async def open_upload(self, key: str) -> LocalUpload:
-        target = self.path(key)
-        try:
-            fd, part = await asyncio.to_thread(_create_part, target)
-        except OSError as exc:
-            raise StorageError(_os_text("cannot write", target.parent, exc)) from None
-        return LocalUpload(fd, part, target)
+        return LocalUpload(self.path(key))
 
     async def delete(self, key: str) -> bool:
         path = self.path(key)
@@ -81,9 +76,13 @@ class LocalStorage:
 
 
 class LocalUpload:
-    def __init__(self, fd: int, part: Path, target: Path) -> None:
-        self._fd = fd
-        self._part = part
+    """An upload into a part file beside the target, made at the first block written:
+    a file smaller than a block costs one trip to a worker thread in all (create,
+    write, fsync, rename), which matters when thousands of images are archived."""
+
+    def __init__(self, target: Path) -> None:
+        self._fd: int | None = None
+        self._part: Path | None = None
         self._target = target
         self._buffer = bytearray()
         self._lock = threading.Lock()  # held by whichever thread touches the file
@@ -97,9 +96,9 @@ class LocalUpload:
 
     async def commit(self) -> str:
         self._check_open()
-        await self._flush()
+        tail, self._buffer = bytes(self._buffer), bytearray()
         try:
-            await asyncio.to_thread(self._finish)
+            await asyncio.to_thread(self._finish, tail)
         except OSError as exc:
             raise StorageError(_os_text("cannot store", self._target, exc)) from None
         return self._target.as_uri()
@@ -128,14 +127,21 @@ class LocalUpload:
         with self._lock:
             if self._state != "open":
                 return
-            view = memoryview(block)
-            while view:
-                view = view[os.write(self._fd, view) :]
+            self._write_locked(block)
 
-    def _finish(self) -> None:
+    def _write_locked(self, block: bytes) -> None:
+        if self._fd is None:
+            self._fd, self._part = _create_part(self._target)
+        view = memoryview(block)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    def _finish(self, tail: bytes) -> None:
         with self._lock:
             if self._state != "open":
                 raise OSError(f"the upload is {self._state}")
+            self._write_locked(tail)  # creates the part file of an empty upload too
+            assert self._fd is not None and self._part is not None
             os.fsync(self._fd)
             os.close(self._fd)
             self._state = "closed"
@@ -145,12 +151,13 @@ class LocalUpload:
 
     def _drop(self) -> None:
         with self._lock:
-            if self._state == "open":
+            if self._state == "open" and self._fd is not None:
                 os.close(self._fd)
             if self._state != "committed":
                 self._state = "aborted"
-                with contextlib.suppress(FileNotFoundError):
-                    self._part.unlink()
+                if self._part is not None:
+                    with contextlib.suppress(FileNotFoundError):
+                        self._part.unlink()
 
 
 def _create_part(target: Path) -> tuple[int, Path]:

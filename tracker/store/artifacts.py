@@ -20,7 +20,7 @@ from tracker.domain import Artifact, ArtifactJob, ArtifactState, CallbackSpec
 from tracker.events import Event
 from tracker.store.base import StoreBase, insert_ignore
 from tracker.store.enqueue import EventBatch, enqueue_deliveries, prediction_object
-from tracker.store.tables import artifacts, predictions
+from tracker.store.tables import artifacts, callbacks, predictions
 
 #: output files found per prediction: ``(prediction_id, ((position, url), ...), seen_at)``
 FoundFiles = tuple[str, Sequence[tuple[int, str]], datetime]
@@ -160,13 +160,15 @@ class ArtifactOps(StoreBase):
         deliveries queued): when it was the prediction's last file to be stored, the
         ``archived`` event is queued in the same transaction, exactly once."""
         with self._transaction() as conn:
-            # One prediction's files finish one at a time, so exactly one of them
-            # sees all stored (a row lock on PostgreSQL; SQLite has one writer).
-            conn.execute(
-                select(predictions.c.id)
-                .where(predictions.c.id == job.prediction_id)
-                .with_for_update()
-            )
+            wanted = _wants_archived(conn, job.prediction_id, default_callbacks)
+            if wanted:
+                # One prediction's files finish one at a time, so exactly one of them
+                # sees all stored (a row lock on PostgreSQL; SQLite has one writer).
+                conn.execute(
+                    select(predictions.c.id)
+                    .where(predictions.c.id == job.prediction_id)
+                    .with_for_update()
+                )
             updated = conn.execute(
                 update(artifacts)
                 .where(artifacts.c.id == job.id, artifacts.c.claimed_by == owner)
@@ -185,6 +187,8 @@ class ArtifactOps(StoreBase):
             ).rowcount
             if not updated:
                 return False, 0
+            if not wanted:
+                return True, 0
             return True, _queue_archived(conn, job.prediction_id, now, default_callbacks)
 
     def artifact_not_stored(
@@ -288,13 +292,36 @@ def archived_body(obj: dict[str, Any], stored: Sequence[Artifact]) -> dict[str, 
     }
 
 
+def _wants_archived(
+    conn: Connection, prediction_id: str, default_callbacks: Sequence[CallbackSpec]
+) -> bool:
+    """Whether a callback of the prediction (or a default one, attached when needed)
+    asks for ``archived``: the event is opt-in, and building its body reads the whole
+    prediction, so a file nobody waits for is recorded without it."""
+    archived = Event.ARCHIVED.value
+    if any(archived in spec.events for spec in default_callbacks):
+        return True
+    events = conn.execute(
+        select(callbacks.c.events).where(callbacks.c.prediction_id == prediction_id)
+    ).scalars()
+    return any(archived in text.split(",") for text in events)
+
+
 def _queue_archived(
     conn: Connection, prediction_id: str, now: datetime, default_callbacks: Sequence[CallbackSpec]
 ) -> int:
     """Queue ``archived`` when every artifact of the prediction is stored."""
-    files = artifacts_of(conn, [prediction_id])
-    if not files or any(a.state != ArtifactState.STORED for a in files):
+    unfinished = conn.execute(
+        select(func.count())
+        .select_from(artifacts)
+        .where(
+            artifacts.c.prediction_id == prediction_id,
+            artifacts.c.state != ArtifactState.STORED.value,
+        )
+    ).scalar_one()
+    if unfinished:
         return 0
+    files = artifacts_of(conn, [prediction_id])
     obj = prediction_object(conn, prediction_id)
     if obj is None:
         return 0
