@@ -243,6 +243,11 @@ def test_list_json_keeps_its_keys(cli: Tracker, db_url: str) -> None:
         "poll_count",
         "error_count",
         "last_error",
+        "deadline_at",
+        "cancel_requested_at",
+        "cancel_reason",
+        "cancel_outcome",
+        "cancel_detail",
     ]
     assert record["labels"] == {"a": "b"}
     header = cli.ok("list", "--format", "csv").stdout.splitlines()[0]

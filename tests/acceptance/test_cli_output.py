@@ -22,6 +22,7 @@ from tests.terminal import run_in_terminal
 from tracker.cli.deliveries import RECORD_COLUMNS as DELIVERY_RECORD
 from tracker.cli.human import BLOCKS
 from tracker.cli.predictions import RECORD_COLUMNS
+from tracker.cli.report import REPORTS
 from tracker.store.store import Store
 from tracker.store.tables import callbacks, deliveries, predictions
 from tracker.timeparse import utcnow
@@ -294,7 +295,8 @@ def test_statuses_and_report_names_are_choices(cli: Tracker) -> None:
     for status in ("starting", "processing", "succeeded", "failed", "canceled", "aborted"):
         assert status in status_help
     report_help = piped(cli, "report", "--help").stdout
-    assert "{status|models|daily|failures|deliveries|slow}" in report_help
+    names = "{" + "|".join(REPORTS) + "}"  # every report (help wraps the list)
+    assert "deadlines" in REPORTS and names in "".join(report_help.split())
     completion = subprocess.run(
         cli.command(),
         capture_output=True,
