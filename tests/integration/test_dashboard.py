@@ -27,6 +27,7 @@ from tracker.service.dashboard import actions
 from tracker.service.dashboard.web import SECURITY_HEADERS
 from tracker.simulator import SimConfig, SimulatorThread
 from tracker.store.store import Store
+from tracker.store.tables import deliveries
 
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
 
@@ -460,3 +461,25 @@ async def test_without_a_token_the_pages_are_open_and_forms_still_need_csrf(
     assert login.status_code == 303 and login.headers["Location"] == "/"
     assert refused.status_code == 403
     assert done.status_code == 303
+
+
+async def test_a_delivery_error_is_shown_once_in_its_own_words(
+    service: Running, seeded: Seeded, db_url: str
+) -> None:
+    """The webhook sender stores `HTTP 502` as the error: the pages show it as is,
+    not with the status code a second time."""
+    store = Store.from_url(db_url)
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id == seeded.dead_delivery)
+                .values(last_status_code=502, last_error="HTTP 502")
+            )
+    finally:
+        store.close()
+    async with logged_in(service) as http:
+        page = (await http.get(f"/predictions/{seeded.failed}")).text
+        overview = (await http.get("/")).text
+    assert "last: HTTP 502<" in page and "502 HTTP 502" not in page
+    assert ">HTTP 502<" in overview and "HTTP 502 HTTP 502" not in overview
