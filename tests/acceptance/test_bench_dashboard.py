@@ -1,0 +1,85 @@
+"""scripts/bench_dashboard.py runs end to end at toy size (--quick: 20,000 predictions,
+SQLite) and reports a positive number for every figure of every page, and the plans of
+the dashboard's reads. No goal is asserted (the machine is shared: the figures with
+1M predictions on PostgreSQL live in docs/performance.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+FIGURES = (
+    "rtt_median_ms",
+    "rtt_p95_ms",
+    "server_median_ms",
+    "server_p95_ms",
+    "server_max_ms",
+    "bytes_median",
+)
+
+
+def positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+@pytest.mark.slow
+def test_the_dashboard_benchmark_reports_every_page(tmp_path: Path) -> None:
+    out = tmp_path / "dashboard.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS / "bench_dashboard.py"),
+            "--quick",
+            "--engines",
+            "sqlite",
+            "--requests",
+            "3",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "server p95 < 200 ms" in result.stdout and "query plans, sqlite" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["machine"]["nproc"] >= 1 and report["date"]
+    (run,) = report["results"]
+    assert run["engine"] == "sqlite" and positive(run["cold_first_overview_ms"])
+    assert positive(run["database_bytes"]) and positive(run["artifacts"])
+    assert positive(run["detailed"]["dead_deliveries"])
+    batch = run["batch"]
+    assert batch["rows"] == 5_000
+    pages = [*run["pages"], *batch["pages"], *batch["index_trial_pages"]]
+    assert len(pages) == 21
+    assert len({p["page"] for p in pages}) == len(pages)
+    for page in pages:
+        assert page["requests"] == 3, page
+        assert all(positive(page[name]) for name in FIGURES), page
+        assert page["server_median_ms"] <= page["server_p95_ms"] <= page["server_max_ms"]
+        assert page["pass"] in (True, False)
+        assert 0 <= page["beside_overview_read"] <= 3
+    names = {p["page"] for p in pages}
+    assert {"overview, uncached", "list, deep page (after=)", "prediction page"} <= names
+    assert "overview, uncached, trial indexes" in names
+    operations = [op["operation"] for op in run["plans"]]
+    assert (
+        "list, newest page" in operations and "overview: counts (Store.report_status)" in operations
+    )
+    for op in [*run["plans"], *batch["plans"], *batch["index_trial_plans"]]:
+        assert op["statements"], op
+        for statement in op["statements"]:
+            assert statement["plan"] and positive(statement["ms"]), statement
+    trial = [s["plan"] for op in batch["index_trial_plans"] for s in op["statements"]]
+    assert any("ix_bench_registered_id" in line for plan in trial for line in plan)
