@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, text
+from sqlalchemy import BindParameter, ColumnElement, bindparam, func, select, text
 
 from tracker.domain import Artifact, Status, Tracking
 from tracker.store.reports import TERMINAL, ReportOps
@@ -133,9 +133,16 @@ class OverviewReads(ReportOps):
 
 
 def _finished_since(since: datetime) -> Sequence[ColumnElement[bool]]:
-    """Finished since ``since``: the conditions of ix_predictions_finished_completed."""
+    """Finished since ``since``: the conditions of ix_predictions_finished_completed.
+
+    ``'active'`` is written into the statement, not bound: psycopg prepares a statement
+    after a few runs and PostgreSQL's generic plan for ``tracking != $1`` cannot use
+    that partial index (measured 1.3 s instead of 0.56 s at 1M rows)."""
     c = predictions.c
-    return (c.tracking != Tracking.ACTIVE.value, c.completed_at >= since)
+    active: BindParameter[str] = bindparam(
+        "active_tracking", Tracking.ACTIVE.value, literal_execute=True
+    )
+    return (c.tracking != active, c.completed_at >= since)
 
 
 def _hour_value(value: Any) -> datetime:
