@@ -87,11 +87,22 @@ def test_a_file_where_the_directory_should_be_is_refused(tmp_path: Path) -> None
         open_storage(str(tmp_path / "file" / "below"))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
-def test_a_read_only_directory_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "ro").mkdir(mode=0o555)
+def test_a_read_only_directory_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The directory's mode is what a user meets; as root (CI) every directory is
+    writable, so os.access is told the truth an unprivileged user would get."""
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o555)
+    if os.geteuid() == 0:
+        real = os.access
+
+        def unprivileged(path: object, mode: int, **kwargs: object) -> bool:
+            if Path(str(path)) == folder and mode & os.W_OK:
+                return False
+            return real(path, mode, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(os, "access", unprivileged)
     with pytest.raises(ConfigError, match="not writable"):
-        open_storage(str(tmp_path / "ro"))
+        open_storage(str(folder))
 
 
 def test_s3_needs_its_keys_in_the_environment() -> None:
