@@ -1,9 +1,11 @@
 """Shared fixtures: real SQLite files and real PostgreSQL databases.
 
 PostgreSQL: one template database is migrated per test process (each pytest-xdist
-worker builds its own, named after the worker and its pid) and cloned per test
-(``CREATE DATABASE ... TEMPLATE``), so no two workers ever share a database. Without
-a reachable server the PostgreSQL tests are skipped locally, but fail under ``CI=true``.
+worker builds its own, named after the worker and its pid) and cloned for its tests
+(``CREATE DATABASE ... TEMPLATE``; a clone is emptied and used again, PgPool), so no two
+workers ever share a database; they are all dropped together when the process's tests
+are done. Without a reachable server the PostgreSQL tests are skipped locally, but
+fail under ``CI=true``.
 
 Markers, set here at collection: ``postgres`` on every test that gets a PostgreSQL
 database (``-m "not postgres"`` runs without the server), ``slow`` on the tests listed
@@ -18,6 +20,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +166,29 @@ def _drop_pg(dbname: str) -> None:
     _pg_admin(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
 
+#: this process's databases to drop when its tests are done (pg_template's teardown): a
+#: DROP DATABASE waits for a checkpoint, seconds on a busy server, and drops sent at once
+#: share one; so none is dropped while the tests run
+_DROP_AT_END: list[str] = []
+
+
+def _drop_all(names: list[str]) -> None:
+    """Drop these databases, all at once."""
+    if names:
+        with ThreadPoolExecutor(max_workers=min(len(names), 8)) as pool:
+            list(pool.map(_drop_pg, names))
+
+
+def _end_sessions(dbname: str) -> None:
+    """End every session on ``dbname`` (as DROP ... WITH (FORCE) would)."""
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (dbname,),
+        )
+
+
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
     """Name of a migrated template database."""
@@ -182,7 +208,8 @@ def pg_template() -> Iterator[str]:
     migrate.upgrade(store)
     store.close()
     yield name
-    _drop_pg(name)
+    _drop_all([*_DROP_AT_END, name])
+    _DROP_AT_END.clear()
 
 
 def _check_marked(request: pytest.FixtureRequest) -> None:
@@ -194,7 +221,7 @@ class PgPool:
     """Migrated databases of one worker, emptied between tests instead of created
     and dropped for each (CREATE DATABASE ... TEMPLATE costs about 0.3 s; emptying
     every table, about 0.02 s). A database whose schema or revision a test changed
-    is dropped and replaced by a fresh clone of the template."""
+    is replaced by a fresh clone of the template (and dropped at the end)."""
 
     def __init__(self, template: str) -> None:
         self.template = template
@@ -218,12 +245,7 @@ class PgPool:
     def give_back(self, name: str) -> None:
         """End every session a test left on it (as DROP ... WITH (FORCE) did)."""
         try:
-            with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
-                conn.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = %s AND pid <> pg_backend_pid()",
-                    (name,),
-                )
+            _end_sessions(name)
         except psycopg.Error:
             self._drop(name)
             return
@@ -234,12 +256,14 @@ class PgPool:
             self._drop(name)
 
     def _emptied(self, name: str) -> bool:
-        """Empty every table (sequences restarted), if the schema is still the template's."""
+        """Empty every table (sequences restarted), if the schema is still the template's;
+        forget the settings a test gave the database (ALTER DATABASE ... SET)."""
         try:
             with psycopg.connect(_pg_url(name), connect_timeout=5) as conn:
                 conn.execute("SET lock_timeout = '2s'")
                 if _user_tables(conn) != self.tables or _revision(conn) != self.revision:
                     return False
+                conn.execute(f'ALTER DATABASE "{name}" RESET ALL')
                 listed = ", ".join(f'"{t}"' for t in sorted(self.tables) if ":" not in t)
                 conn.execute(f"TRUNCATE {listed} RESTART IDENTITY CASCADE")
         except psycopg.Error:
@@ -247,7 +271,7 @@ class PgPool:
         return True
 
     def _drop(self, name: str) -> None:
-        _drop_pg(name)
+        _DROP_AT_END.append(name)
         self.made.discard(name)
 
 
@@ -287,8 +311,9 @@ def empty_pg_url(pg_template: str, request: pytest.FixtureRequest) -> Iterator[s
     _check_marked(request)
     name = f"tracker_e_{WORKER}_{uuid.uuid4().hex[:12]}"
     _pg_admin(f'CREATE DATABASE "{name}"')
+    _DROP_AT_END.append(name)
     yield _pg_url(name)
-    _drop_pg(name)
+    _end_sessions(name)
 
 
 @pytest.fixture(scope="session")
