@@ -36,8 +36,21 @@ class Jobs:
         try:
             await self._stopping.wait()
         finally:
-            self._scheduler.shutdown(wait=False)
-            await self._finish()
+            await self._shut_down()
+
+    async def _shut_down(self) -> None:
+        """Stop the timer, then let every job already handed to the loop start.
+
+        AsyncIOScheduler shuts down on a later turn of the loop and cancels the jobs
+        it handed over before they began, which its executor logs as a crash; paused
+        first, it hands over none, and the ones handed over start (and shield
+        themselves) before the shutdown reaches them.
+        """
+        self._scheduler.pause()
+        await asyncio.sleep(0)
+        self._scheduler.shutdown(wait=False)
+        await asyncio.sleep(0)
+        await self._finish()
 
     def _shielded(self, job: Job) -> Callable[[], Any]:
         """``job`` in its own task, which shutdown waits for.
