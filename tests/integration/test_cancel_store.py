@@ -124,6 +124,24 @@ def test_deadline_counts_from_created_at_once_a_poll_stores_it(store: Store) -> 
     assert column(store, "c1", "deadline_at") is None
 
 
+def test_a_deadline_acted_on_keeps_its_time_when_created_at_arrives_later(store: Store) -> None:
+    """An upstream that creates a prediction when it first hears of it (the cancel
+    came first) reports a created_at after the deadline fired; the recorded
+    deadline stays the one the daemon acted on."""
+    add(store, "late", deadline=1.0)
+    fired_at = T0 + timedelta(seconds=5)
+    (claimed,) = store.claim_deadlines(now=fired_at, limit=5).targets
+    assert claimed.prediction_id == "late"
+    (state,) = store.claim_due(
+        now=fired_at, limit=1, owner="o", lease_until=fired_at + timedelta(seconds=9)
+    )
+    answer = {"id": "late", "status": "canceled", "created_at": "2026-11-20T10:00:04Z"}
+    update_ = plan_observation(state, parse_prediction(answer, "late"), fired_at)
+    apply_one(store, update_, NextPoll(fired_at, 1.0), owner="o")
+    assert column(store, "late", "deadline_at") == T0 + timedelta(seconds=1)
+    assert column(store, "late", "created_at") == T0 + timedelta(seconds=4)
+
+
 def test_an_outcome_never_overwrites_a_later_request(store: Store) -> None:
     add(store, "o1", deadline=None)
     first = store.request_cancel("o1", now=T0).target

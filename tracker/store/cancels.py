@@ -205,10 +205,14 @@ def set_deadlines(conn: Connection, ids: Sequence[str], seconds: float | None) -
 
 def recount_deadlines(conn: Connection, created: Mapping[str, datetime]) -> None:
     """Count the deadlines of these predictions from their upstream ``created_at``,
-    just stored for the first time (in the transaction that stores it)."""
+    just stored for the first time (in the transaction that stores it). A deadline
+    whose cancel was already asked for keeps the time it was acted on (an upstream
+    that creates a prediction when it first hears of it reports a later one)."""
     rows = conn.execute(
         select(c.id, c.deadline_seconds).where(
-            c.id.in_(list(created)), c.deadline_seconds.is_not(None)
+            c.id.in_(list(created)),
+            c.deadline_seconds.is_not(None),
+            c.cancel_requested_at.is_(None),
         )
     ).all()
     values = [
