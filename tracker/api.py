@@ -16,29 +16,28 @@ import threading
 import time
 from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Self, TypeVar, Unpack
 
 from tracker import arguments as args
 from tracker.arguments import Window
 from tracker.config import SETTING, Settings
 from tracker.domain import (
-    CallbackSpec,
     CancelResult,
     Delivery,
     Prediction,
     PredictionDetail,
     validate_id,
 )
-from tracker.events import parse_events
 from tracker.exceptions import (
     InvalidInput,
     PredictionNotFound,
     TrackerError,
 )
-from tracker.inputs import parse_deadline, validate_email, validate_ids, validate_webhook_url
+from tracker.inputs import validate_ids
 from tracker.poll.cancel import cancel_with_settings
 from tracker.poll.gate import UpstreamGate
+from tracker.registering import Registration, check_registration, check_registrations, register
 from tracker.store.store import AddResult, Store
 from tracker.timeparse import utcnow
 from tracker.waiting import WAIT_INTERVAL, ended, give_up_at, pause
@@ -58,29 +57,6 @@ T = TypeVar("T")
 
 #: what ``list_columns`` may read: the fields of a Prediction
 PREDICTION_COLUMNS = tuple(f.name for f in fields(Prediction))
-
-
-@dataclass(frozen=True, slots=True)
-class Registration:
-    """One entry of ``Tracker.add_batch``: the arguments of ``add``."""
-
-    ids: str | Iterable[str]
-    webhooks: str | Iterable[str] = ()
-    emails: str | Iterable[str] = ()
-    events: str | Iterable[str] | None = None
-    labels: Mapping[str, str] | None = None
-    deadline: str | float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Checked:
-    """A Registration checked: what the store is given."""
-
-    ids: list[str]
-    callbacks: tuple[CallbackSpec, ...]
-    labels: dict[str, str]
-    deadline: float | None = None  #: seconds; for the new IDs (and known ones if given)
-    deadline_given: bool = False  #: given by the caller, not TRACKER_DEFAULT_DEADLINE
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +138,9 @@ class Tracker:
         deadline) is how long after its creation upstream a prediction still running is
         cancelled by the daemon; it applies to known IDs too. Without it, new IDs get
         TRACKER_DEFAULT_DEADLINE, if set."""
-        checked = self._checked(Registration(ids, webhooks, emails, events, labels, deadline))
-        return self._register([checked])
+        entry = Registration(ids, webhooks, emails, events, labels, deadline)
+        checked = check_registration(entry, self.settings)
+        return register(self._open(), [checked], self.settings)
 
     def add_batch(self, registrations: Iterable[Registration]) -> AddResult:
         """Several ``add`` calls in one, each ``Registration`` with its own callbacks and
@@ -171,72 +148,8 @@ class Tracker:
         before anything is written: InvalidInput names the first bad one (``[3]: ...``,
         counted from 0); then entries with the same callbacks and labels are written
         together. The counts add up as those of the ``add`` calls would."""
-        entries = list(registrations)
-        if not entries:
-            raise InvalidInput("give at least one prediction ID")
-        checked = []
-        for position, entry in enumerate(entries):
-            try:
-                checked.append(self._checked(entry))
-            except InvalidInput as exc:
-                raise InvalidInput(
-                    f"[{position}]: {exc}" if len(entries) > 1 else str(exc)
-                ) from None
-        return self._register(checked)
-
-    def _checked(self, entry: Registration) -> _Checked:
-        """``add``'s arguments checked with the command line's rules and messages."""
-        wanted = validate_ids(args.strings(entry.ids))
-        if not wanted:
-            raise InvalidInput("give at least one prediction ID")
-        deadline_given = entry.deadline is not None
-        deadline = (
-            parse_deadline(entry.deadline)
-            if entry.deadline is not None
-            else self.settings.default_deadline
-        )
-        events = entry.events
-        wanted_events = parse_events(
-            "completed" if events is None else ",".join(args.strings(events))
-        )
-        hooks, addresses = args.strings(entry.webhooks), args.strings(entry.emails)
-        allowed = self.settings.webhook_allowed_hosts if hooks else None  # literal addresses
-        specs = [
-            CallbackSpec("webhook", validate_webhook_url(u, allowed), wanted_events) for u in hooks
-        ]
-        specs += [CallbackSpec("email", validate_email(a), wanted_events) for a in addresses]
-        return _Checked(wanted, tuple(specs), args.labels(entry.labels), deadline, deadline_given)
-
-    def _register(self, entries: builtins.list[_Checked]) -> AddResult:
-        """Write checked entries, one transaction per group with the same callbacks and
-        labels (usually one in all)."""
-        groups: dict[tuple[Any, ...], builtins.list[str]] = {}
-        for entry in entries:
-            key = (
-                entry.callbacks,
-                tuple(sorted(entry.labels.items())),
-                entry.deadline,
-                entry.deadline_given,
-            )
-            groups.setdefault(key, []).extend(entry.ids)
-        store = self._open()
-        added = known = callbacks_added = 0
-        for (specs, label_items, deadline, deadline_given), ids in groups.items():
-            now = utcnow()
-            first_poll_at = now + timedelta(seconds=self.settings.poll_min)
-            result = store.add_predictions(
-                ids,
-                now=now,
-                first_poll_at=first_poll_at,
-                labels=dict(label_items),
-                callbacks_to_add=specs,
-                deadline=deadline,
-                deadline_for_known=deadline_given,
-            )
-            added += result.added
-            known += result.already_known
-            callbacks_added += result.callbacks_added
-        return AddResult(added=added, already_known=known, callbacks_added=callbacks_added)
+        checked = check_registrations(list(registrations), self.settings)
+        return register(self._open(), checked, self.settings)
 
     def get(self, prediction_id: str) -> Prediction:
         """The prediction's row; PredictionNotFound when it is not registered."""
