@@ -84,6 +84,44 @@ def test_only_passed_deadlines_of_active_predictions_not_cancelled_are_claimed(
     assert store.next_deadline() == T0 + timedelta(seconds=3600)
 
 
+def test_a_deadline_cancel_its_daemon_never_answered_is_claimed_again_without_an_event(
+    store: Store,
+) -> None:
+    add(store, "lost", "answered", "ended")
+    spec = CallbackSpec("webhook", HOOK, ("deadline",))
+    fired = T0 + timedelta(seconds=61)
+    first = store.claim_deadlines(now=fired, limit=10, default_callbacks=[spec])
+    assert first.deliveries == 3
+    target = {t.prediction_id: t for t in first.targets}
+    store.record_cancel_outcome(
+        target["answered"], state=CancelState.REQUESTED, detail="", poll_at=None
+    )
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(predictions)
+            .where(predictions.c.id == "ended")
+            .values(tracking="done", status="canceled")
+        )
+
+    def reclaim(minutes: float) -> list[str]:
+        now = fired + timedelta(minutes=minutes)
+        since = now - timedelta(minutes=10)
+        taken = store.reclaim_deadline_cancels(now=now, unanswered_since=since, limit=10)
+        return [t.prediction_id for t in taken]
+
+    assert reclaim(5) == []  # its daemon may still be waiting for the answer
+    assert reclaim(11) == ["lost"]
+    assert column(store, "lost", "cancel_requested_at") == fired + timedelta(minutes=11)
+    assert reclaim(12) == []  # sent again once; the next try in another 10 minutes
+    # the old request's late outcome changes nothing; the event stayed one per prediction
+    store.record_cancel_outcome(
+        target["lost"], state=CancelState.FAILED, detail="late", poll_at=None
+    )
+    assert column(store, "lost", "cancel_outcome") == "sending"
+    with store.engine.connect() as conn:
+        assert conn.execute(select(deliveries.c.prediction_id)).scalars().all().count("lost") == 1
+
+
 def test_the_deadline_event_carries_the_prediction_and_its_deadline(store: Store) -> None:
     add(store, "ev")
     body = {"id": "ev", "status": "processing", "created_at": "2026-11-20T09:59:00Z"}

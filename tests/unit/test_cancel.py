@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -22,7 +22,7 @@ from tracker.exceptions import (
 )
 from tracker.poll import cancel as cancel_module
 from tracker.poll.cancel import Canceller
-from tracker.poll.deadlines import DEADLINE_CONCURRENCY, Deadlines
+from tracker.poll.deadlines import DEADLINE_CONCURRENCY, UNANSWERED_SECONDS, Deadlines
 from tracker.poll.gate import UpstreamGate
 from tracker.poll.upstream import Answer, UpstreamClient
 from tracker.store.cancels import CancelRecorded, DeadlineClaim
@@ -224,6 +224,8 @@ class FakeDeadlines(FakeStore):
     def __init__(self, due: datetime | None, ids: list[str]) -> None:
         super().__init__()
         self.due, self.ids, self.claims = due, list(ids), 0
+        self.unanswered: list[str] = []  #: claimed by a daemon that died
+        self.reclaims: list[timedelta] = []
 
     def next_deadline(self) -> datetime | None:
         return self.due if self.ids else None
@@ -233,6 +235,13 @@ class FakeDeadlines(FakeStore):
         taken, self.ids = self.ids[:limit], self.ids[limit:]
         targets = [CancelTarget(pid, None, now, "deadline") for pid in taken]
         return DeadlineClaim(targets, deliveries=len(targets))
+
+    def reclaim_deadline_cancels(
+        self, *, now: datetime, unanswered_since: datetime, limit: int
+    ) -> list[CancelTarget]:
+        self.reclaims.append(now - unanswered_since)
+        taken, self.unanswered = self.unanswered[:limit], self.unanswered[limit:]
+        return [CancelTarget(pid, None, now, "deadline") for pid in taken]
 
 
 def deadlines(queue: FakeDeadlines, up: FakeUpstream, ready: bool = True) -> Deadlines:
@@ -261,3 +270,15 @@ async def test_deadlines_cancel_each_claimed_prediction_once() -> None:
     assert [state for state, _, _ in queue.outcomes] == [CancelState.REQUESTED] * len(ids)
     await worker.stop(timeout=1)
     assert await worker.sweep() == 0  # stopped: claims nothing more
+
+
+async def test_unanswered_deadline_cancels_are_sent_again_checked_twice_a_minute() -> None:
+    queue = FakeDeadlines(None, [])
+    queue.unanswered = ["orphan"]
+    up = FakeUpstream(Answer({"status": "canceled"}, 200))
+    worker = deadlines(queue, up)
+    await worker.sweep_once()
+    assert (up.calls, worker.sent) == (1, 1)
+    assert queue.reclaims == [timedelta(seconds=UNANSWERED_SECONDS)]
+    await worker.sweep_once()
+    assert len(queue.reclaims) == 1  # not again before RECLAIM_SECONDS

@@ -6,16 +6,18 @@ conditional UPDATE of ``cancel_requested_at``, which no other daemon and no late
 sweep can repeat; the ``deadline`` event is queued in it), then sends each cancel in a
 task of its own through the poller's gate, so deadline cancels share the polls' request
 budget and 429 pauses. A daemon that stops lets the requests in flight finish (up to
-its drain time); one killed before an answer leaves its claim at ``sending``, and the
-cancel is not sent again.
+its drain time); one killed before an answer leaves its claim at ``sending``, which a
+daemon claims and sends again once it has been unanswered for
+``UNANSWERED_SECONDS`` (without a second ``deadline`` event).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from tracker.domain import CallbackSpec, CancelOutcome, CancelTarget
@@ -31,6 +33,11 @@ log = logging.getLogger(__name__)
 DEADLINE_SECONDS = 1.0
 #: deadline cancels in flight at once (each claim takes at most the free room)
 DEADLINE_CONCURRENCY = 8
+#: a deadline cancel still ``sending`` after this long lost its daemon: sent again
+#: (a live daemon's request ends well before: 3 tries, a rate-limit wait of up to 60 s)
+UNANSWERED_SECONDS = 600.0
+#: how often the daemon looks for such cancels (a scan of the active predictions)
+RECLAIM_SECONDS = 30.0
 
 
 class DeadlineQueue(Protocol):
@@ -39,6 +46,10 @@ class DeadlineQueue(Protocol):
     def claim_deadlines(
         self, *, now: datetime, limit: int, default_callbacks: Sequence[CallbackSpec] = ()
     ) -> DeadlineClaim: ...
+
+    def reclaim_deadline_cancels(
+        self, *, now: datetime, unanswered_since: datetime, limit: int
+    ) -> list[CancelTarget]: ...
 
 
 class Deadlines:
@@ -65,6 +76,7 @@ class Deadlines:
         self._on_deliveries = on_deliveries
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._reclaim_at = 0.0  #: monotonic time of the next look for unanswered cancels
         self.sent = 0  #: cancels the upstream accepted
         self.failed = 0  #: cancels it refused, or could not be reached for
 
@@ -80,28 +92,48 @@ class Deadlines:
             return 0
         now = utcnow()
         try:
-            # a read first (on SQLite it takes no lock): most sweeps find nothing due
-            due = await self._db.read(self._queue.next_deadline)
-            if due is None or due > now:
-                return 0
-            claim = await self._db.write(
-                self._queue.claim_deadlines,
-                now=now,
-                limit=room,
-                default_callbacks=self._defaults,
-            )
+            targets = await self._reclaimed(now, room)
+            claim = await self._claimed(now, room - len(targets))
         except StoreError as exc:
             self._db.note_trouble(exc)
             return 0
-        if claim.deliveries:
-            self._on_deliveries()
-        for target in claim.targets:
+        if claim is not None:
+            targets += claim.targets
+            if claim.deliveries:
+                self._on_deliveries()
+        for target in targets:
             task = asyncio.create_task(
                 self._cancel(target), name=f"deadline {target.prediction_id}"
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return len(claim.targets)
+        return len(targets)
+
+    async def _claimed(self, now: datetime, room: int) -> DeadlineClaim | None:
+        if room <= 0:
+            return None
+        # a read first (on SQLite it takes no lock): most sweeps find nothing due
+        due = await self._db.read(self._queue.next_deadline)
+        if due is None or due > now:
+            return None
+        return await self._db.write(
+            self._queue.claim_deadlines, now=now, limit=room, default_callbacks=self._defaults
+        )
+
+    async def _reclaimed(self, now: datetime, room: int) -> list[CancelTarget]:
+        """The cancels a killed daemon left unanswered, every ``RECLAIM_SECONDS``."""
+        if time.monotonic() < self._reclaim_at:
+            return []
+        self._reclaim_at = time.monotonic() + RECLAIM_SECONDS
+        targets = await self._db.write(
+            self._queue.reclaim_deadline_cancels,
+            now=now,
+            unanswered_since=now - timedelta(seconds=UNANSWERED_SECONDS),
+            limit=room,
+        )
+        if targets:
+            log.warning("sending %d unanswered deadline cancels again", len(targets))
+        return targets
 
     async def tick(self) -> None:
         """The scheduled job: one sweep."""

@@ -4,7 +4,10 @@ whose deadline passed, and keeping ``deadline_at`` right.
 A deadline is acted on once: ``claim_deadlines`` sets ``cancel_requested_at`` with
 a conditional UPDATE (on PostgreSQL over rows locked with SKIP LOCKED), so of two
 daemons, or a daemon and its restart, only one ever gets a prediction; the
-``deadline`` event is queued in that same transaction.
+``deadline`` event is queued in that same transaction. A request whose daemon died
+before the answer (still ``sending`` minutes later) is claimed and sent again,
+without a second event (``reclaim_deadline_cancels``): cancelling twice is harmless
+upstream, a runaway prediction that keeps running is not.
 """
 
 from __future__ import annotations
@@ -105,6 +108,40 @@ class CancelOps(StoreBase):
             queued = enqueue_deliveries(conn, events, default_callbacks)
         targets = [CancelTarget(row.id, row.urls, now, CancelReason.DEADLINE.value) for row in rows]
         return DeadlineClaim(targets, sum(queued.pending.values()))
+
+    def reclaim_deadline_cancels(
+        self, *, now: datetime, unanswered_since: datetime, limit: int
+    ) -> list[CancelTarget]:
+        """Claim again the deadline cancels still ``sending`` since before
+        ``unanswered_since`` (their daemon was killed before the upstream answered), of
+        predictions still active: ``cancel_requested_at`` moves to ``now`` (so a late
+        outcome of the old request changes nothing) and the ``deadline`` event, queued
+        with the first claim, is not queued again."""
+        stale = (
+            select(c.id)
+            .where(
+                c.tracking == Tracking.ACTIVE.value,
+                c.cancel_reason == CancelReason.DEADLINE.value,
+                c.cancel_outcome == CancelState.SENDING.value,
+                c.cancel_requested_at < unanswered_since,
+            )
+            .order_by(c.cancel_requested_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claim = (
+            update(predictions)
+            .where(
+                c.id.in_(stale.scalar_subquery()),
+                c.cancel_outcome == CancelState.SENDING.value,
+                c.cancel_requested_at < unanswered_since,
+            )
+            .values(cancel_requested_at=now)
+            .returning(c.id, c.urls)
+        )
+        with self._transaction() as conn:
+            rows = sorted(conn.execute(claim).all(), key=lambda row: row.id)
+        return [CancelTarget(row.id, row.urls, now, CancelReason.DEADLINE.value) for row in rows]
 
     def record_cancel_outcome(
         self, target: CancelTarget, *, state: CancelState, detail: str, poll_at: datetime | None
