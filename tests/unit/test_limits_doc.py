@@ -10,7 +10,7 @@ from pathlib import Path
 from tracker import config, domain, inputs
 from tracker.archive import archiver, download, fetch
 from tracker.callbacks import retry, webhook
-from tracker.poll import daemon, observe, upstream
+from tracker.poll import cancel, daemon, deadlines, observe, upstream
 from tracker.service import push
 from tracker.store import engine, pushes
 from tracker.store.runner import WRITE_RETRY_DELAYS
@@ -92,6 +92,12 @@ EXPECTED: dict[str, Callable[[], tuple[str, str]]] = {
     "a push's `webhook-id`": lambda: (f"{push.MAX_WEBHOOK_ID} characters", ""),
     "a push's `webhook-id` kept against replays": lambda: (
         f"{pushes.REPLAY_WINDOW.total_seconds():,.0f} s at least",
+        "",
+    ),
+    "requests one cancel may make": lambda: (str(cancel.CANCEL_ATTEMPTS), ""),
+    "a rate limit waited out by a cancel": lambda: (seconds(cancel.MAX_CANCEL_WAIT), ""),
+    "a deadline cancel left `sending` by a daemon that died": lambda: (
+        seconds(deadlines.UNANSWERED_SECONDS),
         "",
     ),
     "one output file archived": lambda: (
