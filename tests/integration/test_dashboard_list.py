@@ -212,7 +212,7 @@ def test_on_sqlite_pages_and_prefixes_read_indexes(sqlite_url: str) -> None:
         event.remove(store.engine, "after_cursor_execute", explain)
     finally:
         store.close()
-    assert "ix_predictions_registered_at" in plans[0], plans
+    assert "ix_predictions_registered ((registered_at,id)<(?,?))" in plans[0], plans
     assert "SCAN predictions" not in plans[1] and "predictions" in plans[1], plans
 
 

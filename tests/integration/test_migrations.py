@@ -12,6 +12,7 @@ from sqlalchemy import inspect, text
 
 from tracker.exceptions import SchemaMissing
 from tracker.store import migrate
+from tracker.store.dashboard import DashboardQueries, PredictionFilter
 from tracker.store.pushes import PushReceipt
 from tracker.store.store import SCHEMA_HEAD, Store
 from tracker.store.tables import metadata
@@ -258,7 +259,7 @@ def test_0009_adds_deadlines_and_cancels_to_a_database_holding_predictions(
                     {"id": pid, "tracking": tracking, "status": status},
                 )
         migrate.upgrade(store, "0009")
-        assert store.schema_revision() == "0009" == SCHEMA_HEAD
+        assert store.schema_revision() == "0009"
         assert "ix_predictions_deadline" in index_names(store, "predictions")
         with store.engine.connect() as conn:
             rows = conn.execute(
@@ -291,6 +292,60 @@ def test_0009_adds_deadlines_and_cancels_to_a_database_holding_predictions(
                 "p",
                 "q",
             ]
+        migrate.upgrade(store)
+        assert store.schema_revision() == SCHEMA_HEAD
+    finally:
+        store.close()
+
+
+def test_0010_indexes_predictions_by_registration_and_id(empty_url: str) -> None:
+    """Upgrading a database at 0009 that holds predictions keeps every row and replaces
+    `ix_predictions_registered_at` with `ix_predictions_registered` on
+    `(registered_at, id)`, which the dashboard's list then pages through, ties
+    included; a downgrade to 0009 puts the old index back and keeps the rows."""
+    store = Store.from_url(empty_url)
+    try:
+        migrate.upgrade(store, "0009")
+        indexes_before = index_names(store, "predictions")
+        assert "ix_predictions_registered_at" in indexes_before
+        with store.engine.begin() as conn:
+            for n in range(5):  # one batch: the same registration time
+                conn.execute(
+                    text(
+                        "insert into predictions (id, tracking, logs, log_seq, labels,"
+                        " registered_at) values (:id, 'active', '', 0, '{}',"
+                        " '2026-01-01 00:00:00.000000')"  # as the store writes it on SQLite
+                    ),
+                    {"id": f"p{n}"},
+                )
+        migrate.upgrade(store, "0010")
+        assert store.schema_revision() == "0010"
+        indexes = index_names(store, "predictions")
+        assert indexes == indexes_before - {"ix_predictions_registered_at"} | {
+            "ix_predictions_registered"
+        }
+        with store.engine.connect() as conn:
+            (columns,) = [
+                i["column_names"]
+                for i in inspect(conn).get_indexes("predictions")
+                if i["name"] == "ix_predictions_registered"
+            ]
+        assert columns == ["registered_at", "id"]
+        migrate.upgrade(store)  # the code reads the head schema
+        queries = DashboardQueries(store.engine)
+        first = queries.page(PredictionFilter(), size=2)
+        assert [r["id"] for r in first.rows] == ["p4", "p3"]
+        assert first.older is not None
+        second = queries.page(PredictionFilter(), size=2, after=first.older)
+        assert [r["id"] for r in second.rows] == ["p2", "p1"]
+        assert second.newer is not None
+        back = queries.page(PredictionFilter(), size=2, before=second.newer)
+        assert [r["id"] for r in back.rows] == ["p4", "p3"]
+        migrate.downgrade(store, "0009")
+        assert index_names(store, "predictions") == indexes_before
+        with store.engine.connect() as conn:
+            ids = conn.execute(text("select id from predictions order by id")).scalars().all()
+        assert ids == [f"p{n}" for n in range(5)]
         migrate.upgrade(store)
         assert store.schema_revision() == SCHEMA_HEAD
     finally:

@@ -3,10 +3,13 @@ reads however many predictions there are (the overview's are in
 ``tracker.store.dashboard_overview``).
 
 The predictions list (``page``) is newest registration first, by keyset on
-``(registered_at, id)``: the page after a cursor reads ``registered_at <= t AND
-(registered_at < t OR id < i)`` down ``ix_predictions_registered_at`` (the rows of
-one registration batch share a time and are ordered by ``id``), and asks for one
-row more than it shows to learn whether there is a further page. There is no
+``(registered_at, id)``: the page after a cursor reads ``(registered_at, id) < (t,
+i)`` down ``ix_predictions_registered`` on that pair, a range that starts at the
+cursor on both engines even inside one registration batch (its rows share a time
+and are ordered by ``id``; the expanded form ``registered_at <= t AND
+(registered_at < t OR id < i)`` bounds the scan by the time only, so a page deep in
+a batch of 100,000 read every row of it above the cursor), and asks for one row more
+than it shows to learn whether there is a further page. There is no
 ``COUNT``: the pages say "about N" from the overview's cached counts.
 
 Filters an index serves go straight into that query: ``status``
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, or_, select
+from sqlalchemy import ColumnElement, Connection, select, tuple_
 
 from tracker.domain import Tracking
 from tracker.store.dashboard_overview import OverviewReads
@@ -222,13 +225,21 @@ def _conditions(
 
 
 def _older_than(cursor: Cursor) -> ColumnElement[bool]:
-    at, c = cursor.registered_at, predictions.c
-    return and_(c.registered_at <= at, or_(c.registered_at < at, c.id < cursor.id))
+    return _row_key() < _key(cursor)
 
 
 def _newer_than(cursor: Cursor) -> ColumnElement[bool]:
-    at, c = cursor.registered_at, predictions.c
-    return and_(c.registered_at >= at, or_(c.registered_at > at, c.id > cursor.id))
+    return _row_key() > _key(cursor)
+
+
+def _row_key() -> Any:
+    """The list's order as one row value: compared with a cursor's, an index range."""
+    return tuple_(predictions.c.registered_at, predictions.c.id)
+
+
+def _key(cursor: Cursor) -> Any:
+    c = predictions.c  # the columns' types bind the values (UTC text on SQLite)
+    return tuple_(cursor.registered_at, cursor.id, types=[c.registered_at.type, c.id.type])
 
 
 def _cursor(row: Mapping[str, Any]) -> Cursor:

@@ -97,7 +97,8 @@ Index(
 )
 Index("ix_predictions_model", predictions.c.model)
 Index("ix_predictions_status", predictions.c.status)
-Index("ix_predictions_registered_at", predictions.c.registered_at)
+# The list's order and keyset (tracker/store/dashboard.py), and registration-time bounds.
+Index("ix_predictions_registered", predictions.c.registered_at, predictions.c.id)
 # Pruning (tracker/store/retention.py) reads finished rows in the order they
 # finished: by completed_at, or by last_polled_at when upstream never said.
 Index(
