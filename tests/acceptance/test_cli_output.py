@@ -20,11 +20,11 @@ from tests.acceptance.conftest import Tracker
 from tests.clirun import forked
 from tests.terminal import run_in_terminal
 from tracker.cli.deliveries import RECORD_COLUMNS as DELIVERY_RECORD
-from tracker.cli.human import BLOCKS
 from tracker.cli.predictions import RECORD_COLUMNS
 from tracker.cli.report import REPORTS
 from tracker.store.store import Store
 from tracker.store.tables import callbacks, deliveries, predictions
+from tracker.text.human import BLOCKS
 from tracker.timeparse import utcnow
 
 COUNT = 60

@@ -225,7 +225,7 @@ def test_run_times_draw_p95_with_p50_inside() -> None:
 
 
 def test_a_predictions_states_share_the_bar() -> None:
-    from tracker.cli.timeline import Phase
+    from tracker.text.timeline import Phase
 
     segments = charts.phase_segments(
         [

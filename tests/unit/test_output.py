@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rich.console import Console
 
-from tracker.cli import human, output
+from tracker.cli import output
 from tracker.cli.output import Col, emit, fit
 from tracker.cli.report import run_chart
+from tracker.text import human
 from tracker.text.display import json_text
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tracker.cli import timeline
-from tracker.cli.timeline import Phase, bar, duration, in_words, phases
+from tracker.cli import timeline as bars
+from tracker.cli.timeline import bar
 from tracker.domain import Prediction, Transition
+from tracker.text.timeline import Phase, duration, in_words, phases
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 NOW = T0 + timedelta(hours=1)
@@ -135,7 +136,7 @@ def test_a_state_too_short_for_its_name_gets_its_letter_and_one_cell() -> None:
     st.integers(min_value=8, max_value=300),
 )
 def test_the_cells_always_add_up_to_the_width(seconds: list[float], width: int) -> None:
-    cells = timeline._shares(seconds, width)
+    cells = bars._shares(seconds, width)
     assert sum(cells) == width and min(cells) >= 1
     found = [Phase(f"s{i}", at(0), s) for i, s in enumerate(seconds)]
     drawn = bar(found, width)

@@ -7,11 +7,11 @@ import asyncio
 import click
 
 from tracker.archive.runner import ArchiveRun, archive_outputs, checked_ids, require_archive
-from tracker.cli import human
 from tracker.cli.common import Col, database_option, emit, format_option, open_store
 from tracker.cli.options import setting_options
 from tracker.config import Settings
 from tracker.net.policy import HostPolicy
+from tracker.text import human
 
 #: the summary as a table: one row per prediction
 COLUMNS = (

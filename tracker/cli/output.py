@@ -29,8 +29,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tracker.cli import human
 from tracker.records import to_jsonable
+from tracker.text import human
 from tracker.text.display import escape_line, escape_text, json_text
 from tracker.timeparse import utcnow
 

@@ -9,7 +9,6 @@ from datetime import datetime
 
 import click
 
-from tracker.cli import human
 from tracker.cli.common import (
     Col,
     database_option,
@@ -25,6 +24,7 @@ from tracker.inputs import parse_labels
 from tracker.store.cancel_reports import DEADLINE_COLUMNS
 from tracker.store.reports import ReportFilter, Row
 from tracker.store.store import Store
+from tracker.text import human
 from tracker.timeparse import utcnow
 
 #: buckets of a run-time sparkline, and the samples per model it is drawn from

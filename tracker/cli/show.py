@@ -10,7 +10,7 @@ import click
 from rich.text import Text
 
 from tracker.api import Tracker
-from tracker.cli import human, timeline
+from tracker.cli import timeline as bars
 from tracker.cli.common import (
     Col,
     cell,
@@ -22,6 +22,7 @@ from tracker.cli.common import (
 )
 from tracker.domain import ArtifactState, CancelReason, Prediction, PredictionDetail
 from tracker.records import detail_record
+from tracker.text import human, timeline
 from tracker.text.display import escape_text, json_text, mask_url
 from tracker.timeparse import utcnow
 
@@ -141,7 +142,7 @@ def _print_timeline(detail: PredictionDetail, now: datetime) -> None:
             "from": t.from_status or "",
             "to": t.to_status,
             "upstream time": t.upstream_at,
-            "in state": _in_state(phase),
+            "in state": timeline.in_state(phase),
         }
         for t, phase in zip(detail.transitions, of_transitions, strict=True)
     ]
@@ -152,15 +153,9 @@ def _print_timeline(detail: PredictionDetail, now: datetime) -> None:
     out = console()
     out.print(_field_line("time in state", words))
     if sys.stdout.isatty():
-        line = timeline.bar(found, min(out.width, 100) - len(INDENT))
+        line = bars.bar(found, min(out.width, 100) - len(INDENT))
         if line is not None:
             out.print(Text(INDENT) + line, soft_wrap=True)
-
-
-def _in_state(phase: timeline.Phase) -> str:
-    if phase.seconds is None:
-        return ""
-    return timeline.duration(phase.seconds) + (" so far" if phase.current else "")
 
 
 def _print_logs(detail: PredictionDetail, tail: int | None) -> None:

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from tracker.cli import human
-from tracker.cli.timeline import Phase, duration
 from tracker.domain import Status
+from tracker.text import human
 from tracker.text.display import escape_line
+from tracker.text.timeline import Phase, duration
 
 #: the final statuses the hourly chart stacks, bottom first
 STACKED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED, Status.ABORTED)

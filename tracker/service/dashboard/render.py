@@ -15,10 +15,10 @@ from urllib.parse import urlencode, urlsplit
 
 import jinja2
 
-from tracker.cli import human
-from tracker.cli.timeline import duration
 from tracker.domain import Status, Tracking
+from tracker.text import human
 from tracker.text.display import escape_line, escape_text, json_text, mask_url
+from tracker.text.timeline import duration
 
 TEMPLATES = Path(__file__).parent / "templates"
 #: the CSS class of each status and tracking state (anything else: "other")

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from tracker.cli import timeline
 from tracker.domain import Artifact, ArtifactState, PredictionDetail, Tracking
 from tracker.poll.progress import newest_progress
 from tracker.service.dashboard.charts import Segment, phase_segments
+from tracker.text import timeline
 from tracker.text.display import escape_line, escape_text
 
 #: log lines a page shows (the whole text is a link away)
@@ -71,17 +71,13 @@ def timeline_of(detail: PredictionDetail, now: datetime) -> Timeline:
     found = timeline.phases(p, detail.transitions, now=now)
     of_transitions = found[len(found) - len(detail.transitions) :]
     rows = [
-        TimelineRow(t.observed_at, t.from_status, t.to_status, t.upstream_at, _in_state(phase))
+        TimelineRow(
+            t.observed_at, t.from_status, t.to_status, t.upstream_at, timeline.in_state(phase)
+        )
         for t, phase in zip(detail.transitions, of_transitions, strict=True)
     ]
     words = escape_line(timeline.in_words(found, tracking=p.tracking))
     return Timeline(rows, words, phase_segments(found))
-
-
-def _in_state(phase: timeline.Phase) -> str:
-    if phase.seconds is None:
-        return ""
-    return timeline.duration(phase.seconds) + (" so far" if phase.current else "")
 
 
 def logs_of(detail: PredictionDetail, shown: int = LOG_LINES) -> LogView:
