@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Column,
     Float,
     Integer,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     null,
     select,
     true,
+    type_coerce,
 )
 from sqlalchemy.engine import Connection
 
@@ -142,7 +144,14 @@ def _fill_rows(count: int, profile: Profile, seed: int) -> list[dict[str, Any]]:
 
 
 def _const(value: Any, column: Any) -> Any:
-    return cast(literal(value, type_=column.type), column.type)
+    """A constant for INSERT ... SELECT, typed as the column. JSON is bound as JSON
+    text without a CAST: SQLite gives a type named JSON numeric affinity, so
+    ``CAST('{...}' AS JSON)`` stored 0 there (the fill's raw, input and output were 0
+    on SQLite until 2026-12-07)."""
+    bound = literal(value, type_=column.type)
+    if isinstance(column.type, JSON) or isinstance(getattr(column.type, "impl", None), JSON):
+        return type_coerce(bound, column.type)
+    return cast(bound, column.type)
 
 
 def _insert_predictions(conn: Connection, body: dict[str, Any], chunks: int) -> None:
