@@ -31,6 +31,7 @@ from sqlalchemy import insert, text
 
 from tests.clirun import run_tracker
 from tracker.store.reports import ReportFilter
+from tracker.store.rollup import BUCKET_ERROR
 from tracker.store.store import Store
 from tracker.store.tables import (
     artifacts,
@@ -624,6 +625,20 @@ def view(store: Store, name: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     return columns, unordered(rows)
 
 
+def bucketed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Expected report rows whose percentiles may come from the rollup's buckets:
+    within BUCKET_ERROR of the exact ones (and of the 3-digit rounding)."""
+    return [
+        {
+            k: pytest.approx(v, rel=BUCKET_ERROR, abs=1e-3)
+            if v is not None and k.endswith(("_p50", "_p95"))
+            else v
+            for k, v in row.items()
+        }
+        for row in rows
+    ]
+
+
 def as_dicts(columns: Sequence[str], *rows: Sequence[Any]) -> list[dict[str, Any]]:
     return [dict(zip(columns, row, strict=True)) for row in rows]
 
@@ -837,9 +852,21 @@ def test_report_window_is_registration_time_since_inclusive_until_exclusive(
 
 
 def test_report_models(history: Store) -> None:
+    expected = as_dicts(MODEL_COLUMNS, MODEL_VIDEO, MODEL_FLUX, MODEL_SDXL, MODEL_NONE)
     rows = history.report_models(EVERYTHING)
-    assert rows == as_dicts(MODEL_COLUMNS, MODEL_VIDEO, MODEL_FLUX, MODEL_SDXL, MODEL_NONE)
+    assert rows == bucketed(expected)
     assert [list(row) for row in rows] == [MODEL_COLUMNS] * 4
+    # the same report read from the rows has the exact percentiles
+    assert history.report_models_from_rows(EVERYTHING) == expected
+
+
+def test_report_percentiles_from_the_rollup_are_not_exact(history: Store) -> None:
+    """The buckets round each value to two significant digits: p50 of acme/flux's
+    predict times (0.5, 20, 28.5, 48) is 24.25 exactly, 24.5 from 20 and 29."""
+    flux = next(r for r in history.report_models(EVERYTHING) if r["model"] == FLUX)
+    exact = next(r for r in history.report_models_from_rows(EVERYTHING) if r["model"] == FLUX)
+    assert (exact["predict_time_p50"], exact["predict_time_mean"]) == (24.25, 24.25)
+    assert (flux["predict_time_p50"], flux["predict_time_mean"]) == (24.5, 24.25)
 
 
 def test_report_models_filters_change_the_percentiles(history: Store) -> None:
@@ -855,12 +882,13 @@ def test_report_models_filters_change_the_percentiles(history: Store) -> None:
         (VIDEO, 1, 1, 0, 0, 0, 1.0, 100.0, 100.0, 100.0, *(None,) * 6),
         (None, 1, 0, 0, 0, 0, None, *(None,) * 9),
     ))
-    assert history.report_models(ReportFilter(model=SDXL)) == as_dicts(MODEL_COLUMNS, MODEL_SDXL)
+    by_model = history.report_models(ReportFilter(model=SDXL))
+    assert by_model == bucketed(as_dicts(MODEL_COLUMNS, MODEL_SDXL))
     window = ReportFilter(since=at(21, "00:00:00"), until=at(21, "05:15:00"), model=VIDEO)
-    assert history.report_models(window) == as_dicts(
+    assert history.report_models(window) == bucketed(as_dicts(
         MODEL_COLUMNS,
         (VIDEO, 4, 1, 1, 0, 1, 0.3333, 50.25, 50.25, 95.025, 10.0, 10.0, 10.0, 1.0, 1.0, 1.0),
-    )
+    ))
     running_only = ReportFilter(since=at(21, "03:30:00"), model=SDXL)
     assert history.report_models(running_only) == as_dicts(
         MODEL_COLUMNS, (SDXL, 1, 0, 0, 0, 0, None, None, None, None, 10.0, 10.0, 10.0, None,
@@ -871,8 +899,12 @@ def test_report_models_filters_change_the_percentiles(history: Store) -> None:
 
 def test_report_models_agrees_with_the_view(history: Store) -> None:
     _, view_rows = select_all(history, "SELECT * FROM model_stats WHERE model IS NOT NULL")
-    report = [tuple(r.values()) for r in history.report_models(EVERYTHING) if r["model"]]
-    assert unordered(report) == unordered(view_rows)
+    exact = history.report_models_from_rows(EVERYTHING)
+    assert unordered(tuple(r.values()) for r in exact if r["model"]) == unordered(view_rows)
+    by_model = {row[0]: dict(zip(MODEL_COLUMNS, row, strict=True)) for row in view_rows}
+    for row in history.report_models(EVERYTHING):
+        if row["model"]:
+            assert row == bucketed([by_model[row["model"]]])[0]
 
 
 def test_report_daily(history: Store) -> None:
@@ -1104,8 +1136,11 @@ def test_report_models_rounds_like_the_view(store: Store) -> None:
         store, "SELECT success_rate, predict_time_mean, predict_time_p50 FROM model_stats"
     )
     assert row == (0.0313, 1.001, 1.001)
-    (report,) = store.report_models(EVERYTHING)
+    (report,) = store.report_models_from_rows(EVERYTHING)
     assert (report["success_rate"], report["predict_time_mean"], report["predict_time_p50"]) == row
+    (report,) = store.report_models(EVERYTHING)  # the rollup: exact sums, bucketed values
+    assert (report["success_rate"], report["predict_time_mean"]) == row[:2]
+    assert report["predict_time_p50"] == 1.0  # 1.0 and 1.001 share a bucket
 
 
 # -- the command -----------------------------------------------------------------

@@ -1,5 +1,10 @@
 """Canned report queries. Aggregation happens in the database; percentiles are
-percentile_cont (linear interpolation) on both engines, as in the views."""
+percentile_cont (linear interpolation) on both engines, as in the views.
+
+``status``, ``models`` and ``daily`` read the rollup (``tracker.store.rollup``) unless a
+label filter asks for the rows themselves; their percentiles are then within 5 % (the
+rollup's buckets). The ``*_from_rows`` methods are the same reports read from the rows
+(exact), for label filters."""
 
 from __future__ import annotations
 
@@ -27,7 +32,9 @@ from sqlalchemy import (
 )
 
 from tracker.domain import Status, Tracking
+from tracker.store import rollup_reports
 from tracker.store.base import StoreBase
+from tracker.store.rollup import Scope
 from tracker.store.tables import callbacks, deliveries, predictions
 from tracker.store.types import UTCDateTime
 from tracker.store.views import prediction_timings as pt
@@ -78,6 +85,10 @@ def _compact_json_text(text: str | None) -> str | None:
         return text
 
 
+def _scope(flt: ReportFilter) -> Scope:
+    return Scope(since=flt.since, until=flt.until, model=flt.model)
+
+
 def utc_day(dialect: str, column: Any) -> Any:
     """The UTC day of a timestamp column as ``YYYY-MM-DD`` text, on either engine."""
     if dialect == "postgresql":
@@ -89,6 +100,24 @@ class ReportOps(StoreBase):
     """Report queries (mixed into ``Store``)."""
 
     def report_status(self, flt: ReportFilter) -> list[Row]:
+        if flt.labels:
+            return self.report_status_from_rows(flt)
+        with self._reading() as conn:
+            return rollup_reports.status_counts(conn, _scope(flt))
+
+    def report_models(self, flt: ReportFilter) -> list[Row]:
+        if flt.labels:
+            return self.report_models_from_rows(flt)
+        with self._reading() as conn:
+            return rollup_reports.model_rows(conn, _scope(flt), _r)
+
+    def report_daily(self, flt: ReportFilter) -> list[Row]:
+        if flt.labels:
+            return self.report_daily_from_rows(flt)
+        with self._reading() as conn:
+            return rollup_reports.daily_rows(conn, _scope(flt), _r)
+
+    def report_status_from_rows(self, flt: ReportFilter) -> list[Row]:
         stmt = (
             select(pt.c.status, pt.c.tracking, func.count().label("predictions"))
             .where(*flt.conditions(pt))
@@ -98,7 +127,7 @@ class ReportOps(StoreBase):
         with self._reading() as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]
 
-    def report_models(self, flt: ReportFilter) -> list[Row]:
+    def report_models_from_rows(self, flt: ReportFilter) -> list[Row]:
         where = flt.conditions(pt)
 
         def count_status(status: str) -> Any:
@@ -155,7 +184,7 @@ class ReportOps(StoreBase):
                 samples.setdefault(model, []).append(float(seconds))
         return samples
 
-    def report_daily(self, flt: ReportFilter) -> list[Row]:
+    def report_daily_from_rows(self, flt: ReportFilter) -> list[Row]:
         where = flt.conditions(pt)
         registered_day = self._day(pt.c.registered_at)
         completed_day = self._day(pt.c.completed_at)

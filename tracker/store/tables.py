@@ -309,3 +309,37 @@ Index(
     postgresql_where=artifacts.c.state == "failed",
     sqlite_where=artifacts.c.state == "failed",
 )
+
+# The reports' rollup (migration 0011, tracker/store/rollup.py): aggregates of the
+# predictions no longer active, kept by triggers on ``predictions`` in the writing
+# transaction. Keys are never NULL: '' stands for a missing model or status, NO_HOUR
+# (tracker/store/rollup.py) for a missing completed_at. Hours are UTC hours since 1970.
+prediction_rollup = Table(
+    "prediction_rollup",
+    metadata,
+    Column("model", Text, primary_key=True),
+    Column("status", String(64), primary_key=True),
+    Column("tracking", String(16), primary_key=True),
+    Column("registered_hour", BigInteger, primary_key=True, autoincrement=False),
+    Column("completed_hour", BigInteger, primary_key=True, autoincrement=False),
+    Column("predictions", BigInteger, nullable=False),
+    Column("predict_time_n", BigInteger, nullable=False),
+    Column("predict_time_sum", Float, nullable=False),
+    Column("queue_seconds_n", BigInteger, nullable=False),
+    Column("queue_seconds_sum", Float, nullable=False),
+    Column("run_seconds_n", BigInteger, nullable=False),
+    Column("run_seconds_sum", Float, nullable=False),
+)
+# Counts of values by bucket (the value to two significant digits): metric 1
+# predict_time, 2 queue_seconds, 3 run_seconds by registration hour; 4 run_seconds by
+# completion hour.
+prediction_rollup_buckets = Table(
+    "prediction_rollup_buckets",
+    metadata,
+    Column("model", Text, primary_key=True),
+    Column("status", String(64), primary_key=True),
+    Column("hour", BigInteger, primary_key=True, autoincrement=False),
+    Column("metric", Integer, primary_key=True, autoincrement=False),
+    Column("bucket", Float, primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)

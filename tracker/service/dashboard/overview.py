@@ -1,10 +1,12 @@
 """The overview's numbers: read in one go in a worker thread, and cached.
 
-A read serves every page for FRESH_SECONDS; after that the next page still gets it
-at once (up to STALE_SECONDS old) while one new read runs in the background, so the
-overview and its live refresh never wait for the aggregates (a GROUP BY over every
-prediction) once the first read is done; the list, which only needs them for its
-"about N", never waits at all (``peek``).
+Its counts and charts come from the reports' rollup (tracker/store/rollup.py): a read
+costs the rollup's rows of the hours shown and the active predictions, not a pass over
+every prediction. A read serves every page for FRESH_SECONDS; after that the next page
+still gets it at once (up to STALE_SECONDS old) while one new read runs in the
+background, so the overview and its live refresh never wait for a read once the first
+is done; the list, which only needs the counts for its "about N", never waits at all
+(``peek``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from tracker.domain import ArtifactState, Status, Tracking
@@ -103,7 +105,8 @@ def read_overview(store: Store, queries: DashboardQueries) -> OverviewState:
         (row["status"], row["tracking"]): int(row["predictions"])
         for row in store.report_status(ReportFilter())
     }
-    since = now - timedelta(hours=CHART_HOURS)
+    # both charts: the 24 UTC hours up to the current one (the rollup counts by hour)
+    first_hour = hour_start(now)
     health = verdict.health
     pending = health.pending_artifacts if health else 0
     failed = health.failed_artifacts if health else 0
@@ -117,8 +120,8 @@ def read_overview(store: Store, queries: DashboardQueries) -> OverviewState:
             ArtifactState.PENDING.value: pending,
             ArtifactState.FAILED.value: failed,
         },
-        hourly=queries.completions_by_hour(since=hour_start(now)),
-        run_times=queries.run_times(since=since, models=CHART_MODELS),
+        hourly=queries.completions_by_hour(since=first_hour),
+        run_times=queries.run_times(since=first_hour, models=CHART_MODELS),
         dead=queries.dead_deliveries(limit=DEAD_LISTED),
         models=queries.model_names(limit=SUGGESTED_MODELS),
     )
