@@ -18,6 +18,7 @@ from tracker.store.tables import deliveries, delivery_attempts
 
 from .baseline import BASELINE_INTERVAL
 from .databases import read_database
+from .detection import detection_distribution
 from .harness import SimulatorProcess
 from .stats import dist, dist_ms, ratio
 
@@ -51,6 +52,7 @@ def tracker_client(
     polled: dict[str, list[float]],
     hooks: list[dict[str, Any]],
     lag: dict[str, Any],
+    model_of: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     assert v.daemon is not None and v.daemon.result is not None and v.sampler is not None
     db = read_database(v.url)
@@ -78,6 +80,7 @@ def tracker_client(
         "requests": requests,
         "requests_per_prediction": round(requests / predictions, 2),
         "detection_seconds": dist(list(detect.values())),
+        "detection_distribution": detection_distribution(detect, model_of or {}),
         "interval_at_completion_seconds": dist(list(intervals.values())),
         "detection_minus_interval_seconds": dist(excess),
         "detecting_poll_late_seconds": dist(late),
@@ -123,6 +126,7 @@ def baseline_client(
     counts: Counter[str],
     polled: dict[str, list[float]],
     run: Run,
+    model_of: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     seen = base_result["results"]
     base_detect = {pid: r["seen_at"] - r["completed_at"] for pid, r in seen.items()}
@@ -138,6 +142,7 @@ def baseline_client(
         "requests": base_requests,
         "requests_per_prediction": round(base_requests / predictions, 2),
         "detection_seconds": dist(list(base_detect.values())),
+        "detection_distribution": detection_distribution(base_detect, model_of or {}),
         "detection_minus_interval_seconds": dist(
             [x - BASELINE_INTERVAL for x in base_detect.values()]
         ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .detection import print_detection
 from .profile import Profile
 
 #: added to the poll interval by the detection-latency target (seconds)
@@ -107,6 +108,10 @@ def _print_details(w: dict[str, Any]) -> None:
                 f" s, event-loop lag p99 {fmt(lag.get('p99'), 3)} s, {c.get('get_errors')}"
                 " errors"
             )
+    for c in w["clients"]:
+        if c.get("detection_distribution"):
+            name = f"tracker {c['scheduler']} {c['engine']}" if c["engine"] else "baseline"
+            print_detection(name, c["detection_distribution"])
     sl = w["simulator_latency_seconds"]
     print(
         f"  simulator: health probe p50 {fmt(sl['p50'], 3)} s p99 {fmt(sl['p99'], 3)} s,"

@@ -187,11 +187,13 @@ def run_workload(run: Run, items: list[dict[str, Any]], variants: list[Variant])
     lags = _close(variants)
     counts, polled = simulator_log(run.sim)
     hooks = webhooks(run.receiver, run.name, [v.key for v in variants])
+    model_of = {f"{it['index']:05d}": it["model"] for it in items}
     clients = [
-        tracker_client(v, len(items), counts, polled, hooks[v.key], lags[v.key]) for v in variants
+        tracker_client(v, len(items), counts, polled, hooks[v.key], lags[v.key], model_of)
+        for v in variants
     ]
     clients.append(
-        baseline_client(base_result, f"{run.name}-base-", len(items), counts, polled, run)
+        baseline_client(base_result, f"{run.name}-base-", len(items), counts, polled, run, model_of)
     )
     elapsed = measured["seconds"]
     result = {
