@@ -376,7 +376,7 @@ def test_learned_run_times_keep_the_newest_when_the_window_is_full(store: Store)
     assert samples["m"] == [10.0] * 30 + [100.0] * 30
     times = RunTimes(window=25, min_samples=20)
     times.load(samples)
-    assert times.likely_window("m") == (100.0, 100.0)
+    assert times.likely_window("m") == (100.0, 100.0, 100.0)
 
 
 def test_sqlite_reads_do_not_wait_for_a_writer(sqlite_url: str) -> None:

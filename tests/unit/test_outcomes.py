@@ -87,3 +87,66 @@ def test_an_unchanged_answer_backs_off() -> None:
     assert isinstance(write, AnswerWrite)
     assert not write.update.changed and write.run_time is None
     assert write.next_poll.interval is not None and write.next_poll.interval > 2.0
+
+
+def _learned(min_samples: int = 3) -> RunTimes:
+    """A model whose runs take 100-120 s from creation but 10-14 s from their start."""
+    times = RunTimes(min_samples=min_samples)
+    for total, processing in ((100.0, 10.0), (110.0, 12.0), (120.0, 14.0)):
+        times.add("m/x", total, processing=processing)
+    return times
+
+
+def _processing(started_seconds_ago: float) -> dict[str, object]:
+    return {
+        "id": "p1",
+        "status": "processing",
+        "model": "m/x",
+        "logs": "chunk 1 rendered\n",
+        "created_at": (NOW - timedelta(seconds=95)).isoformat(),
+        "started_at": (NOW - timedelta(seconds=started_seconds_ago)).isoformat(),
+    }
+
+
+def _wait(write: object) -> float:
+    assert isinstance(write, AnswerWrite) and write.next_poll.at is not None
+    return (write.next_poll.at - NOW).total_seconds()
+
+
+def test_a_processing_run_is_timed_from_its_start_once_processing_times_are_known() -> None:
+    """95 s after creation is inside the creation window's reach (it opens at 101 s),
+    but the run started 2 s ago and runs take 10 s at least: wait until then."""
+    write = plan_answer(state(status="starting"), _processing(2.0), NOW, POLICY, _learned())
+    assert _wait(write) == pytest.approx(10.2 - 2.0)
+
+
+def test_without_processing_times_the_run_is_timed_from_its_creation() -> None:
+    times = RunTimes(min_samples=3)
+    times.load({"m/x": [100.0, 110.0, 120.0]})
+    write = plan_answer(state(status="starting"), _processing(2.0), NOW, POLICY, times)
+    assert _wait(write) == pytest.approx(101.0 - 95.0)
+
+
+def test_a_queued_run_is_timed_from_its_creation() -> None:
+    body = {
+        "id": "p1",
+        "status": "starting",
+        "model": "m/x",
+        "created_at": (NOW - timedelta(seconds=95)).isoformat(),
+    }
+    write = plan_answer(state(status="starting"), body, NOW, POLICY, _learned())
+    assert _wait(write) == pytest.approx(101.0 - 95.0)
+
+
+def test_a_finished_run_reports_its_time_from_creation_and_from_its_start() -> None:
+    body = {
+        "id": "p1",
+        "status": "succeeded",
+        "model": "m/x",
+        "created_at": "2026-01-02T03:00:00Z",
+        "started_at": "2026-01-02T03:00:40Z",
+        "completed_at": "2026-01-02T03:02:30Z",
+    }
+    write = plan_answer(state(status="processing"), body, NOW, POLICY, RunTimes())
+    assert isinstance(write, AnswerWrite)
+    assert (write.run_time, write.processing_time) == (150.0, 110.0)

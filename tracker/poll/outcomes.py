@@ -25,7 +25,7 @@ from tracker.exceptions import (
 )
 from tracker.poll.observe import parse_prediction, plan_observation, stale_reason
 from tracker.poll.progress import remaining_seconds
-from tracker.poll.runtimes import RunTimes
+from tracker.poll.runtimes import RunTimes, RunWindow
 from tracker.poll.schedule import PollPolicy
 
 
@@ -79,6 +79,8 @@ class AnswerWrite:
     next_poll: NextPoll
     #: seconds from creation to completion, when this answer ended the run
     run_time: float | None = None
+    #: seconds from the run's start to its completion, when the start is known too
+    processing_time: float | None = None
 
 
 def plan_failure(
@@ -139,23 +141,47 @@ def plan_answer(
         update = replace(update, push_id=push_id)
     model = update.fields.get("model")
     created = update.fields.get("created_at")
+    started = update.fields.get("started_at", state.started_at)
     completed = update.fields.get("completed_at")
-    run_time = None
-    if update.terminal and model and created and completed:
-        run_time = (completed - created).total_seconds()
+    run_time = processing_time = None
+    if update.terminal and model and completed:
+        if created:
+            run_time = (completed - created).total_seconds()
+        if started:
+            processing_time = (completed - started).total_seconds()
     if pushed or _pushed(state):
         next_poll = policy.safety_net(now=now, terminal=update.terminal)
-        return AnswerWrite(update, next_poll, run_time)
+        return AnswerWrite(update, next_poll, run_time, processing_time)
+    likely, since = _run_window(run_times, model, update, created, started)
     next_poll = policy.after_answer(
         previous_interval=state.poll_interval,
         changed=update.changed,
         terminal=update.terminal,
         now=now,
-        elapsed=(now - created).total_seconds() if created is not None else None,
-        likely=run_times.likely_window(model) if run_times is not None else None,
+        elapsed=(now - since).total_seconds() if since is not None else None,
+        likely=likely,
         remaining=_remaining(state, update, now) if run_times is not None else None,
     )
-    return AnswerWrite(update, next_poll, run_time)
+    return AnswerWrite(update, next_poll, run_time, processing_time)
+
+
+def _run_window(
+    run_times: RunTimes | None,
+    model: str | None,
+    update: ObservationUpdate,
+    created: datetime | None,
+    started: datetime | None,
+) -> tuple[RunWindow | None, datetime | None]:
+    """The model's run-time window and the moment it counts from: the run's start
+    once it is processing and start-to-completion times are known (the time it
+    queued says nothing of when it ends), else its creation."""
+    if run_times is None:
+        return None, created
+    if update.fields["status"] == Status.PROCESSING and started is not None:
+        window = run_times.processing_window(model)
+        if window is not None:
+            return window, started
+    return run_times.likely_window(model), created
 
 
 def _pushed(state: PredictionState) -> bool:

@@ -305,7 +305,7 @@ class Poller:
             return
         model = update.fields.get("model")
         if planned.run_time is not None and model:
-            self.run_times.add(model, planned.run_time)
+            self.run_times.add(model, planned.run_time, processing=planned.processing_time)
         if queued:
             self._on_deliveries()
         self.stats.answers += 1

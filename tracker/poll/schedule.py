@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from tracker.domain import NextPoll
+from tracker.poll.runtimes import RunWindow
 
 #: how much the interval grows after each answer that changed nothing
 GROWTH = 1.5
@@ -17,6 +18,9 @@ POLL_JITTER = 0.1
 #: with a progress bar, wait this share of the time the run still needs: a run that
 #: speeds up is caught by the next poll, which measures its pace again
 PROGRESS_LEAD = 0.75
+#: past the longest run a model has had, wait this share of the overrun: a run twice
+#: as long as any before is seen at most a quarter later (and poll-max at the most)
+OVERRUN_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ class PollPolicy:
         terminal: bool,
         now: datetime,
         elapsed: float | None = None,
-        likely: tuple[float, float] | None = None,
+        likely: RunWindow | None = None,
         remaining: float | None = None,
     ) -> NextPoll:
         """The next poll after an answer.
@@ -50,10 +54,14 @@ class PollPolicy:
         bar), the next poll comes a little before the run should end; each poll
         measures again, so the polls close in on the end.
 
-        Otherwise, with ``likely`` (the 5th and 95th percentile of the model's
-        run times) and ``elapsed`` (seconds since the prediction was created),
-        polls go where completions happen: one poll when the likely window opens,
-        every ``poll_min`` inside it, and backing off once it has passed.
+        Otherwise, with ``likely`` (the model's run-time window) and ``elapsed``
+        (seconds into the run, counted from the same moment as the window: the
+        run's start, or its creation while the start is unknown), polls go where
+        completions happen: one poll when the window opens (its 5th percentile),
+        every ``poll_min`` inside it (to its 95th percentile), the usual backoff
+        after it, and past the longest run seen at least ``OVERRUN_SHARE`` of the
+        overrun (up to poll-max) even while the answers change: a run that hangs is
+        still seen to end, without a request every second for it.
         """
         if terminal:
             return NextPoll(at=None, interval=None)
@@ -61,16 +69,18 @@ class PollPolicy:
             wait = min(self.poll_max, max(self.poll_min, remaining * PROGRESS_LEAD))
             return NextPoll(at=now + timedelta(seconds=wait), interval=self.poll_min)
         if likely is not None and elapsed is not None:
-            opens, closes = likely
-            if elapsed < opens:
-                wait = min(self.poll_max, max(self.poll_min, opens - elapsed))
+            if elapsed < likely.opens:
+                wait = min(self.poll_max, max(self.poll_min, likely.opens - elapsed))
                 return NextPoll(at=now + timedelta(seconds=wait), interval=self.poll_min)
-            if elapsed <= closes:
+            if elapsed <= likely.closes:
                 return self._at(now, self.poll_min)
         if changed or previous_interval is None:
             interval = self.poll_min
         else:
             interval = min(self.poll_max, max(self.poll_min, previous_interval * GROWTH))
+        if likely is not None and elapsed is not None and elapsed > likely.longest:
+            overrun = OVERRUN_SHARE * (elapsed - likely.longest)
+            interval = max(interval, min(self.poll_max, overrun))
         return self._at(now, interval)
 
     def after_error(
