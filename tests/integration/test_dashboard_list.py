@@ -207,13 +207,27 @@ def test_on_sqlite_pages_and_prefixes_read_indexes(sqlite_url: str) -> None:
                 plans.append(" ".join(str(r[-1]) for r in rows))
 
         event.listen(store.engine, "after_cursor_execute", explain)
-        queries.page(PredictionFilter(), size=50, after=Cursor(T0, "b0-010"))
+        after = Cursor(T0, "b0-010")
+        queries.page(PredictionFilter(), size=50, after=after)
         queries.page(PredictionFilter(id_prefix="b2-0"), size=50)
+        for flt in (
+            PredictionFilter(status="failed"),
+            PredictionFilter(status="none"),
+            PredictionFilter(model="m"),
+            PredictionFilter(tracking="active"),
+        ):
+            queries.page(flt, size=50, after=after)
         event.remove(store.engine, "after_cursor_execute", explain)
     finally:
         store.close()
-    assert "ix_predictions_registered ((registered_at,id)<(?,?))" in plans[0], plans
+    keyset = "(registered_at,id)<(?,?)"
+    assert f"ix_predictions_registered ({keyset})" in plans[0], plans
     assert "SCAN predictions" not in plans[1] and "predictions" in plans[1], plans
+    assert f"ix_predictions_status (status=? AND {keyset})" in plans[2], plans
+    assert f"ix_predictions_status (status=? AND {keyset})" in plans[3], plans
+    assert f"ix_predictions_model (model=? AND {keyset})" in plans[4], plans
+    assert f"ix_predictions_active ({keyset})" in plans[5], plans
+    assert not any("TEMP B-TREE" in plan for plan in plans[2:]), plans
 
 
 # -- filters no index serves: a bounded search per page ----------------------------------

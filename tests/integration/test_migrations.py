@@ -299,15 +299,17 @@ def test_0009_adds_deadlines_and_cancels_to_a_database_holding_predictions(
 
 
 def test_0010_indexes_predictions_by_registration_and_id(empty_url: str) -> None:
-    """Upgrading a database at 0009 that holds predictions keeps every row and replaces
-    `ix_predictions_registered_at` with `ix_predictions_registered` on
-    `(registered_at, id)`, which the dashboard's list then pages through, ties
-    included; a downgrade to 0009 puts the old index back and keeps the rows."""
+    """Upgrading a database at 0009 that holds predictions keeps every row and puts the
+    list's indexes in its keyset order: `ix_predictions_registered` on `(registered_at,
+    id)` replaces `ix_predictions_registered_at`, the status and model indexes gain
+    `(registered_at, id)`, and `ix_predictions_active` holds the active rows in that
+    order; the dashboard's list then pages through one batch's ties; a downgrade to
+    0009 puts the old indexes back and keeps the rows."""
     store = Store.from_url(empty_url)
     try:
         migrate.upgrade(store, "0009")
-        indexes_before = index_names(store, "predictions")
-        assert "ix_predictions_registered_at" in indexes_before
+        before = index_columns(store)
+        assert before["ix_predictions_registered_at"] == ["registered_at"]
         with store.engine.begin() as conn:
             for n in range(5):  # one batch: the same registration time
                 conn.execute(
@@ -320,17 +322,15 @@ def test_0010_indexes_predictions_by_registration_and_id(empty_url: str) -> None
                 )
         migrate.upgrade(store, "0010")
         assert store.schema_revision() == "0010"
-        indexes = index_names(store, "predictions")
-        assert indexes == indexes_before - {"ix_predictions_registered_at"} | {
-            "ix_predictions_registered"
+        after = index_columns(store)
+        order = ["registered_at", "id"]
+        assert {name: after[name] for name in set(after) - set(before)} == {
+            "ix_predictions_registered": order,
+            "ix_predictions_active": order,
         }
-        with store.engine.connect() as conn:
-            (columns,) = [
-                i["column_names"]
-                for i in inspect(conn).get_indexes("predictions")
-                if i["name"] == "ix_predictions_registered"
-            ]
-        assert columns == ["registered_at", "id"]
+        assert set(before) - set(after) == {"ix_predictions_registered_at"}
+        assert after["ix_predictions_status"] == ["status", *order]
+        assert after["ix_predictions_model"] == ["model", *order]
         migrate.upgrade(store)  # the code reads the head schema
         queries = DashboardQueries(store.engine)
         first = queries.page(PredictionFilter(), size=2)
@@ -341,8 +341,11 @@ def test_0010_indexes_predictions_by_registration_and_id(empty_url: str) -> None
         assert second.newer is not None
         back = queries.page(PredictionFilter(), size=2, before=second.newer)
         assert [r["id"] for r in back.rows] == ["p4", "p3"]
+        for flt in (PredictionFilter(status="none"), PredictionFilter(tracking="active")):
+            page = queries.page(flt, size=2, after=first.older)
+            assert [r["id"] for r in page.rows] == ["p2", "p1"], flt
         migrate.downgrade(store, "0009")
-        assert index_names(store, "predictions") == indexes_before
+        assert index_columns(store) == before
         with store.engine.connect() as conn:
             ids = conn.execute(text("select id from predictions order by id")).scalars().all()
         assert ids == [f"p{n}" for n in range(5)]
@@ -350,3 +353,8 @@ def test_0010_indexes_predictions_by_registration_and_id(empty_url: str) -> None
         assert store.schema_revision() == SCHEMA_HEAD
     finally:
         store.close()
+
+
+def index_columns(store: Store) -> dict[str, list[str]]:
+    with store.engine.connect() as conn:
+        return {i["name"]: i["column_names"] for i in inspect(conn).get_indexes("predictions")}

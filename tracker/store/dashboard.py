@@ -12,9 +12,10 @@ a batch of 100,000 read every row of it above the cursor), and asks for one row 
 than it shows to learn whether there is a further page. There is no
 ``COUNT``: the pages say "about N" from the overview's cached counts.
 
-Filters an index serves go straight into that query: ``status``
-(``ix_predictions_status``), ``model`` (``ix_predictions_model``), ``tracking =
-'active'`` (``ix_predictions_due``), an ID prefix as a range of the primary key
+Filters an index serves go straight into that query, each index in list order
+after the filter's column so that a page is a range of it from the cursor however
+deep: ``status`` (``ix_predictions_status``), ``model`` (``ix_predictions_model``),
+``tracking = 'active'`` (``ix_predictions_active``), an ID prefix as a range of the primary key
 where the collation sorts IDs byte by byte (SQLite; PostgreSQL with a ``C``
 collation). The others (labels, another tracking state, an ID prefix under another
 collation) would read the whole table when nothing matches, so they look through
@@ -157,10 +158,15 @@ class DashboardQueries(OverviewReads):
         c = predictions.c
         indexed, scanned = _conditions(c, flt, byte_order)
         where = [*indexed, *([] if keyset is None else [keyset])]
+        # Rows without a status are all NULL there, so ordering by it first changes
+        # nothing but lets PostgreSQL read ix_predictions_status in that order (for
+        # IS NULL, unlike =, it does not otherwise count the column as fixed).
+        first = (c.status,) if flt.status == NO_STATUS else ()
         if not scanned:
-            stmt = _listing(c, newest_first).where(*where).limit(size + 1)
+            stmt = _listing(c, newest_first, first).where(*where).limit(size + 1)
             return _Found([dict(r) for r in conn.execute(stmt).mappings()])
-        window = _listing(c, newest_first).where(*where).limit(self.scan_rows).subquery("window")
+        inner = _listing(c, newest_first, first).where(*where).limit(self.scan_rows)
+        window = inner.subquery("window")
         w = window.c
         _, outer = _conditions(w, flt, byte_order)
         stmt = _listing(w, newest_first).where(*outer).limit(size + 1)
@@ -184,16 +190,15 @@ class DashboardQueries(OverviewReads):
         return self._byte_order_ids
 
 
-def _listing(columns: Any, newest_first: bool) -> Any:
+def _listing(columns: Any, newest_first: bool, first: tuple[Any, ...] = ()) -> Any:
     return select(*(columns[name] for name in LIST_COLUMNS)).order_by(
-        *_order(columns, newest_first)
+        *_order(columns, newest_first, first)
     )
 
 
-def _order(columns: Any, newest_first: bool) -> tuple[Any, ...]:
-    if newest_first:
-        return (columns.registered_at.desc(), columns.id.desc())
-    return (columns.registered_at, columns.id)
+def _order(columns: Any, newest_first: bool, first: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+    keys = (*first, columns.registered_at, columns.id)
+    return tuple(k.desc() for k in keys) if newest_first else keys
 
 
 def _conditions(

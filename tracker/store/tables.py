@@ -95,10 +95,18 @@ Index(
         predictions.c.tracking == "active", predictions.c.cancel_requested_at.is_(None)
     ),
 )
-Index("ix_predictions_model", predictions.c.model)
-Index("ix_predictions_status", predictions.c.status)
-# The list's order and keyset (tracker/store/dashboard.py), and registration-time bounds.
-Index("ix_predictions_registered", predictions.c.registered_at, predictions.c.id)
+# The list's order and keyset (tracker/store/dashboard.py), and registration-time
+# bounds; the list's filters an index serves, each in that order.
+_LIST_ORDER = (predictions.c.registered_at, predictions.c.id)
+Index("ix_predictions_registered", *_LIST_ORDER)
+Index("ix_predictions_status", predictions.c.status, *_LIST_ORDER)
+Index("ix_predictions_model", predictions.c.model, *_LIST_ORDER)
+Index(
+    "ix_predictions_active",
+    *_LIST_ORDER,
+    postgresql_where=predictions.c.tracking == "active",
+    sqlite_where=predictions.c.tracking == "active",
+)
 # Pruning (tracker/store/retention.py) reads finished rows in the order they
 # finished: by completed_at, or by last_polled_at when upstream never said.
 Index(
