@@ -23,6 +23,11 @@ the trigger first takes a transaction-level advisory lock (ROLLUP_LOCK), so
 transactions that settle rows of the same keys in different orders (two daemons)
 wait for each other instead of deadlocking on the rollup's rows. Upgrading fills
 both tables from the rows already stored.
+
+Two indexes serve the other reports: ``ix_predictions_id_model`` (``tracker report
+archive`` finds each file's model in the index, not in the wide prediction row) and
+``ix_predictions_deadlines``, partial, on the predictions with a deadline (``tracker
+report deadlines`` read every row).
 """
 
 from collections.abc import Sequence
@@ -64,6 +69,8 @@ COUNTS = (
     "run_seconds_n",
     "run_seconds_sum",
 )
+#: the predictions `tracker report deadlines` reads (ix_predictions_deadlines)
+DEADLINES = "deadline_at IS NOT NULL OR cancel_reason = 'deadline'"
 ROLLUP_KEY = "model, status, tracking, registered_hour, completed_hour"
 BUCKETS_KEY = "model, status, hour, metric, bucket"
 
@@ -315,6 +322,15 @@ def upgrade() -> None:
             "model", "status", "hour", "metric", "bucket", name=op.f("pk_prediction_rollup_buckets")
         ),
     )
+    op.create_index("ix_predictions_id_model", "predictions", ["id", "model"], unique=False)
+    op.create_index(
+        "ix_predictions_deadlines",
+        "predictions",
+        ["model"],
+        unique=False,
+        postgresql_where=sa.text(DEADLINES),
+        sqlite_where=sa.text(DEADLINES),
+    )
     if dialect == "postgresql":  # no write may slip between the backfill and the triggers
         op.execute("LOCK TABLE predictions IN SHARE ROW EXCLUSIVE MODE")
     for statement in _backfill(dialect):
@@ -335,5 +351,7 @@ def downgrade() -> None:
     if postgresql:
         op.execute("DROP FUNCTION IF EXISTS tracker_rollup_trigger()")
         op.execute("DROP FUNCTION IF EXISTS tracker_rollup_apply(predictions, integer)")
+    op.drop_index("ix_predictions_deadlines", table_name="predictions")
+    op.drop_index("ix_predictions_id_model", table_name="predictions")
     op.drop_table("prediction_rollup_buckets")
     op.drop_table("prediction_rollup")

@@ -243,10 +243,10 @@ class ReportOps(StoreBase):
 
     def report_deliveries(self, flt: ReportFilter) -> list[Row]:
         """Per callback target; the filter applies to the predictions delivered about."""
-        joined = deliveries.join(callbacks, callbacks.c.id == deliveries.c.callback_id).join(
-            predictions, predictions.c.id == deliveries.c.prediction_id
-        )
+        joined = deliveries.join(callbacks, callbacks.c.id == deliveries.c.callback_id)
         where = flt.conditions(predictions)
+        if where:  # every delivery has its prediction: join it only to filter
+            joined = joined.join(predictions, predictions.c.id == deliveries.c.prediction_id)
 
         def count_state(state: str) -> Any:
             return func.sum(case((deliveries.c.state == state, 1), else_=0))

@@ -338,6 +338,17 @@ prediction_rollup = Table(
     Column("run_seconds_n", BigInteger, nullable=False),
     Column("run_seconds_sum", Float, nullable=False),
 )
+# `tracker report archive` groups files by their prediction's model: an index-only
+# lookup instead of a read of each (wide) prediction row.
+Index("ix_predictions_id_model", predictions.c.id, predictions.c.model)
+# `tracker report deadlines` reads only the predictions with a deadline (or cancelled
+# at one); the predicate is written as in CancelReportOps.
+Index(
+    "ix_predictions_deadlines",
+    predictions.c.model,
+    postgresql_where=text("deadline_at IS NOT NULL OR cancel_reason = 'deadline'"),
+    sqlite_where=text("deadline_at IS NOT NULL OR cancel_reason = 'deadline'"),
+)
 # Counts of values by bucket (the value to two significant digits): metric 1
 # predict_time, 2 queue_seconds, 3 run_seconds by registration hour; 4 run_seconds by
 # completion hour.
