@@ -40,7 +40,7 @@ from tracker.store.tables import (
     predictions,
     status_transitions,
 )
-from tracker.store.types import UTCDateTime
+from tracker.store.types import CompressedText, UTCDateTime
 from tracker.timeparse import utcnow
 
 from .profile import Profile
@@ -147,9 +147,10 @@ def _const(value: Any, column: Any) -> Any:
     """A constant for INSERT ... SELECT, typed as the column. JSON is bound as JSON
     text without a CAST: SQLite gives a type named JSON numeric affinity, so
     ``CAST('{...}' AS JSON)`` stored 0 there (the fill's raw, input and output were 0
-    on SQLite until 2026-12-07)."""
+    on SQLite until 2026-12-07); a compressed payload is bytes, which a CAST to the
+    column's declared TEXT would read as text on SQLite."""
     bound = literal(value, type_=column.type)
-    if isinstance(column.type, JSON) or isinstance(getattr(column.type, "impl", None), JSON):
+    if isinstance(column.type, JSON | CompressedText):  # bound as the column stores it
         return type_coerce(bound, column.type)
     return cast(bound, column.type)
 

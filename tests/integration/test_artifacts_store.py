@@ -8,7 +8,7 @@ import json
 import threading
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from tests.apply import apply_one
 from tests.clirun import run_tracker
@@ -16,6 +16,7 @@ from tracker.domain import ArtifactJob, CallbackSpec, NextPoll
 from tracker.poll.observe import parse_prediction, plan_observation
 from tracker.service.metrics import read_state
 from tracker.store.store import Store
+from tracker.store.tables import deliveries as deliveries_table
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
@@ -69,7 +70,9 @@ def store_file(store: Store, job: ArtifactJob, owner: str = "me") -> tuple[bool,
 def deliveries(store: Store, event: str) -> list[dict[str, object]]:
     with store.engine.connect() as conn:
         rows = conn.execute(
-            text("select payload from deliveries where event = :e order by id"), {"e": event}
+            select(deliveries_table.c.payload)
+            .where(deliveries_table.c.event == event)
+            .order_by(deliveries_table.c.id)
         ).scalars()
         return [json.loads(row) for row in rows]
 

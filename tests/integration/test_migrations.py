@@ -10,12 +10,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from tracker.domain import CallbackSpec
 from tracker.exceptions import SchemaMissing
 from tracker.store import migrate
 from tracker.store.dashboard import DashboardQueries, PredictionFilter
 from tracker.store.pushes import PushReceipt
 from tracker.store.store import SCHEMA_HEAD, Store
-from tracker.store.tables import metadata
+from tracker.store.tables import deliveries, metadata
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -358,3 +359,61 @@ def test_0010_indexes_predictions_by_registration_and_id(empty_url: str) -> None
 def index_columns(store: Store) -> dict[str, list[str]]:
     with store.engine.connect() as conn:
         return {i["name"]: i["column_names"] for i in inspect(conn).get_indexes("predictions")}
+
+
+def test_0012_compresses_payloads_and_reads_the_old_ones_as_they_were(empty_url: str) -> None:
+    """A delivery queued before 0012 is sent with the same text after it; one queued
+    after is stored compressed; a downgrade to 0011 gives both back as text."""
+    store = Store.from_url(empty_url)
+    at = datetime(2026, 12, 7, tzinfo=UTC)
+    old = '{"id":"p","status":"succeeded","logs":"' + "step 1/2\\n" * 300 + '"}'
+    try:
+        migrate.upgrade(store, "0011")
+        store.add_predictions(
+            ["p"],
+            now=at,
+            first_poll_at=at,
+            callbacks_to_add=[CallbackSpec("webhook", "https://h.example.com/", ("completed",))],
+        )
+        with store.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "insert into deliveries (callback_id, prediction_id, event, state, attempts,"
+                    " next_attempt_at, created_at, payload, message_id)"
+                    " select id, 'p', 'completed', 'pending', 0, :at, :at, :payload, 'msg_old'"
+                    " from callbacks"
+                ),
+                {"at": at.replace(tzinfo=None), "payload": old},
+            )
+        migrate.upgrade(store, "0012")
+        (job,) = store.claim_deliveries(
+            now=at, limit=5, owner="o", lease_until=at + timedelta(seconds=30)
+        )
+        assert job.payload == old
+        with store.engine.begin() as conn:
+            new_id = conn.execute(
+                deliveries.insert()
+                .values(
+                    callback_id=conn.execute(text("select id from callbacks")).scalar_one(),
+                    prediction_id="p",
+                    event="logs",
+                    state="delivered",
+                    attempts=1,
+                    created_at=at,
+                    payload=old.replace("1/2", "2/2"),
+                    message_id="msg_new",
+                )
+                .returning(deliveries.c.id)
+            ).scalar_one()
+            stored = conn.execute(
+                text("select payload from deliveries where id = :id"), {"id": new_id}
+            ).scalar_one()
+        assert isinstance(stored, bytes) and stored[:1] == b"x" and len(stored) < 200
+        migrate.downgrade(store, "0011")
+        with store.engine.connect() as conn:
+            payloads = conn.execute(text("select payload from deliveries order by id")).all()
+        assert [p for (p,) in payloads] == [old, old.replace("1/2", "2/2")]
+        migrate.upgrade(store)
+        assert store.schema_revision() == SCHEMA_HEAD
+    finally:
+        store.close()

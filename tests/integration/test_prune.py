@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, event, text
+from sqlalchemy import bindparam, event, select, text
 
 from tests.apply import apply_one
 from tests.clirun import run_tracker
@@ -32,6 +32,7 @@ from tracker.poll.building import build_daemon
 from tracker.poll.observe import parse_prediction, plan_observation
 from tracker.store.retention import PruneResult
 from tracker.store.store import Store
+from tracker.store.tables import deliveries
 from tracker.store.types import UTCDateTime
 from tracker.timeparse import utcnow
 
@@ -750,7 +751,7 @@ def test_a_callback_added_after_pruning_still_sends_the_prediction(store: Store)
     )
     (delivery,) = store.list_deliveries()
     with store.engine.connect() as conn:
-        payload = json.loads(conn.execute(text("select payload from deliveries")).scalar_one())
+        payload = json.loads(conn.execute(select(deliveries.c.payload)).scalar_one())
     assert delivery.event == "completed"
     assert payload["id"] == "late-1" and payload["status"] == "succeeded"
     assert payload["output"] == ["https://x/o.png"]

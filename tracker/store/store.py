@@ -50,7 +50,7 @@ from tracker.store.tables import callbacks, prediction_logs, predictions, status
 log = logging.getLogger(__name__)
 
 #: alembic revision this code expects; tests check it is the migrations' head
-SCHEMA_HEAD = "0011"
+SCHEMA_HEAD = "0012"
 
 #: rows per INSERT statement when registering many IDs at once
 INSERT_BATCH = 5_000

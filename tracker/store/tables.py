@@ -19,7 +19,7 @@ from sqlalchemy import (
     text,
 )
 
-from tracker.store.types import BigIntKey, JSONValue, UTCDateTime
+from tracker.store.types import BigIntKey, CompressedText, JSONValue, UTCDateTime
 
 metadata = MetaData(
     naming_convention={
@@ -204,8 +204,9 @@ deliveries = Table(
     Column("last_error", Text),
     Column("created_at", UTCDateTime, nullable=False),
     Column("delivered_at", UTCDateTime),
-    # The exact bytes every attempt sends (the prediction as it was at the event).
-    Column("payload", Text, nullable=False),
+    # The exact text every attempt sends (the prediction as it was at the event),
+    # stored compressed (migration 0012).
+    Column("payload", CompressedText, nullable=False),
     # Standard Webhooks `webhook-id`: the same on every retry of this delivery.
     Column("message_id", String(64), nullable=False),
     Column("claimed_by", String(200)),
