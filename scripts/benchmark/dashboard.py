@@ -17,10 +17,11 @@ list start such a read once they are 5 s old) are counted apart too ("alone": th
 others).
 
 Then ``--batch`` predictions registered at one same time (as one `tracker add` call
-stamps them) are added and the list is measured inside that batch.
+stamps them) are added and the list is measured inside that batch, and its filtered
+pages with the batch at the top (BATCH_FILTERS).
 The plans of every read (``dashboard_explain``) are printed and written to the JSON.
-Last, TRIAL_INDEXES are made (``--no-index-trial``: not) and the batch's pages and the
-uncached overview are measured again with them.
+Last, TRIAL_INDEXES, when there are any, are made (``--no-index-trial``: not) and
+the batch's pages are measured again with them.
 
     .venv/bin/python scripts/bench_dashboard.py                       # 1M on PostgreSQL
     .venv/bin/python scripts/bench_dashboard.py --quick --engines sqlite   # 20,000 rows
@@ -51,6 +52,7 @@ from .dashboard_db import (
     analyze,
     batch_cursors,
     deep_cursors,
+    last_cursors,
     sample_ids,
     sample_prefixes,
     with_indexes,
@@ -91,6 +93,39 @@ FILTERS = (
 )
 
 
+#: filtered pages measured with the batch in the table: (page name, query string,
+#: filter, where): the newest page (None), pages at cursors inside the batch
+#: ("inside"), or last pages, at cursors on the oldest rows matching an SQL condition
+BATCH_FILTERS: tuple[tuple[str, str, PredictionFilter, str | None], ...] = (
+    ("list, status=failed", "status=failed", PredictionFilter(status="failed"), None),
+    (
+        "list, model (12 %)",
+        "model=stability-ai/sdxl",
+        PredictionFilter(model="stability-ai/sdxl"),
+        None,
+    ),
+    (
+        "list, tracking=active, inside",
+        "tracking=active",
+        PredictionFilter(tracking="active"),
+        "inside",
+    ),
+    ("list, status=none, inside", "status=none", PredictionFilter(status="none"), "inside"),
+    (
+        "list, tracking=active, last page",
+        "tracking=active",
+        PredictionFilter(tracking="active"),
+        "tracking = 'active'",
+    ),
+    (
+        "list, status=none, last page",
+        "status=none",
+        PredictionFilter(status="none"),
+        "status IS NULL",
+    ),
+)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench_dashboard.py",
@@ -100,12 +135,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     add = parser.add_argument
     add("--quick", action="store_true", help="20,000 predictions, 5 requests a page")
-    add("--predictions", type=int, default=1_000_000, help="in the database (1,000,000)")
-    add("--detailed", type=int, default=20_000, help="of them with children (20,000)")
+    add("--predictions", type=int, help="in the database (1,000,000; --quick 20,000)")
+    add("--detailed", type=int, help="of them with children (20,000; --quick 1,000)")
     add("--days", type=float, default=7.0, help="registered over the last DAYS (7)")
     add("--active-share", type=float, default=0.002, help="newest share still active")
-    add("--batch", type=int, default=100_000, help="registered at one time, after (100,000)")
-    add("--no-index-trial", action="store_true", help="no (registered_at, id) index trial")
+    add("--batch", type=int, help="registered at one time, after (100,000; --quick 5,000)")
+    add("--no-index-trial", action="store_true", help="no trial of TRIAL_INDEXES")
     add("--requests", type=int, help="measured per page (20; 5 with --quick)")
     add("--engines", default="postgresql", help="comma list of postgresql, sqlite")
     add("--seed", type=int, default=7)
@@ -115,8 +150,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     if not args.engines or set(args.engines) - set(ENGINES):
         parser.error(f"--engines: choose among {', '.join(ENGINES)}")
-    if args.quick:
-        args.predictions, args.detailed, args.batch = 20_000, 1_000, 5_000
+    sizes = (20_000, 1_000, 5_000) if args.quick else (1_000_000, 20_000, 100_000)
+    args.predictions = args.predictions or sizes[0]
+    args.detailed = args.detailed or sizes[1]
+    args.batch = args.batch or sizes[2]
     args.requests = args.requests or (5 if args.quick else 20)
     args.detailed = min(args.detailed, args.predictions)
     return args
@@ -224,6 +261,7 @@ def batch_phase(
     at = fill.fill_batch(url, args.batch, seed=args.seed + 1)
     analyze(url)
     inside = batch_cursors(url, at, args.requests)
+    middle = inside[len(inside) // 2]
     pages: list[Page] = [
         ("batch: list, newest page", ["/predictions"], False),
         (
@@ -234,20 +272,30 @@ def batch_phase(
     ]
     lists: list[ListRead] = [
         ("batch: list, newest page", PredictionFilter(), None),
-        ("batch: list, page inside", PredictionFilter(), inside[len(inside) // 2]),
+        ("batch: list, page inside", PredictionFilter(), middle),
     ]
+    # filtered pages with the batch at the top of the list: those that skip it, and
+    # those whose rows are the batch (its rows are active and not polled yet)
+    for name, query, flt, where in BATCH_FILTERS:
+        if where is None:
+            pages.append((f"batch: {name}", [f"/predictions?{query}"], False))
+            lists.append((f"batch: {name}", flt, None))
+            continue
+        cursors = inside if where == "inside" else last_cursors(url, where, args.requests)
+        paths = [f"/predictions?{query}&after={cursor_text(c)}" for c in cursors]
+        pages.append((f"batch: {name}", paths, False))
+        lists.append((f"batch: {name}", flt, cursors[len(cursors) // 2]))
     out: dict[str, Any] = {"rows": args.batch, "registered_at": at.isoformat()}
     out["pages"] = [measure(client, args.requests, *p) for p in pages]
     out["plans"] = explain_dashboard(url, lists, detail_id=None, overview=False)
-    if not args.no_index_trial:
+    if TRIAL_INDEXES and not args.no_index_trial:
         log(f"{engine}: trial indexes: {', '.join(TRIAL_INDEXES)}")
         with_indexes(url)
         trial = [(f"{name}, trial indexes", paths, forget) for name, paths, forget in pages]
-        trial += [("overview, uncached, trial indexes", ["/"], True)]
         out["index_trial_pages"] = [measure(client, args.requests, *p) for p in trial]
         trial_lists = [(f"{n}, trial indexes", f, a) for n, f, a in lists]
         out["index_trial_plans"] = explain_dashboard(
-            url, trial_lists, detail_id=None, overview=True
+            url, trial_lists, detail_id=None, overview=False
         )
     return out
 
