@@ -53,6 +53,8 @@ _CLAMP = "1e15"
 #: goes up on both engines (PostgreSQL's to_char rounds such ties to even, SQLite's up)
 _NUDGE = "1.0000000001"
 _ACTIVE = Tracking.ACTIVE.value
+#: the periods of the rollup, in seconds: counts by hour, most buckets by day
+HOUR, DAY = 3600, 86400
 
 
 def hour_of(moment: datetime) -> int:
@@ -61,7 +63,11 @@ def hour_of(moment: datetime) -> int:
 
 
 def hour_start(hour: int) -> datetime:
-    return datetime.fromtimestamp(hour * 3600, UTC)
+    return _start(hour, HOUR)
+
+
+def _start(period: int, unit: int) -> datetime:
+    return datetime.fromtimestamp(period * unit, UTC)
 
 
 def day_text(hour_or_day: int, *, is_day: bool = False) -> str:
@@ -73,10 +79,10 @@ def day_text(hour_or_day: int, *, is_day: bool = False) -> str:
 # -- the triggers' expressions over a row of ``predictions`` -------------------------------
 
 
-def _hour_sql(ts: str, dialect: str) -> str:
+def _hour_sql(ts: str, dialect: str, seconds: int = HOUR) -> str:
     if dialect == "postgresql":
-        return f"floor(extract(epoch from {ts}) / 3600)::bigint"
-    return f"(CAST(strftime('%s', {ts}) AS INTEGER) / 3600)"
+        return f"floor(extract(epoch from {ts}) / {seconds})::bigint"
+    return f"(CAST(strftime('%s', {ts}) AS INTEGER) / {seconds})"
 
 
 def _seconds_sql(later: str, earlier: str, dialect: str) -> str:
@@ -115,6 +121,7 @@ class RowValues:
     model: str
     status: str
     registered_hour: str
+    registered_day: str
     completed_hour: str
     predict_time: str
     queue_seconds: str
@@ -127,6 +134,7 @@ class RowValues:
             model=f"coalesce({p}.model, '')",
             status=f"coalesce({p}.status, '')",
             registered_hour=_hour_sql(f"{p}.registered_at", dialect),
+            registered_day=_hour_sql(f"{p}.registered_at", dialect, DAY),
             completed_hour=_hour_sql(f"{p}.completed_at", dialect),
             predict_time=_clamped_sql(f"{p}.predict_time"),
             queue_seconds=_seconds_sql(f"{p}.started_at", f"{p}.created_at", dialect),
@@ -148,35 +156,36 @@ def _c(sql: str) -> Any:
 @dataclass(frozen=True)
 class Scope:
     """A report's filter as the rollup sees it: a model, and registration bounds split
-    into whole hours (from the rollup) and the partial hours at the edges (rows)."""
+    into whole periods (hours for the counts, days for the buckets: from the rollup)
+    and the partial periods at the edges (from the rows)."""
 
     since: datetime | None = None
     until: datetime | None = None
     model: str | None = None
 
-    def whole_hours(self) -> tuple[int | None, int | None] | None:
-        """``[first, end)`` of the whole hours inside the bounds (None: unbounded);
-        None when no whole hour is inside them."""
-        first = None if self.since is None else math.ceil(self.since.timestamp() / 3600)
-        end = None if self.until is None else hour_of(self.until)
+    def whole(self, unit: int) -> tuple[int | None, int | None] | None:
+        """``[first, end)`` of the whole periods of ``unit`` seconds inside the bounds
+        (None: unbounded); None when no whole period is inside them."""
+        first = None if self.since is None else math.ceil(self.since.timestamp() / unit)
+        end = None if self.until is None else math.floor(self.until.timestamp() // unit)
         if first is not None and end is not None and first >= end:
             return None
         return first, end
 
-    def edges(self) -> list[ColumnElement[bool]]:
-        """Conditions of the settled rows read as rows: the partial hours at the edges
-        (or the whole range when it holds no whole hour)."""
+    def edges(self, unit: int) -> list[ColumnElement[bool]]:
+        """Conditions of the settled rows read as rows: the partial periods at the
+        edges (or the whole range when it holds no whole period)."""
         at = predictions.c.registered_at
-        hours = self.whole_hours()
-        if hours is None:
+        periods = self.whole(unit)
+        if periods is None:
             assert self.since is not None and self.until is not None
             return [and_(at >= self.since, at < self.until)]
-        first, end = hours
+        first, end = periods
         found = []
-        if self.since is not None and first is not None and hour_start(first) > self.since:
-            found.append(and_(at >= self.since, at < hour_start(first)))
-        if self.until is not None and end is not None and hour_start(end) < self.until:
-            found.append(and_(at >= hour_start(end), at < self.until))
+        if self.since is not None and first is not None and _start(first, unit) > self.since:
+            found.append(and_(at >= self.since, at < _start(first, unit)))
+        if self.until is not None and end is not None and _start(end, unit) < self.until:
+            found.append(and_(at >= _start(end, unit), at < self.until))
         return found
 
     def row_conditions(self) -> list[ColumnElement[bool]]:
@@ -198,7 +207,7 @@ def counts_source(dialect: str, scope: Scope) -> Any:
     """A subquery with prediction_rollup's columns over everything ``scope`` covers."""
     r = prediction_rollup.c
     parts: list[Select[Any]] = []
-    hours = scope.whole_hours()
+    hours = scope.whole(HOUR)
     if hours is not None:
         first, end = hours
         where: list[ColumnElement[bool]] = []
@@ -213,7 +222,7 @@ def counts_source(dialect: str, scope: Scope) -> Any:
     model = [predictions.c.model == scope.model] if scope.model is not None else []
     live = [predictions.c.tracking == _ACTIVE, *scope.row_conditions()]
     parts.append(_rows_as_counts(v, live))
-    for edge in scope.edges():
+    for edge in scope.edges(HOUR):
         parts.append(_rows_as_counts(v, [predictions.c.tracking != _ACTIVE, edge, *model]))
     return union_all(*parts).subquery("counted")
 
@@ -251,31 +260,31 @@ def _rows_as_counts(v: RowValues, where: Sequence[ColumnElement[bool]]) -> Selec
 
 
 def buckets_source(dialect: str, scope: Scope, metrics: Iterable[int]) -> Any:
-    """A subquery (model, status, hour, metric, bucket, n) over ``scope`` for the
-    metrics by registration hour (``metrics``)."""
+    """A subquery (model, status, period, metric, bucket, n) over ``scope`` for the
+    metrics by registration day (``metrics``)."""
     b = prediction_rollup_buckets.c
     wanted = list(metrics)
     parts: list[Select[Any]] = []
-    hours = scope.whole_hours()
-    if hours is not None:
-        first, end = hours
+    days = scope.whole(DAY)
+    if days is not None:
+        first, end = days
         where: list[ColumnElement[bool]] = [b.metric.in_(wanted)]
         if first is not None:
-            where.append(b.hour >= first)
+            where.append(b.period >= first)
         if end is not None:
-            where.append(b.hour < end)
+            where.append(b.period < end)
         if scope.model is not None:
             where.append(b.model == scope.model)
-        parts.append(select(b.model, b.status, b.hour, b.metric, b.bucket, b.n).where(*where))
+        parts.append(select(b.model, b.status, b.period, b.metric, b.bucket, b.n).where(*where))
     v = RowValues.of(dialect)
     model = [predictions.c.model == scope.model] if scope.model is not None else []
     conditions = [[predictions.c.tracking == _ACTIVE, *scope.row_conditions()]]
-    conditions += [[predictions.c.tracking != _ACTIVE, edge, *model] for edge in scope.edges()]
+    conditions += [[predictions.c.tracking != _ACTIVE, edge, *model] for edge in scope.edges(DAY)]
     names = {code: name for name, code in METRICS.items()}
     for where_rows in conditions:
         for code in wanted:
             parts.append(
-                _rows_as_buckets(v, dialect, v.registered_hour, code, names[code], where_rows)
+                _rows_as_buckets(v, dialect, v.registered_day, code, names[code], where_rows)
             )
     return union_all(*parts).subquery("bucketed")
 
@@ -283,7 +292,7 @@ def buckets_source(dialect: str, scope: Scope, metrics: Iterable[int]) -> Any:
 def _rows_as_buckets(
     v: RowValues,
     dialect: str,
-    hour: str,
+    period: str,
     code: int,
     name: str,
     where: Sequence[ColumnElement[bool]],
@@ -292,7 +301,7 @@ def _rows_as_buckets(
     return select(
         _c(v.model).label("model"),
         _c(v.status).label("status"),
-        _c(hour).label("hour"),
+        _c(period).label("period"),
         literal(code).label("metric"),
         _c(bucket_sql(value, dialect)).label("bucket"),
         literal(1).label("n"),
@@ -356,19 +365,21 @@ def expected_rows(conn: Connection) -> dict[str, set[tuple[Any, ...]]]:
     counted = conn.execute(select(*keys, *sums).group_by(*keys)).all()
     stored = conn.execute(select(*(prediction_rollup.c[k] for k in _COUNT_COLUMNS))).all()
     parts = [
-        _rows_as_buckets(v, dialect, v.registered_hour, code, name, settled)
+        _rows_as_buckets(v, dialect, v.registered_day, code, name, settled)
         for name, code in METRICS.items()
     ]
     parts.append(
         _rows_as_buckets(v, dialect, v.completed_hour, RUN_BY_COMPLETION, "run_seconds", settled)
     )
     each = union_all(*parts).subquery()
-    bkeys = [each.c[k] for k in ("model", "status", "hour", "metric", "bucket")]
+    bkeys = [each.c[k] for k in ("model", "status", "period", "metric", "bucket")]
     bucketed = conn.execute(
-        select(*bkeys, func.sum(each.c.n)).where(each.c.hour.is_not(None)).group_by(*bkeys)
+        select(*bkeys, func.sum(each.c.n)).where(each.c.period.is_not(None)).group_by(*bkeys)
     ).all()
     b = prediction_rollup_buckets.c
-    stored_buckets = conn.execute(select(b.model, b.status, b.hour, b.metric, b.bucket, b.n)).all()
+    stored_buckets = conn.execute(
+        select(b.model, b.status, b.period, b.metric, b.bucket, b.n)
+    ).all()
 
     def norm(rows: Iterable[Any]) -> set[tuple[Any, ...]]:
         return {

@@ -178,7 +178,7 @@ def run_times(conn: Connection, since: datetime, models: int, r: Rounder) -> lis
             .where(
                 b.metric == RUN_BY_COMPLETION,
                 b.status == succeeded,
-                b.hour >= first,
+                b.period >= first,
                 b.model.in_([m for m, _ in top]),
             )
             .group_by(b.model, b.metric, b.bucket)

@@ -351,14 +351,14 @@ Index(
     sqlite_where=text("deadline_at IS NOT NULL OR cancel_reason = 'deadline'"),
 )
 # Counts of values by bucket (the value to two significant digits): metric 1
-# predict_time, 2 queue_seconds, 3 run_seconds by registration hour; 4 run_seconds by
-# completion hour.
+# predict_time, 2 queue_seconds, 3 run_seconds by UTC day of registration (period);
+# 4 run_seconds by UTC hour of completion.
 prediction_rollup_buckets = Table(
     "prediction_rollup_buckets",
     metadata,
     Column("model", Text, primary_key=True),
     Column("status", String(64), primary_key=True),
-    Column("hour", BigInteger, primary_key=True, autoincrement=False),
+    Column("period", BigInteger, primary_key=True, autoincrement=False),
     Column("metric", Integer, primary_key=True, autoincrement=False),
     Column("bucket", Float, primary_key=True),
     Column("n", BigInteger, nullable=False),
