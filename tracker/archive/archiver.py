@@ -3,7 +3,17 @@
 Artifacts are written with the answer that revealed them (``tracker.store.artifacts``);
 this loop only moves them from ``pending`` to ``stored`` or ``failed``, beside the
 poller and the outbox, with its own limit on downloads in flight so a slow file
-host never holds a poll. A failure that may pass (a timeout, a 404 while the file
+host never holds a poll.
+
+New files reach it mostly without a claim query: the observation writer inserts
+them already claimed for this daemon (``handoff``, leased like any claim, so
+another daemon leaves them alone and a killed daemon's lease runs out) and hands
+them over (``accept``); up to ``WAITING_PER_SLOT`` per download slot wait here for
+a slot. The rest, and retries, are claimed (``wake``, the daemon's tick). Files
+stored are recorded together, one transaction for those that end within
+``RECORD_LINGER`` of each other (group commit, as the observation writer does);
+their claims are renewed until then, and ``stop`` records them before it releases
+what is left. A failure that may pass (a timeout, a 404 while the file
 host catches up, a 5xx) is tried again with growing delays until the upstream
 says it removed the output or ``GIVE_UP_AFTER`` has passed since the file was
 found; one that cannot pass (too large, an address the policy refuses) fails at
@@ -13,6 +23,7 @@ once.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 from collections.abc import Callable, Sequence
@@ -25,6 +36,7 @@ from tracker.config import DEFAULT_ARCHIVE_RETRY_SCHEDULE, DEFAULT_LOG_INTERVAL
 from tracker.domain import ArtifactJob, CallbackSpec
 from tracker.exceptions import StoreError
 from tracker.net.failurelog import FailureLog
+from tracker.store.artifacts import ArchiveHandoff, StoredFile
 from tracker.store.interfaces import ArtifactQueue
 from tracker.store.runner import Runner
 from tracker.timeparse import utcnow
@@ -38,6 +50,12 @@ MAX_RETRY_AFTER = 3600.0
 #: a file not archived this long after it was found is given up (Replicate removes
 #: outputs about an hour after the end; aggregators keep them no longer)
 GIVE_UP_AFTER = timedelta(hours=3)
+#: files handed over by the writer that may wait, per download slot
+WAITING_PER_SLOT = 4
+#: seconds a stored file waits for others to be recorded in the same transaction
+RECORD_LINGER = 0.05
+#: files recorded in one transaction at most
+MAX_RECORD_BATCH = 200
 
 
 class Fetch(Protocol):
@@ -99,7 +117,15 @@ class Archiver:
         self._defaults = tuple(default_callbacks)
         self._on_deliveries = on_deliveries
         self._in_flight: dict[int, asyncio.Task[None]] = {}
+        #: handed over by the writer (claimed), waiting for a download slot
+        self._waiting: collections.deque[ArtifactJob] = collections.deque()
+        #: downloaded, waiting to be recorded (still claimed)
+        self._unrecorded: list[StoredFile] = []
+        self._recorder: asyncio.Task[None] | None = None
         self._wanted = False
+        #: more may be due than the last claim took, or than a write handed over (the
+        #: daemon's tick claims every second regardless)
+        self._more = False
         self._runner: asyncio.Task[None] | None = None
         self._stopping = False
         #: failures of each file host, logged as a group (tracker.net.failurelog)
@@ -114,12 +140,14 @@ class Archiver:
 
     @property
     def busy(self) -> bool:
-        return bool(self._in_flight)
+        return bool(self._in_flight or self._waiting or self._unrecorded)
 
     @property
     def in_flight(self) -> list[int]:
-        """IDs of the artifacts being downloaded (their leases are renewed)."""
-        return list(self._in_flight)
+        """IDs of the artifacts this archiver holds: being downloaded, waiting for a
+        slot or to be recorded (their leases are renewed)."""
+        held = [*self._in_flight, *(job.id for job in self._waiting)]
+        return held + [done.job.id for done in self._unrecorded]
 
     # -- driving -----------------------------------------------------------
 
@@ -131,6 +159,27 @@ class Archiver:
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._claim_while_wanted(), name="archiver")
 
+    def handoff(self) -> ArchiveHandoff | None:
+        """How many new files this archiver takes straight from a write (claimed as
+        they are inserted): its free slots and waiting room."""
+        if self._stopping:
+            return None
+        room = (1 + WAITING_PER_SLOT) * self._concurrency - len(self._in_flight)
+        room -= len(self._waiting)
+        return ArchiveHandoff(self.owner, self._lease, room) if room > 0 else None
+
+    def accept(self, jobs: list[ArtifactJob], left: int) -> None:
+        """Download the files a write claimed for this archiver; ``left`` new ones
+        were not (no room): a claim takes them. Handed over while stopping, they are
+        released with the other claims by ``stop``."""
+        if self._stopping:
+            return
+        self._waiting.extend(jobs)
+        self._start_waiting()
+        if left:
+            self._more = True
+            self.wake()
+
     async def archive_due_once(self) -> None:
         """Download every artifact due now once, and wait for them (`--once`,
         `tracker archive`)."""
@@ -138,11 +187,12 @@ class Archiver:
         while not self._stopping:
             claimed = await self._claim(start)
             if not claimed and not self._in_flight:
-                return
+                break
             if self._in_flight:
                 await asyncio.wait(
                     set(self._in_flight.values()), return_when=asyncio.FIRST_COMPLETED
                 )
+        await self._recorded()
 
     async def renew_leases(self) -> None:
         """Keep the claims of long downloads (called with the daemon's heartbeat)."""
@@ -164,6 +214,7 @@ class Archiver:
         self._stopping = True
         if self._runner is not None:
             await asyncio.wait([self._runner], timeout=timeout)
+        self._waiting.clear()  # still claimed: released below
         if self._in_flight:
             tasks = set(self._in_flight.values())
             _, pending = await asyncio.wait(tasks, timeout=timeout)
@@ -171,6 +222,7 @@ class Archiver:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        await self._recorded()
         try:
             await self._db.write(self.store.release_artifacts, self.owner, now=utcnow())
         except StoreError as exc:
@@ -184,7 +236,7 @@ class Archiver:
             await self._claim(utcnow())
 
     async def _claim(self, now: datetime) -> int:
-        room = self._concurrency - len(self._in_flight)
+        room = self._concurrency - len(self._in_flight) - len(self._waiting)
         if room <= 0:
             return 0
         try:
@@ -198,14 +250,24 @@ class Archiver:
         except StoreError as exc:
             log.error("could not claim artifacts: %s", exc)
             return 0
+        self._more = len(jobs) >= room
         for job in jobs:
-            task = asyncio.create_task(self._archive(job), name=f"archive {job.id}")
-            self._in_flight[job.id] = task
-            task.add_done_callback(functools.partial(self._done, job.id))
+            self._start(job)
         return len(jobs)
+
+    def _start(self, job: ArtifactJob) -> None:
+        task = asyncio.create_task(self._archive(job), name=f"archive {job.id}")
+        self._in_flight[job.id] = task
+        task.add_done_callback(functools.partial(self._done, job.id))
+
+    def _start_waiting(self) -> None:
+        while self._waiting and len(self._in_flight) < self._concurrency:
+            self._start(self._waiting.popleft())
 
     def _done(self, artifact_id: int, _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(artifact_id, None)
+        if not self._stopping:
+            self._start_waiting()
 
     async def _archive(self, job: ArtifactJob) -> None:
         try:
@@ -220,45 +282,74 @@ class Archiver:
                 job, DownloadFailed(f"internal error: {type(exc).__name__}", retry=True)
             )
         else:
-            await self._record_stored(job, downloaded)
-        # Claim again once half the slots are free (this one still counts as busy):
-        # a claim per finished file would cost a transaction per file. The daemon's
-        # tick wakes the archiver every second anyway.
-        if not self._stopping and len(self._in_flight) - 1 <= self._concurrency // 2:
+            self._record_stored(job, downloaded)
+        # Claim again when more may be due and half the slots are free (this one still
+        # counts as busy): a claim per finished file would cost a transaction per
+        # file. New files come handed over; the daemon's tick wakes the archiver
+        # every second for the rest.
+        busy = len(self._in_flight) + len(self._waiting) - 1
+        if not self._stopping and self._more and busy <= self._concurrency // 2:
             self.wake()
 
-    async def _record_stored(self, job: ArtifactJob, downloaded: Downloaded) -> None:
-        try:
-            kept, queued = await self._db.write(
-                self.store.artifact_stored,
+    def _record_stored(self, job: ArtifactJob, downloaded: Downloaded) -> None:
+        """Queue a stored file to be recorded with the others that end meanwhile."""
+        self._unrecorded.append(
+            StoredFile(
                 job,
-                owner=self.owner,
-                now=utcnow(),
-                stored_url=downloaded.stored_url,
-                size=downloaded.bytes,
-                sha256=downloaded.sha256,
-                content_type=downloaded.content_type,
-                default_callbacks=self._defaults,
+                downloaded.stored_url,
+                downloaded.bytes,
+                downloaded.sha256,
+                downloaded.content_type,
             )
-        except StoreError as exc:
-            log.error("could not record artifact %d (it will be fetched again): %s", job.id, exc)
-            return
-        host = _host(job.source_url)
-        self.failure_log.succeeded("archive", host)
+        )
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_all(), name="archive records")
+
+    async def _recorded(self) -> None:
+        """Wait until every stored file is recorded."""
+        while self._recorder is not None and not self._recorder.done():
+            await asyncio.shield(self._recorder)
+
+    async def _record_all(self) -> None:
+        while self._unrecorded:
+            if not self._stopping:
+                await asyncio.sleep(RECORD_LINGER)
+            batch = self._unrecorded[:MAX_RECORD_BATCH]
+            try:
+                kept, queued = await self._db.write(
+                    self.store.artifacts_stored,
+                    batch,
+                    owner=self.owner,
+                    now=utcnow(),
+                    default_callbacks=self._defaults,
+                )
+            except StoreError as exc:
+                log.error(
+                    "could not record %d archived files (fetched again later): %s", len(batch), exc
+                )
+                continue
+            finally:  # held (and their leases renewed) until this write ended
+                del self._unrecorded[: len(batch)]
+            for done, held in zip(batch, kept, strict=True):
+                self._note_stored(done, held)
+            if queued:
+                self._on_deliveries()
+
+    def _note_stored(self, done: StoredFile, kept: bool) -> None:
+        job = done.job
+        self.failure_log.succeeded("archive", _host(job.source_url))
         if not kept:
             log.warning("artifact %d of %s: claim lost while archiving", job.id, job.prediction_id)
             return
         self.stored += 1
-        self.stored_bytes += downloaded.bytes
+        self.stored_bytes += done.bytes
         log.debug(
             "archived output %d of %s (%d bytes)",
             job.position,
             job.prediction_id,
-            downloaded.bytes,
-            extra={"prediction_id": job.prediction_id, "bytes": downloaded.bytes},
+            done.bytes,
+            extra={"prediction_id": job.prediction_id, "bytes": done.bytes},
         )
-        if queued:
-            self._on_deliveries()
 
     async def _record_failure(self, job: ArtifactJob, failure: DownloadFailed) -> None:
         now = utcnow()

@@ -165,12 +165,15 @@ def _create_part(target: Path) -> tuple[int, Path]:
 
     Part files of the same target left by an earlier attempt go first: the archiver
     opens an upload only while it holds the artifact's claim, so any other writer of
-    this target was killed or lost its claim, and its part would never be used.
+    this target was killed or lost its claim, and its part would never be used. A
+    folder made just now has none (most files are the first of their prediction).
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{glob.escape(target.name)}{PART_MARK}*"):
-        with contextlib.suppress(OSError):
-            stale.unlink()
+    try:
+        target.parent.mkdir(parents=True)
+    except FileExistsError:
+        for stale in target.parent.glob(f".{glob.escape(target.name)}{PART_MARK}*"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
     for _ in range(5):
         part = target.with_name(f".{target.name}{PART_MARK}{secrets.token_hex(6)}")
         try:

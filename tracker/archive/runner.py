@@ -30,6 +30,7 @@ from tracker.domain import ArtifactJob, CallbackSpec, validate_id
 from tracker.exceptions import InvalidInput
 from tracker.net.failurelog import FailureLog
 from tracker.store.archive_reports import ID_BATCH, ArchiveState
+from tracker.store.artifacts import StoredFile
 from tracker.store.base import batches
 from tracker.store.runner import DatabaseRunner
 from tracker.store.store import Store
@@ -293,6 +294,18 @@ class _Scoped:
             sha256=sha256,
             content_type=content_type,
             default_callbacks=default_callbacks,
+        )
+
+    def artifacts_stored(
+        self,
+        done: Sequence[StoredFile],
+        *,
+        owner: str,
+        now: datetime,
+        default_callbacks: Sequence[CallbackSpec] = (),
+    ) -> tuple[list[bool], int]:
+        return self._store.artifacts_stored(
+            done, owner=owner, now=now, default_callbacks=default_callbacks
         )
 
     def artifact_not_stored(

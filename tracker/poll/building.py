@@ -76,7 +76,8 @@ def build_daemon(
         on_handoff=outbox.accept,
         observer=observer,
         archive=archiver is not None,
-        on_artifacts=archiver.wake if archiver is not None else lambda: None,
+        archive_handoff=archiver.handoff if archiver is not None else lambda: None,
+        on_artifacts=archiver.accept if archiver is not None else lambda _jobs, _left: None,
     )
     policy = policy or PollPolicy(settings.poll_min, settings.poll_max)
     poller = Poller(

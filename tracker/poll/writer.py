@@ -7,9 +7,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from tracker.domain import CallbackSpec, DeliveryJob, NextPoll, ObservationUpdate
+from tracker.domain import ArtifactJob, CallbackSpec, DeliveryJob, NextPoll, ObservationUpdate
 from tracker.exceptions import StoreError
 from tracker.poll.observer import NO_OBSERVER, PollObserver
+from tracker.store.artifacts import ArchiveHandoff
 from tracker.store.enqueue import Handoff
 from tracker.store.polling import Applied
 
@@ -35,7 +36,8 @@ class ObservationWriter:
         on_handoff: Callable[[list[DeliveryJob]], None] = lambda _jobs: None,
         observer: PollObserver = NO_OBSERVER,
         archive: bool = False,
-        on_artifacts: Callable[[], None] = lambda: None,
+        archive_handoff: Callable[[], ArchiveHandoff | None] = lambda: None,
+        on_artifacts: Callable[[list[ArtifactJob], int], None] = lambda _jobs, _left: None,
     ) -> None:
         self._apply_many = apply_many
         self._run = run
@@ -45,8 +47,10 @@ class ObservationWriter:
         self._on_handoff = on_handoff
         self._observer = observer  #: told of each transition written
         #: output files become artifacts (TRACKER_ARCHIVE_URL); ``on_artifacts`` is
-        #: called after a write that may have added some
+        #: given those a write added and claimed for the archiver (``archive_handoff``),
+        #: and how many it left for a claim
         self._archive = archive
+        self._archive_handoff = archive_handoff
         self._on_artifacts = on_artifacts
         self._queue: list[Item] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -82,6 +86,7 @@ class ObservationWriter:
                     default_callbacks=self._defaults,
                     handoff=self._handoff(),
                     archive=self._archive,
+                    archive_handoff=self._archive_handoff() if self._archive else None,
                 )
             except Exception as exc:  # handed to every waiting caller, never lost
                 for *_, future in batch:
@@ -90,8 +95,8 @@ class ObservationWriter:
                 continue
             if applied.handed_off:
                 self._on_handoff(applied.handed_off)
-            if self._archive and any(item[0].artifacts for item in batch):
-                self._on_artifacts()
+            if applied.artifacts.added:
+                self._on_artifacts(applied.artifacts.handed_off, applied.artifacts.left)
             for (update, *_, future), result in zip(batch, applied.results, strict=True):
                 if update.transition is not None and not isinstance(result, StoreError):
                     self._observer.transition(update.transition.to_status)

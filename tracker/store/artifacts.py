@@ -10,17 +10,19 @@ download starts again from the beginning under the same key.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, func, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, func, select, update
 
 from tracker.domain import Artifact, ArtifactJob, ArtifactState, CallbackSpec
 from tracker.events import Event
 from tracker.store.base import StoreBase, insert_ignore
 from tracker.store.enqueue import EventBatch, enqueue_deliveries, prediction_object
 from tracker.store.tables import artifacts, callbacks, predictions
+from tracker.timeparse import utcnow
 
 #: output files found per prediction: ``(prediction_id, ((position, url), ...), seen_at)``
 FoundFiles = tuple[str, Sequence[tuple[int, str]], datetime]
@@ -36,10 +38,57 @@ _JOB_COLUMNS = (
 )
 
 
-def queue_artifacts(conn: Connection, found: Iterable[FoundFiles]) -> int:
-    """Add a pending artifact for each file not known yet (in the caller's transaction);
-    returns how many were new."""
-    rows = [
+@dataclass(frozen=True)
+class ArchiveHandoff:
+    """New artifacts the writing daemon's archiver downloads itself: the first
+    ``limit`` files of a write are inserted already claimed (``owner``, leased for
+    ``lease`` from the write), so no claim query stands between finding a file and
+    fetching it. The claim is the same as ``claim_artifacts`` makes: another daemon
+    skips them, and a killed daemon's lease runs out."""
+
+    owner: str
+    lease: timedelta
+    limit: int
+
+
+@dataclass
+class QueuedArtifacts:
+    """What ``queue_artifacts`` added: how many rows, and those handed off (claimed)."""
+
+    added: int = 0
+    handed_off: list[ArtifactJob] = field(default_factory=list)
+
+    @property
+    def left(self) -> int:
+        """New artifacts left for a claim (not handed off)."""
+        return self.added - len(self.handed_off)
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A download that ended with the file in the archive, to be recorded."""
+
+    job: ArtifactJob
+    stored_url: str
+    bytes: int
+    sha256: str
+    content_type: str | None
+
+
+def queue_artifacts(
+    conn: Connection,
+    found: Iterable[FoundFiles],
+    handoff: ArchiveHandoff | None = None,
+    removed: Collection[str] = (),
+) -> QueuedArtifacts:
+    """Add a pending artifact for each file not known yet (in the caller's transaction).
+    With ``handoff``, the first ``handoff.limit`` files go in claimed for its owner and
+    come back as jobs (``removed``: predictions whose output the upstream removed)."""
+    files: dict[tuple[str, int], tuple[str, datetime]] = {}
+    for prediction_id, positions, seen_at in found:
+        for position, url in positions:  # the first sighting is the one kept
+            files.setdefault((prediction_id, position), (url, seen_at))
+    rows: list[dict[str, Any]] = [
         {
             "prediction_id": prediction_id,
             "position": position,
@@ -47,14 +96,28 @@ def queue_artifacts(conn: Connection, found: Iterable[FoundFiles]) -> int:
             "state": ArtifactState.PENDING.value,
             "created_at": seen_at,
             "next_attempt_at": seen_at,
+            "claimed_by": None,
         }
-        for prediction_id, files, seen_at in found
-        for position, url in files
+        for (prediction_id, position), (url, seen_at) in files.items()
     ]
     if not rows:
-        return 0
-    added = insert_ignore(conn.dialect.name, artifacts).returning(artifacts.c.id)
-    return len(conn.execute(added, rows).all())
+        return QueuedArtifacts()
+    if handoff is not None and handoff.limit > 0:
+        lease_until = utcnow() + handoff.lease
+        for row in rows[: handoff.limit]:
+            row.update(claimed_by=handoff.owner, next_attempt_at=lease_until)
+    added = insert_ignore(conn.dialect.name, artifacts).returning(
+        artifacts.c.id, artifacts.c.prediction_id, artifacts.c.position, artifacts.c.claimed_by
+    )
+    new = conn.execute(added, rows).all()
+    result = QueuedArtifacts(added=len(new))
+    for id_, prediction_id, position, claimed_by in sorted(new):
+        if claimed_by is not None:
+            url, seen_at = files[(prediction_id, position)]
+            removed_ = prediction_id in removed
+            job = ArtifactJob(id_, prediction_id, position, url, 0, seen_at, removed_)
+            result.handed_off.append(job)
+    return result
 
 
 class ArtifactOps(StoreBase):
@@ -63,7 +126,7 @@ class ArtifactOps(StoreBase):
     def add_artifacts(self, found: Sequence[FoundFiles]) -> int:
         """Queue the files of outputs found outside an answer (`tracker archive`)."""
         with self._transaction() as conn:
-            return queue_artifacts(conn, found)
+            return queue_artifacts(conn, found).added
 
     def succeeded_outputs(
         self, ids: Sequence[str] | None, *, after: str = "", limit: int = 1000
@@ -156,40 +219,66 @@ class ArtifactOps(StoreBase):
         content_type: str | None,
         default_callbacks: Sequence[CallbackSpec] = (),
     ) -> tuple[bool, int]:
-        """Record a file in the archive. Returns (whether the claim was still held,
-        deliveries queued): when it was the prediction's last file to be stored, the
-        ``archived`` event is queued in the same transaction, exactly once."""
+        """Record one file in the archive (``artifacts_stored`` for one)."""
+        done = StoredFile(job, stored_url, size, sha256, content_type)
+        kept, queued = self.artifacts_stored(
+            [done], owner=owner, now=now, default_callbacks=default_callbacks
+        )
+        return kept[0], queued
+
+    def artifacts_stored(
+        self,
+        done: Sequence[StoredFile],
+        *,
+        owner: str,
+        now: datetime,
+        default_callbacks: Sequence[CallbackSpec] = (),
+    ) -> tuple[list[bool], int]:
+        """Record files in the archive, all in one transaction (group commit). Returns
+        whether each claim was still held (a file whose claim was lost is not
+        recorded), and the deliveries queued: when a prediction's last file is stored,
+        its ``archived`` event is queued in the same transaction, exactly once."""
+        if not done:
+            return [], 0
+        ids = sorted({d.job.id for d in done})
+        prediction_ids = sorted({d.job.prediction_id for d in done})
         with self._transaction() as conn:
-            wanted = _wants_archived(conn, job.prediction_id, default_callbacks)
+            wanted = _wanting_archived(conn, prediction_ids, default_callbacks)
             if wanted:
-                # One prediction's files finish one at a time, so exactly one of them
-                # sees all stored (a row lock on PostgreSQL; SQLite has one writer).
+                # A prediction's files are recorded under its row lock, so exactly one
+                # transaction sees them all stored (PostgreSQL; SQLite has one writer).
                 conn.execute(
                     select(predictions.c.id)
-                    .where(predictions.c.id == job.prediction_id)
+                    .where(predictions.c.id.in_(sorted(wanted)))
+                    .order_by(predictions.c.id)
                     .with_for_update()
                 )
-            updated = conn.execute(
-                update(artifacts)
-                .where(artifacts.c.id == job.id, artifacts.c.claimed_by == owner)
-                .values(
-                    state=ArtifactState.STORED.value,
-                    stored_url=stored_url,
-                    bytes=size,
-                    sha256=sha256,
-                    content_type=content_type,
-                    stored_at=now,
-                    attempts=artifacts.c.attempts + 1,
-                    last_error=None,
-                    next_attempt_at=None,
-                    claimed_by=None,
-                )
-            ).rowcount
-            if not updated:
-                return False, 0
-            if not wanted:
-                return True, 0
-            return True, _queue_archived(conn, job.prediction_id, now, default_callbacks)
+            # The rows still claimed by this owner, locked (in ID order) until the end.
+            held = set(
+                conn.execute(
+                    select(artifacts.c.id)
+                    .where(artifacts.c.id.in_(ids), artifacts.c.claimed_by == owner)
+                    .order_by(artifacts.c.id)
+                    .with_for_update()
+                ).scalars()
+            )
+            params = [
+                {
+                    "a_id": d.job.id,
+                    "a_url": d.stored_url,
+                    "a_bytes": d.bytes,
+                    "a_sha256": d.sha256,
+                    "a_type": d.content_type,
+                    "owner": owner,
+                }
+                for d in sorted(done, key=lambda d: d.job.id)
+                if d.job.id in held
+            ]
+            if params:
+                conn.execute(_RECORD_STORED.values(stored_at=now), params)
+            finished = sorted({d.job.prediction_id for d in done if d.job.id in held} & wanted)
+            queued = sum(_queue_archived(conn, p, now, default_callbacks) for p in finished)
+        return [d.job.id in held for d in done], queued
 
     def artifact_not_stored(
         self,
@@ -262,6 +351,24 @@ class ArtifactOps(StoreBase):
             return artifacts_of(conn, prediction_ids)
 
 
+#: marks one artifact stored, if its claim is still this owner's (executemany)
+_RECORD_STORED = (
+    update(artifacts)
+    .where(artifacts.c.id == bindparam("a_id"), artifacts.c.claimed_by == bindparam("owner"))
+    .values(
+        state=ArtifactState.STORED.value,
+        stored_url=bindparam("a_url"),
+        bytes=bindparam("a_bytes"),
+        sha256=bindparam("a_sha256"),
+        content_type=bindparam("a_type"),
+        attempts=artifacts.c.attempts + 1,
+        last_error=None,
+        next_attempt_at=None,
+        claimed_by=None,
+    )
+)
+
+
 def artifacts_of(conn: Connection, prediction_ids: Sequence[str]) -> list[Artifact]:
     rows = conn.execute(
         select(*(artifacts.c[name] for name in Artifact.__slots__))
@@ -292,19 +399,21 @@ def archived_body(obj: dict[str, Any], stored: Sequence[Artifact]) -> dict[str, 
     }
 
 
-def _wants_archived(
-    conn: Connection, prediction_id: str, default_callbacks: Sequence[CallbackSpec]
-) -> bool:
-    """Whether a callback of the prediction (or a default one, attached when needed)
+def _wanting_archived(
+    conn: Connection, prediction_ids: Sequence[str], default_callbacks: Sequence[CallbackSpec]
+) -> set[str]:
+    """The predictions with a callback (or a default one, attached when needed) that
     asks for ``archived``: the event is opt-in, and building its body reads the whole
     prediction, so a file nobody waits for is recorded without it."""
     archived = Event.ARCHIVED.value
     if any(archived in spec.events for spec in default_callbacks):
-        return True
-    events = conn.execute(
-        select(callbacks.c.events).where(callbacks.c.prediction_id == prediction_id)
-    ).scalars()
-    return any(archived in text.split(",") for text in events)
+        return set(prediction_ids)
+    rows = conn.execute(
+        select(callbacks.c.prediction_id, callbacks.c.events).where(
+            callbacks.c.prediction_id.in_(prediction_ids)
+        )
+    )
+    return {pid for pid, events in rows if archived in events.split(",")}
 
 
 def _queue_archived(
@@ -331,8 +440,11 @@ def _queue_archived(
 
 
 __all__ = [
+    "ArchiveHandoff",
     "ArtifactOps",
     "FoundFiles",
+    "QueuedArtifacts",
+    "StoredFile",
     "archived_body",
     "artifacts_of",
     "queue_artifacts",

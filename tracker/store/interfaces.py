@@ -27,6 +27,7 @@ from tracker.domain import (
 )
 
 if TYPE_CHECKING:
+    from tracker.store.artifacts import ArchiveHandoff, StoredFile
     from tracker.store.enqueue import Handoff
     from tracker.store.polling import Applied
     from tracker.store.retention import PruneResult
@@ -56,6 +57,7 @@ class PollQueue(Protocol):
         default_callbacks: Sequence[CallbackSpec] = (),
         handoff: Handoff | None = None,
         archive: bool = False,
+        archive_handoff: ArchiveHandoff | None = None,
     ) -> Applied: ...
 
     def record_poll_error(
@@ -147,6 +149,15 @@ class ArtifactQueue(Protocol):
         content_type: str | None,
         default_callbacks: Sequence[CallbackSpec] = (),
     ) -> tuple[bool, int]: ...
+
+    def artifacts_stored(
+        self,
+        done: Sequence[StoredFile],
+        *,
+        owner: str,
+        now: datetime,
+        default_callbacks: Sequence[CallbackSpec] = (),
+    ) -> tuple[list[bool], int]: ...
 
     def artifact_not_stored(
         self, job: ArtifactJob, *, owner: str, error: str, next_attempt_at: datetime | None

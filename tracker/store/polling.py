@@ -36,7 +36,7 @@ from tracker.domain import (
     Tracking,
 )
 from tracker.exceptions import StaleObservation, StoreError, StoreUnavailable, UnstorableObservation
-from tracker.store.artifacts import queue_artifacts
+from tracker.store.artifacts import ArchiveHandoff, QueuedArtifacts, queue_artifacts
 from tracker.store.base import StoreBase, insert_ignore
 from tracker.store.cancels import recount_deadlines
 from tracker.store.enqueue import EventBatch, Handoff, enqueue_deliveries
@@ -139,6 +139,7 @@ class PollOps(StoreBase):
         default_callbacks: Sequence[CallbackSpec] = (),
         handoff: Handoff | None = None,
         archive: bool = False,
+        archive_handoff: ArchiveHandoff | None = None,
     ) -> Applied:
         """Write many observations in one transaction (one commit for all of them).
 
@@ -147,11 +148,14 @@ class PollOps(StoreBase):
         changed since it was read. Should one observation break the batch (or turn
         out stale), every observation is retried on its own, so one bad row never
         loses the others. Deliveries ``handoff`` allows are claimed for the writer.
-        With ``archive``, the output files the updates reveal become artifacts.
+        With ``archive``, the output files the updates reveal become artifacts, those
+        ``archive_handoff`` allows claimed for the writer's archiver.
         """
         try:
             with self._transaction() as conn:
-                return _apply_batch(conn, items, default_callbacks, handoff, archive)
+                return _apply_batch(
+                    conn, items, default_callbacks, handoff, archive, archive_handoff
+                )
         except StoreUnavailable:
             raise
         except Exception as exc:
@@ -165,6 +169,7 @@ class PollOps(StoreBase):
             )
             applied.results.extend(alone.results)
             applied.handed_off.extend(alone.handed_off)
+            applied.artifacts.added += alone.artifacts.added
         return applied
 
     def record_poll_error(
@@ -262,10 +267,12 @@ class PollOps(StoreBase):
 @dataclass
 class Applied:
     """What ``apply_observations`` did: per observation, the deliveries it left
-    pending or the error that kept it out; and the deliveries handed off."""
+    pending or the error that kept it out; the deliveries handed off; the artifacts
+    added (those handed off to the archiver among them)."""
 
     results: list[int | StoreError]
     handed_off: list[DeliveryJob] = field(default_factory=list)
+    artifacts: QueuedArtifacts = field(default_factory=QueuedArtifacts)
 
 
 def _as_row_error(prediction_id: str, exc: Exception) -> StoreError:
@@ -292,6 +299,7 @@ def _apply_batch(
     default_callbacks: Sequence[CallbackSpec],
     handoff: Handoff | None,
     archive: bool = False,
+    archive_handoff: ArchiveHandoff | None = None,
 ) -> Applied:
     """Apply observations with a few statements per batch, not per observation:
     one UPDATE executemany per set of changed columns, then one INSERT each for
@@ -336,8 +344,14 @@ def _apply_batch(
     receipts = [_receipt_row(u) for u in updates if u.push_id is not None]
     if receipts:  # the webhook-ids of pushes, kept with what they changed
         conn.execute(insert_ignore(conn.dialect.name, upstream_pushes), receipts)
+    found = QueuedArtifacts()
     if archive:
-        queue_artifacts(conn, [(u.prediction_id, u.artifacts, u.observed_at) for u in updates])
+        found = queue_artifacts(
+            conn,
+            [(u.prediction_id, u.artifacts, u.observed_at) for u in updates if u.artifacts],
+            archive_handoff,
+            removed={u.prediction_id for u in updates if u.fields.get("data_removed")},
+        )
     queued = enqueue_deliveries(
         conn,
         [
@@ -347,7 +361,9 @@ def _apply_batch(
         default_callbacks,
         handoff,
     )
-    return Applied([queued.pending.get(u.prediction_id, 0) for u in updates], queued.handed_off)
+    return Applied(
+        [queued.pending.get(u.prediction_id, 0) for u in updates], queued.handed_off, found
+    )
 
 
 def _update_params(
