@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -130,30 +131,50 @@ def test_add_file_larger_than_the_cap_is_refused(lite: Tracker, tmp_path: Path) 
 
 # -- item 11: lists read only what they print ---------------------------------
 
-#: runs the CLI in this interpreter, then writes its peak RSS (VmHWM, kB) to stderr
+#: runs each command given (a JSON list of arguments each) in this interpreter, one
+#: after the other, and writes its exit code and its peak RSS (VmHWM, kB) to stderr; the
+#: peak is brought down to what is resident before each command starts (/proc's
+#: clear_refs), so that each is measured as if it ran alone, without an interpreter each
 PEAK_RSS = """
+import json
 import sys
 from tracker.cli.main import main
-try:
-    main(sys.argv[1:])
-finally:
-    hwm = next(l for l in open("/proc/self/status") if l.startswith("VmHWM"))
-    print("PEAK", hwm.split()[1], file=sys.stderr)
+
+def peak_kb():
+    with open("/proc/self/status") as status:
+        return next(line for line in status if line.startswith("VmHWM")).split()[1]
+
+for argument in sys.argv[1:]:
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+    try:
+        main(json.loads(argument))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    print("PEAK", peak_kb(), code, argument, file=sys.stderr)
 """
 BIG = 50 * 2**20
 
 
-def peak_mb(cli: Tracker, *args: str) -> int:
+def peaks_mb(cli: Tracker, commands: Sequence[list[str]]) -> dict[str, int]:
+    """Each command's peak RSS in MB, by its arguments joined; each must exit 0."""
     result = subprocess.run(
-        [sys.executable, "-c", PEAK_RSS, *args],
+        [sys.executable, "-c", PEAK_RSS, *(json.dumps(args) for args in commands)],
         capture_output=True,
         text=True,
         timeout=120,
         env=cli.env(),
     )
     assert result.returncode == 0, result.stderr
-    line = next(x for x in result.stderr.splitlines() if x.startswith("PEAK "))
-    return int(line.split()[1]) // 1024
+    peaks = {}
+    for line in result.stderr.splitlines():
+        if line.startswith("PEAK "):
+            _, kb, code, argument = line.split(" ", 3)
+            assert code == "0", f"{argument} exited {code}:\n{result.stderr}"
+            peaks[" ".join(json.loads(argument))] = int(kb) // 1024
+    assert len(peaks) == len(commands), result.stderr
+    return peaks
 
 
 def store_big_rows(db_url: str) -> None:
@@ -199,7 +220,7 @@ def store_big_rows(db_url: str) -> None:
 
 
 #: every listing of predictions or deliveries, and the reports that touch their tables
-LISTINGS = (
+LISTINGS: tuple[list[str], ...] = (
     ["list"],
     ["list", "--format", "json"],
     ["list", "--format", "csv"],
@@ -213,7 +234,7 @@ LISTINGS = (
 def test_lists_do_not_read_logs_raw_bodies_or_payloads(cli: Tracker, db_url: str) -> None:
     store_big_rows(db_url)
     # an idle command peaks near 70 MB; reading the rows took 678 (PostgreSQL) to 922 MB
-    peaks = {" ".join(args): peak_mb(cli, *args) for args in LISTINGS}
+    peaks = peaks_mb(cli, LISTINGS)
     assert max(peaks.values()) < 200, peaks
 
 
