@@ -26,10 +26,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Connection,
     Select,
     and_,
+    bindparam,
     func,
     literal,
     literal_column,
@@ -188,16 +190,52 @@ class Scope:
             found.append(and_(at >= _start(end, unit), at < self.until))
         return found
 
-    def row_conditions(self) -> list[ColumnElement[bool]]:
+    def row_conditions(self, *, unindexed: bool = False) -> list[ColumnElement[bool]]:
+        """The filter on rows; ``unindexed``: written so SQLite uses no index for it."""
         c = predictions.c
         found: list[ColumnElement[bool]] = []
         if self.since is not None:
-            found.append(c.registered_at >= self.since)
+            found.append(_plain(c.registered_at, unindexed) >= self.since)
         if self.until is not None:
-            found.append(c.registered_at < self.until)
+            found.append(_plain(c.registered_at, unindexed) < self.until)
         if self.model is not None:
-            found.append(c.model == self.model)
+            found.append(_plain(c.model, unindexed) == self.model)
         return found
+
+    def model_condition(self, *, unindexed: bool = False) -> list[ColumnElement[bool]]:
+        if self.model is None:
+            return []
+        return [_plain(predictions.c.model, unindexed) == self.model]
+
+
+def _plain(column: Any, unindexed: bool) -> Any:
+    """``column``, or on SQLite ``+column``: the same value, which no index serves."""
+    if not unindexed:
+        return column
+    return literal_column(f"+predictions.{column.name}", type_=column.type)
+
+
+def active_rows(dialect: str, scope: Scope) -> list[ColumnElement[bool]]:
+    """The active predictions ``scope`` covers, read through ix_predictions_due (a
+    partial index of the active rows): 'active' is written into the statement so that
+    SQLite and PostgreSQL's generic plans can use it, and on SQLite the filter's other
+    columns are kept off their indexes, or it walks a wide registration range or a
+    common model's rows to find the few active ones."""
+    active: BindParameter[str] = bindparam("active_rows", _ACTIVE, literal_execute=True)
+    return [
+        predictions.c.tracking == active,
+        *scope.row_conditions(unindexed=dialect == "sqlite"),
+    ]
+
+
+def settled_edge(dialect: str, scope: Scope, edge: ColumnElement[bool]) -> list[Any]:
+    """The settled predictions of one edge of ``scope``: a registration range, read
+    through ix_predictions_registered (not the model's index)."""
+    return [
+        predictions.c.tracking != _ACTIVE,
+        edge,
+        *scope.model_condition(unindexed=dialect == "sqlite"),
+    ]
 
 
 # -- the union of rollup and rows -------------------------------------------------------------
@@ -219,11 +257,9 @@ def counts_source(dialect: str, scope: Scope) -> Any:
             where.append(r.model == scope.model)
         parts.append(select(*(r[name] for name in _COUNT_COLUMNS)).where(*where))
     v = RowValues.of(dialect)
-    model = [predictions.c.model == scope.model] if scope.model is not None else []
-    live = [predictions.c.tracking == _ACTIVE, *scope.row_conditions()]
-    parts.append(_rows_as_counts(v, live))
+    parts.append(_rows_as_counts(v, active_rows(dialect, scope)))
     for edge in scope.edges(HOUR):
-        parts.append(_rows_as_counts(v, [predictions.c.tracking != _ACTIVE, edge, *model]))
+        parts.append(_rows_as_counts(v, settled_edge(dialect, scope, edge)))
     return union_all(*parts).subquery("counted")
 
 
@@ -277,9 +313,8 @@ def buckets_source(dialect: str, scope: Scope, metrics: Iterable[int]) -> Any:
             where.append(b.model == scope.model)
         parts.append(select(b.model, b.status, b.period, b.metric, b.bucket, b.n).where(*where))
     v = RowValues.of(dialect)
-    model = [predictions.c.model == scope.model] if scope.model is not None else []
-    conditions = [[predictions.c.tracking == _ACTIVE, *scope.row_conditions()]]
-    conditions += [[predictions.c.tracking != _ACTIVE, edge, *model] for edge in scope.edges(DAY)]
+    conditions = [active_rows(dialect, scope)]
+    conditions += [settled_edge(dialect, scope, edge) for edge in scope.edges(DAY)]
     names = {code: name for name, code in METRICS.items()}
     for where_rows in conditions:
         for code in wanted:
