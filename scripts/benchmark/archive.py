@@ -12,28 +12,41 @@ polls       polls per daemon CPU-second with archiving on beside off, 2,000
             predictions with one PNG each (goal: no more than 10 % fewer).
 
     .venv/bin/python scripts/bench_archive.py                  # about 10 minutes
-    .venv/bin/python scripts/bench_archive.py --quick          # toy sizes, under a minute
+    .venv/bin/python scripts/bench_archive.py --quick          # toy sizes, ~15 s
     .venv/bin/python scripts/bench_archive.py --parts polls --engines sqlite,postgresql
 
 Prints a table per part and a line per goal and check; writes everything to JSON.
 Exits 1 when a check of what was stored fails (a goal missed is only reported).
+
+``--quick`` (the test suite's smoke run) shrinks every size and runs the parts side by
+side instead of one after the other: every figure is reported and every check made,
+but its timings mean nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
+import functools
 import json
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .archive_files import local_target, moto_server, run_rss, run_throughput, s3_target
+from .archive_files import (
+    file_simulator,
+    local_target,
+    moto_server,
+    run_rss,
+    run_throughput,
+    s3_target,
+)
 from .archive_polls import Workload, run_polls
 from .archive_report import evaluate, print_report
 from .databases import Databases, pg_reachable
@@ -71,7 +84,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         " scripts/benchmark/archive.py tells more.",
     )
     add = parser.add_argument
-    add("--quick", action="store_true", help="toy sizes: a smoke run, well under a minute")
+    add(
+        "--quick",
+        action="store_true",
+        help="toy sizes, the runs side by side: a smoke run of about 15 s (no figure means"
+        " anything)",
+    )
     add("--parts", type=lambda t: _names(t, PARTS), default=list(PARTS), help="default: all")
     add(
         "--engines",
@@ -106,8 +124,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.files, args.file_size, args.files_per_prediction = 4, 1_000_000, 2
         args.sample, args.big_size = 2, 16 * 2**20
-        args.predictions, args.run_median, args.runs = 100, 1.0, 1
-        args.interval, args.arrival_seconds = 0.5, 3.0
+        args.predictions, args.run_median, args.runs = 30, 0.3, 1
+        args.interval, args.arrival_seconds = 0.25, 1.0
     return args
 
 
@@ -166,36 +184,63 @@ def run_parts(args: argparse.Namespace, dbs: Databases, workdir: Path, logs: Pat
     results: dict[str, list[dict[str, Any]]] = {part: [] for part in args.parts}
     with contextlib.ExitStack() as stack:
         s3 = None
-        if "s3" in args.storages and {"throughput", "rss"} & set(args.parts):
-            s3 = stack.enter_context(moto_server())
+        files = [p for p in ("throughput", "rss") if p in args.parts]
+        if files:
+            sim = file_simulator(args.big_size)
+            stack.callback(sim.stop)
+            if "s3" in args.storages:
+                s3 = stack.enter_context(moto_server())
 
         def target(storage: str, label: str) -> Any:
             if storage == "s3":
                 return s3_target(s3)
             return local_target(workdir / f"archive-{label}")
 
-        for engine in engines_for(args, "throughput") if "throughput" in args.parts else []:
-            for storage in args.storages:
-                results["throughput"].append(
-                    run_throughput(
-                        engine,
-                        target(storage, f"throughput-{engine}"),
-                        dbs,
-                        logs,
-                        files=args.files,
-                        file_bytes=args.file_size,
-                        per_prediction=args.files_per_prediction,
-                        sample=args.sample,
-                    )
-                )
-        for engine in engines_for(args, "rss") if "rss" in args.parts else []:
-            for storage in args.storages:
-                results["rss"].append(
-                    run_rss(
-                        engine, target(storage, f"rss-{engine}"), dbs, logs, big_bytes=args.big_size
-                    )
-                )
-    work = Workload(args.predictions, args.run_median, args.interval, args.arrival_seconds)
-    for engine in engines_for(args, "polls") if "polls" in args.parts else []:
-        results["polls"].append(run_polls(engine, dbs, workdir, logs, work, args.runs))
+        runs: list[tuple[str, Callable[[], dict[str, Any]]]] = []
+        for part in files:
+            for engine in engines_for(args, part):
+                for storage in args.storages:
+                    place = target(storage, f"{part}-{engine}")
+                    if part == "throughput":
+                        run = functools.partial(
+                            run_throughput,
+                            engine,
+                            place,
+                            dbs,
+                            logs,
+                            sim,
+                            files=args.files,
+                            file_bytes=args.file_size,
+                            per_prediction=args.files_per_prediction,
+                            sample=args.sample,
+                        )
+                    else:
+                        run = functools.partial(
+                            run_rss, engine, place, dbs, logs, sim, big_bytes=args.big_size
+                        )
+                    runs.append((part, run))
+        work = Workload(
+            args.predictions,
+            args.run_median,
+            args.interval,
+            args.arrival_seconds,
+            queue_seconds=0.2 if args.quick else 1.0,
+        )
+        for engine in engines_for(args, "polls") if "polls" in args.parts else []:
+            polls = functools.partial(run_polls, engine, dbs, workdir, logs, work, args.runs)
+            runs.append(("polls", functools.partial(polls, side_by_side=args.quick)))
+        for part, result in _run_all(runs, side_by_side=args.quick):
+            results[part].append(result)
     return results
+
+
+def _run_all(
+    runs: list[tuple[str, Callable[[], dict[str, Any]]]], *, side_by_side: bool
+) -> list[tuple[str, dict[str, Any]]]:
+    """Each run's result, in order: one after the other (measuring), or all at once
+    (``--quick``: a smoke run has no timing to protect)."""
+    if not side_by_side:
+        return [(part, run()) for part, run in runs]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(runs))) as pool:
+        futures = [(part, pool.submit(run)) for part, run in runs]
+        return [(part, future.result()) for part, future in futures]

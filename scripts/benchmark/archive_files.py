@@ -109,11 +109,21 @@ def moto_server() -> Any:
 # -- the runs ------------------------------------------------------------------------------
 
 
+def file_simulator(big_bytes: int) -> SimulatorProcess:
+    """The simulator the throughput and rss runs share: ``bigfile-`` outputs of
+    ``big_bytes``, queued and run briefly (the figures are the download's, not the
+    wait for it); every other plan is defined by the run."""
+    return SimulatorProcess(
+        "--bigfile-size", str(big_bytes), "--queue-seconds", "0", "--run-median", "0.2"
+    )
+
+
 def run_throughput(
     engine: str,
     target: Target,
     dbs: Databases,
     logs: Path,
+    sim: SimulatorProcess,
     *,
     files: int,
     file_bytes: int,
@@ -125,32 +135,35 @@ def run_throughput(
     log(f"{tag}: {files} files of {file_bytes:,} bytes")
     counts = [min(per_prediction, files - i) for i in range(0, files, per_prediction)]
     ids = [f"arch-{uuid.uuid4().hex[:8]}-{n}" for n in range(len(counts))]
-    sim = SimulatorProcess()
     try:
         for pid, count in zip(ids, counts, strict=True):
             define(sim, pid, {"output_files": count, "output_bytes": file_bytes})
         result, rows = _archive(engine, target, dbs, logs, tag, sim, ids)
         result["checks"] = verify_rows(rows, file_bytes, target, sample)
     finally:
-        sim.stop()
         target.cleanup()
     result.update(files=files, file_bytes=file_bytes, mb_per_second=_rate(result["window"]))
     return result
 
 
 def run_rss(
-    engine: str, target: Target, dbs: Databases, logs: Path, *, big_bytes: int
+    engine: str,
+    target: Target,
+    dbs: Databases,
+    logs: Path,
+    sim: SimulatorProcess,
+    *,
+    big_bytes: int,
 ) -> dict[str, Any]:
-    """One ``bigfile-`` output of ``big_bytes`` into ``target``; the daemon's peak RSS."""
+    """One ``bigfile-`` output of ``big_bytes`` (``file_simulator``'s) into ``target``;
+    the daemon's peak RSS."""
     tag = f"rss-{engine}-{target.name}"
     log(f"{tag}: one file of {big_bytes:,} bytes")
-    sim = SimulatorProcess("--bigfile-size", str(big_bytes))
     try:
         ids = [f"bigfile-{uuid.uuid4().hex[:8]}"]
         result, rows = _archive(engine, target, dbs, logs, tag, sim, ids)
         result["checks"] = verify_rows(rows, big_bytes, target, 1)
     finally:
-        sim.stop()
         target.cleanup()
     result.update(file_bytes=big_bytes, mb_per_second=_rate(result["window"]))
     return result

@@ -23,6 +23,7 @@ The CPU is also split: per poll (off) and per archived file (on, beyond its poll
 
 from __future__ import annotations
 
+import concurrent.futures
 import statistics
 import threading
 import time
@@ -46,6 +47,7 @@ class Workload:
     run_median: float  #: seconds
     interval: float  #: seconds between two polls of a prediction
     arrival_seconds: float  #: registrations spread over this long, a wave a second
+    queue_seconds: float = 1.0  #: each waits this long in the simulator's queue
 
     def flags(self) -> list[str]:
         every = f"{self.interval:g}"
@@ -60,14 +62,31 @@ class Workload:
 
 
 def run_polls(
-    engine: str, dbs: Databases, workdir: Path, logs: Path, work: Workload, runs: int
+    engine: str,
+    dbs: Databases,
+    workdir: Path,
+    logs: Path,
+    work: Workload,
+    runs: int,
+    *,
+    side_by_side: bool = False,
 ) -> dict[str, Any]:
-    """``runs`` runs of each mode, alternating; both modes' figures and their ratio."""
+    """``runs`` runs of each mode, alternating (or, ``side_by_side``, every run at once:
+    a smoke run); both modes' figures and their ratio."""
     results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
-    for number in range(1, runs + 1):
-        for mode in MODES:
-            log(f"polls-{engine}: archiving {mode}, run {number} of {runs}")
-            results[mode].append(run_once(engine, mode, number, dbs, workdir, logs, work))
+    order = [(number, mode) for number in range(1, runs + 1) for mode in MODES]
+
+    def one(number: int, mode: str) -> dict[str, Any]:
+        log(f"polls-{engine}: archiving {mode}, run {number} of {runs}")
+        return run_once(engine, mode, number, dbs, workdir, logs, work)
+
+    if side_by_side:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(order)) as pool:
+            done = list(pool.map(lambda run: one(*run), order))
+    else:
+        done = [one(number, mode) for number, mode in order]
+    for (_, mode), result in zip(order, done, strict=True):
+        results[mode].append(result)
     off, on = (summarise(results[mode]) for mode in MODES)
     return {
         "engine": engine,
@@ -93,7 +112,9 @@ def run_once(
     register(url, waves[0])
     archive = str(workdir / tag) if mode == "on" else None
     load_start = loadavg()
-    sim = SimulatorProcess("--run-median", f"{work.run_median:g}", "--queue-seconds", "1")
+    sim = SimulatorProcess(
+        "--run-median", f"{work.run_median:g}", "--queue-seconds", f"{work.queue_seconds:g}"
+    )
     feeder = daemon = None
     try:
         daemon = ArchiveDaemon(
