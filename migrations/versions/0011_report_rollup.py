@@ -12,11 +12,12 @@ They now read aggregates of the predictions no longer active (tracking other tha
 - ``prediction_rollup``: per model, status, tracking, registration hour and
   completion hour, how many, and the count and sum of predict_time, queue_seconds
   and run_seconds (the values of the ``prediction_timings`` view).
-- ``prediction_rollup_buckets``: per model, status and UTC day of registration
-  (the run time also by hour of completion, for the dashboard), how many values of
-  each metric fall in each bucket (the value to two significant digits, so within
-  5 %): the percentiles. By day, not hour: by hour it had about as many rows as
-  there were predictions (967,118 at 1M), by day about 60,000.
+- ``prediction_rollup_buckets``: per metric, model, status and UTC day of
+  registration, how many values fall in each bucket (the value to two significant
+  digits, so within 5 %): the percentiles. The same by hour of registration (metrics
+  11-13), read only for the partial days at the edges of --since/--until (by hour
+  there are about as many rows as predictions: 967,118 at 1M, by day 100,000), and
+  the run time by hour of completion (metric 4, the dashboard's chart).
 
 Triggers on ``predictions`` keep both in the transaction that writes a row:
 the terminal transition (the daemon's batch), ``tracker forget``, ``tracker add``
@@ -74,7 +75,9 @@ COUNTS = (
 #: the predictions `tracker report deadlines` reads (ix_predictions_deadlines)
 DEADLINES = "deadline_at IS NOT NULL OR cancel_reason = 'deadline'"
 ROLLUP_KEY = "model, status, tracking, registered_hour, completed_hour"
-BUCKETS_KEY = "model, status, period, metric, bucket"
+#: every metric of the buckets (listed so deletes seek the primary key, metric first)
+METRIC_CODES = "(1, 2, 3, 4, 11, 12, 13)"
+BUCKETS_KEY = "metric, model, status, period, bucket"
 
 
 # -- expressions over one row (``r`` is NEW, OLD or a table alias) -------------------
@@ -150,11 +153,14 @@ def _sqlite_apply(r: str, sign: int) -> str:
     WHERE {r}.tracking <> 'active'
     ON CONFLICT ({ROLLUP_KEY}) DO UPDATE SET {add};""",
         f"""INSERT INTO prediction_rollup_buckets ({BUCKETS_KEY}, n)
-    SELECT {v["model"]}, {v["status"]}, m.period, m.metric, {_bucket("m.v", "sqlite")}, {sign}
+    SELECT m.metric, {v["model"]}, {v["status"]}, m.period, {_bucket("m.v", "sqlite")}, {sign}
     FROM (SELECT 1 AS metric, {v["rd"]} AS period, {v["pt"]} AS v
           UNION ALL SELECT 2, {v["rd"]}, {v["q"]}
           UNION ALL SELECT 3, {v["rd"]}, {v["rs"]}
-          UNION ALL SELECT 4, {v["ch"]}, {v["rs"]}) AS m
+          UNION ALL SELECT 4, {v["ch"]}, {v["rs"]}
+          UNION ALL SELECT 11, {v["rh"]}, {v["pt"]}
+          UNION ALL SELECT 12, {v["rh"]}, {v["q"]}
+          UNION ALL SELECT 13, {v["rh"]}, {v["rs"]}) AS m
     WHERE {r}.tracking <> 'active' AND m.v IS NOT NULL AND m.period IS NOT NULL
     ON CONFLICT ({BUCKETS_KEY}) DO UPDATE SET n = n + excluded.n;""",
     ]
@@ -163,8 +169,9 @@ def _sqlite_apply(r: str, sign: int) -> str:
             f"""DELETE FROM prediction_rollup WHERE predictions = 0
     AND model = {v["model"]} AND status = {v["status"]} AND tracking = {r}.tracking
     AND registered_hour = {v["rh"]} AND completed_hour = {ch};""",
-            f"""DELETE FROM prediction_rollup_buckets WHERE n = 0
-    AND model = {v["model"]} AND status = {v["status"]} AND period IN ({v["rd"]}, {ch});""",
+            f"""DELETE FROM prediction_rollup_buckets WHERE n = 0 AND metric IN {METRIC_CODES}
+    AND model = {v["model"]} AND status = {v["status"]}
+    AND period IN ({v["rd"]}, {v["rh"]}, {ch});""",
         ]
     return "\n".join(statements)
 
@@ -223,16 +230,17 @@ BEGIN
             s * (rs IS NOT NULL)::int, s * coalesce(rs, 0))
     ON CONFLICT ({ROLLUP_KEY}) DO UPDATE SET {add_counts};
     INSERT INTO prediction_rollup_buckets ({BUCKETS_KEY}, n)
-    SELECT m, st, x.period, x.metric, {_bucket("x.value", "postgresql")}, s
-    FROM (VALUES (1, rd, pt), (2, rd, q), (3, rd, rs), (4, ch, rs)) AS x(metric, period, value)
+    SELECT x.metric, m, st, x.period, {_bucket("x.value", "postgresql")}, s
+    FROM (VALUES (1, rd, pt), (2, rd, q), (3, rd, rs), (4, ch, rs),
+                 (11, rh, pt), (12, rh, q), (13, rh, rs)) AS x(metric, period, value)
     WHERE x.value IS NOT NULL AND x.period IS NOT NULL
     ON CONFLICT ({BUCKETS_KEY}) DO UPDATE SET n = prediction_rollup_buckets.n + excluded.n;
     IF s < 0 THEN
         DELETE FROM prediction_rollup AS p WHERE p.predictions = 0
             AND p.model = m AND p.status = st AND p.tracking = r.tracking
             AND p.registered_hour = rh AND p.completed_hour = coalesce(ch, {NO_HOUR});
-        DELETE FROM prediction_rollup_buckets AS b WHERE b.n = 0
-            AND b.model = m AND b.status = st AND b.period IN (rd, coalesce(ch, {NO_HOUR}));
+        DELETE FROM prediction_rollup_buckets AS b WHERE b.n = 0 AND b.metric IN {METRIC_CODES}
+            AND b.model = m AND b.status = st AND b.period IN (rd, rh, coalesce(ch, {NO_HOUR}));
     END IF;
 END
 $$"""
@@ -279,18 +287,21 @@ SELECT model, status, tracking, rh, coalesce(ch, {NO_HOUR}), count(*),
 FROM ({rows}) AS v
 GROUP BY model, status, tracking, rh, coalesce(ch, {NO_HOUR})"""
     buckets = f"""INSERT INTO prediction_rollup_buckets ({BUCKETS_KEY}, n)
-SELECT model, status, period, metric, bucket, count(*)
+SELECT metric, model, status, period, bucket, count(*)
 FROM (
-    SELECT model, status, period, metric, {_bucket("value", dialect)} AS bucket
+    SELECT metric, model, status, period, {_bucket("value", dialect)} AS bucket
     FROM (
         SELECT model, status, rd AS period, 1 AS metric, pt AS value FROM v
         UNION ALL SELECT model, status, rd, 2, q FROM v
         UNION ALL SELECT model, status, rd, 3, rs FROM v
         UNION ALL SELECT model, status, ch, 4, rs FROM v
+        UNION ALL SELECT model, status, rh, 11, pt FROM v
+        UNION ALL SELECT model, status, rh, 12, q FROM v
+        UNION ALL SELECT model, status, rh, 13, rs FROM v
     ) AS x
     WHERE value IS NOT NULL AND period IS NOT NULL
 ) AS b
-GROUP BY model, status, period, metric, bucket"""
+GROUP BY metric, model, status, period, bucket"""
     return [counts, f"WITH v AS ({rows}) {buckets}"]
 
 
@@ -318,17 +329,17 @@ def upgrade() -> None:
     )
     op.create_table(
         "prediction_rollup_buckets",
+        sa.Column("metric", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("model", sa.Text(), nullable=False),
         sa.Column("status", sa.String(length=64), nullable=False),
         sa.Column("period", sa.BigInteger(), autoincrement=False, nullable=False),
-        sa.Column("metric", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("bucket", sa.Float(), nullable=False),
         sa.Column("n", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint(
+            "metric",
             "model",
             "status",
             "period",
-            "metric",
             "bucket",
             name=op.f("pk_prediction_rollup_buckets"),
         ),

@@ -50,6 +50,8 @@ BUCKET_ERROR = 0.05
 METRICS = {"predict_time": 1, "queue_seconds": 2, "run_seconds": 3}
 #: run_seconds by completion hour (the dashboard's run time chart)
 RUN_BY_COMPLETION = 4
+#: the metrics by hour of registration: their code plus BY_HOUR
+BY_HOUR = 10
 _CLAMP = "1e15"
 #: values are nudged up before rounding, so a value half-way between two buckets (2.25)
 #: goes up on both engines (PostgreSQL's to_char rounds such ties to even, SQLite's up)
@@ -297,24 +299,25 @@ def _rows_as_counts(v: RowValues, where: Sequence[ColumnElement[bool]]) -> Selec
 
 def buckets_source(dialect: str, scope: Scope, metrics: Iterable[int]) -> Any:
     """A subquery (model, status, period, metric, bucket, n) over ``scope`` for the
-    metrics by registration day (``metrics``)."""
+    metrics by registration (``metrics``): the buckets of the whole days, those by
+    hour of the whole hours of a partial day at an edge, and the rows of the partial
+    hours and the active ones."""
     b = prediction_rollup_buckets.c
     wanted = list(metrics)
     parts: list[Select[Any]] = []
-    days = scope.whole(DAY)
-    if days is not None:
-        first, end = days
-        where: list[ColumnElement[bool]] = [b.metric.in_(wanted)]
+    for offset, first, end in _bucket_ranges(scope):
+        where: list[ColumnElement[bool]] = [b.metric.in_([code + offset for code in wanted])]
         if first is not None:
             where.append(b.period >= first)
         if end is not None:
             where.append(b.period < end)
         if scope.model is not None:
             where.append(b.model == scope.model)
-        parts.append(select(b.model, b.status, b.period, b.metric, b.bucket, b.n).where(*where))
+        metric = (b.metric - offset).label("metric") if offset else b.metric
+        parts.append(select(b.model, b.status, b.period, metric, b.bucket, b.n).where(*where))
     v = RowValues.of(dialect)
     conditions = [active_rows(dialect, scope)]
-    conditions += [settled_edge(dialect, scope, edge) for edge in scope.edges(DAY)]
+    conditions += [settled_edge(dialect, scope, edge) for edge in scope.edges(HOUR)]
     names = {code: name for name, code in METRICS.items()}
     for where_rows in conditions:
         for code in wanted:
@@ -322,6 +325,26 @@ def buckets_source(dialect: str, scope: Scope, metrics: Iterable[int]) -> Any:
                 _rows_as_buckets(v, dialect, v.registered_day, code, names[code], where_rows)
             )
     return union_all(*parts).subquery("bucketed")
+
+
+def _bucket_ranges(scope: Scope) -> list[tuple[int, int | None, int | None]]:
+    """``(metric offset, first, end)``: the periods read from the buckets, the whole
+    days (offset 0) and the whole hours of a partial day at an edge (BY_HOUR)."""
+    hours = scope.whole(HOUR)
+    if hours is None:
+        return []
+    first_hour, end_hour = hours
+    days = scope.whole(DAY)
+    if days is None:
+        return [(BY_HOUR, first_hour, end_hour)]
+    first_day, end_day = days
+    ranges: list[tuple[int, int | None, int | None]] = [(0, first_day, end_day)]
+    per_day = DAY // HOUR
+    if first_hour is not None and first_day is not None and first_hour < first_day * per_day:
+        ranges.append((BY_HOUR, first_hour, first_day * per_day))
+    if end_hour is not None and end_day is not None and end_day * per_day < end_hour:
+        ranges.append((BY_HOUR, end_day * per_day, end_hour))
+    return ranges
 
 
 def _rows_as_buckets(
@@ -406,6 +429,10 @@ def expected_rows(conn: Connection) -> dict[str, set[tuple[Any, ...]]]:
     parts.append(
         _rows_as_buckets(v, dialect, v.completed_hour, RUN_BY_COMPLETION, "run_seconds", settled)
     )
+    parts += [
+        _rows_as_buckets(v, dialect, v.registered_hour, code + BY_HOUR, name, settled)
+        for name, code in METRICS.items()
+    ]
     each = union_all(*parts).subquery()
     bkeys = [each.c[k] for k in ("model", "status", "period", "metric", "bucket")]
     bucketed = conn.execute(

@@ -352,14 +352,14 @@ Index(
 )
 # Counts of values by bucket (the value to two significant digits): metric 1
 # predict_time, 2 queue_seconds, 3 run_seconds by UTC day of registration (period);
-# 4 run_seconds by UTC hour of completion.
+# 11-13 the same by UTC hour of registration; 4 run_seconds by UTC hour of completion.
 prediction_rollup_buckets = Table(
     "prediction_rollup_buckets",
     metadata,
+    Column("metric", Integer, primary_key=True, autoincrement=False),
     Column("model", Text, primary_key=True),
     Column("status", String(64), primary_key=True),
     Column("period", BigInteger, primary_key=True, autoincrement=False),
-    Column("metric", Integer, primary_key=True, autoincrement=False),
     Column("bucket", Float, primary_key=True),
     Column("n", BigInteger, nullable=False),
 )
