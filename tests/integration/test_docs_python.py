@@ -7,9 +7,9 @@ others are shown only). The examples under "### wait" need an upstream and a dae
 as the page says, and so do those under "### cancel": the bundled simulator serves the
 upstream for the whole page (in a thread here, ``tracker simulate`` there; the page's
 session has ``TRACKER_API_BASE`` set to it, as the page says to export it), and while
-those sections run ``tracker daemon`` polls it in its own process; the daemon stops
-before the next section, so the rest of the page sees a database that nothing else
-writes to.
+those sections run ``tracker daemon`` polls it in its own process (forked:
+tests/clirun.py); the daemon stops before the next section, so the rest of the page
+sees a database that nothing else writes to.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import re
 import shlex
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import pytest
 
 from tests import docblocks
+from tests.clirun import ForkedTracker, fork_tracker
 from tests.docblocks import Block
 from tracker import exceptions
 from tracker.api import AsyncTracker, Tracker
@@ -116,11 +116,13 @@ def test_the_errors_table_names_tracker_errors() -> None:
 
 @contextlib.contextmanager
 def daemon_running(env: dict[str, str], log: Path) -> Iterator[None]:
-    """`tracker daemon`, as the section on waiting starts it."""
+    """`tracker daemon`, as the section on waiting starts it (in a process forked for
+    it: tests/clirun.py)."""
     with log.open("w") as stderr:
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "tracker", "daemon"],
+        daemon = ForkedTracker(
+            ["daemon"],
             env={**env, "TRACKER_POLL_MIN": "0.2", "TRACKER_POLL_MAX": "1"},
+            cwd=os.getcwd(),
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
@@ -171,8 +173,8 @@ def run_the_page(tmp_path: Path) -> None:
     ]
     assert upgrades, "the page says how to create the schema"
     for command in upgrades:
-        args = shlex.split(command)[1:]
-        subprocess.run([sys.executable, "-m", "tracker", *args], env=env, check=True, timeout=120)
+        upgraded = fork_tracker(shlex.split(command)[1:], env, timeout=120, cwd=os.getcwd())
+        assert upgraded.returncode == 0, upgraded.stderr
 
     namespace: dict[str, Any] = {"__name__": "docs_python"}
     waiting: contextlib.ExitStack | None = None
