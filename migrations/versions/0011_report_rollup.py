@@ -78,6 +78,8 @@ ROLLUP_KEY = "model, status, tracking, registered_hour, completed_hour"
 #: every metric of the buckets (listed so deletes seek the primary key, metric first)
 METRIC_CODES = "(1, 2, 3, 4, 11, 12, 13)"
 BUCKETS_KEY = "metric, model, status, period, bucket"
+#: the buckets' primary key: a metric's periods are one range (a day's, an hour's)
+BUCKETS_PK = "metric, period, model, status, bucket"
 
 
 # -- expressions over one row (``r`` is NEW, OLD or a table alias) -------------------
@@ -162,7 +164,7 @@ def _sqlite_apply(r: str, sign: int) -> str:
           UNION ALL SELECT 12, {v["rh"]}, {v["q"]}
           UNION ALL SELECT 13, {v["rh"]}, {v["rs"]}) AS m
     WHERE {r}.tracking <> 'active' AND m.v IS NOT NULL AND m.period IS NOT NULL
-    ON CONFLICT ({BUCKETS_KEY}) DO UPDATE SET n = n + excluded.n;""",
+    ON CONFLICT ({BUCKETS_PK}) DO UPDATE SET n = n + excluded.n;""",
     ]
     if sign < 0:
         statements += [
@@ -234,7 +236,7 @@ BEGIN
     FROM (VALUES (1, rd, pt), (2, rd, q), (3, rd, rs), (4, ch, rs),
                  (11, rh, pt), (12, rh, q), (13, rh, rs)) AS x(metric, period, value)
     WHERE x.value IS NOT NULL AND x.period IS NOT NULL
-    ON CONFLICT ({BUCKETS_KEY}) DO UPDATE SET n = prediction_rollup_buckets.n + excluded.n;
+    ON CONFLICT ({BUCKETS_PK}) DO UPDATE SET n = prediction_rollup_buckets.n + excluded.n;
     IF s < 0 THEN
         DELETE FROM prediction_rollup AS p WHERE p.predictions = 0
             AND p.model = m AND p.status = st AND p.tracking = r.tracking
@@ -330,16 +332,16 @@ def upgrade() -> None:
     op.create_table(
         "prediction_rollup_buckets",
         sa.Column("metric", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("period", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("model", sa.Text(), nullable=False),
         sa.Column("status", sa.String(length=64), nullable=False),
-        sa.Column("period", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("bucket", sa.Float(), nullable=False),
         sa.Column("n", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint(
             "metric",
+            "period",
             "model",
             "status",
-            "period",
             "bucket",
             name=op.f("pk_prediction_rollup_buckets"),
         ),

@@ -357,9 +357,9 @@ prediction_rollup_buckets = Table(
     "prediction_rollup_buckets",
     metadata,
     Column("metric", Integer, primary_key=True, autoincrement=False),
+    Column("period", BigInteger, primary_key=True, autoincrement=False),
     Column("model", Text, primary_key=True),
     Column("status", String(64), primary_key=True),
-    Column("period", BigInteger, primary_key=True, autoincrement=False),
     Column("bucket", Float, primary_key=True),
     Column("n", BigInteger, nullable=False),
 )
