@@ -9,7 +9,8 @@ New files reach it mostly without a claim query: the observation writer inserts
 them already claimed for this daemon (``handoff``, leased like any claim, so
 another daemon leaves them alone and a killed daemon's lease runs out) and hands
 them over (``accept``); up to ``WAITING_PER_SLOT`` per download slot wait here for
-a slot. The rest, and retries, are claimed (``wake``, the daemon's tick). Files
+a slot. The rest, and retries, are claimed (``wake``, the daemon's tick), as many
+at once as may wait. Files
 stored are recorded together, one transaction for those that end within
 ``RECORD_LINGER`` of each other (group commit, as the observation writer does);
 their claims are renewed until then, and ``stop`` records them before it releases
@@ -164,9 +165,13 @@ class Archiver:
         they are inserted): its free slots and waiting room."""
         if self._stopping:
             return None
-        room = (1 + WAITING_PER_SLOT) * self._concurrency - len(self._in_flight)
-        room -= len(self._waiting)
+        room = self._room()
         return ArchiveHandoff(self.owner, self._lease, room) if room > 0 else None
+
+    def _room(self) -> int:
+        """Files this archiver may take more: its download slots and waiting places."""
+        held = len(self._in_flight) + len(self._waiting)
+        return (1 + WAITING_PER_SLOT) * self._concurrency - held
 
     def accept(self, jobs: list[ArtifactJob], left: int) -> None:
         """Download the files a write claimed for this archiver; ``left`` new ones
@@ -236,7 +241,9 @@ class Archiver:
             await self._claim(utcnow())
 
     async def _claim(self, now: datetime) -> int:
-        room = self._concurrency - len(self._in_flight) - len(self._waiting)
+        # As many as may wait, not only the free slots: a backlog is claimed a few
+        # transactions at a time, not one per file or two.
+        room = self._room()
         if room <= 0:
             return 0
         try:
@@ -251,8 +258,8 @@ class Archiver:
             log.error("could not claim artifacts: %s", exc)
             return 0
         self._more = len(jobs) >= room
-        for job in jobs:
-            self._start(job)
+        self._waiting.extend(jobs)
+        self._start_waiting()
         return len(jobs)
 
     def _start(self, job: ArtifactJob) -> None:
