@@ -121,6 +121,14 @@ def _spread_first_polls(url: str, window: float, seed: int) -> None:
         store.close()
 
 
+def _measured(sampler: LagSampler, sim: SimulatorProcess, before: int) -> bool:
+    """Whether the run has a schedule lag sample and a prediction polled twice."""
+    if not sampler.samples:
+        return False
+    polled = [rec["prediction_id"] for rec in sim.requests()[before:]]
+    return len(set(polled)) < len(polled)
+
+
 def _scale_daemon(
     url: str,
     sim: SimulatorProcess,
@@ -144,6 +152,10 @@ def _scale_daemon(
         cpu0 = daemon.cpu_seconds()
         while time.time() - t0 < seconds:
             time.sleep(min(0.5, seconds))
+        # Longer (up to a minute) only until there is a figure of each kind: a loaded
+        # machine can leave a short run (--fast) without a lag sample or a second poll.
+        while time.time() - t0 < seconds + 60 and not _measured(sampler, sim, before):
+            time.sleep(0.5)
         cpu1 = daemon.cpu_seconds()
         elapsed = time.time() - t0
         lag = sampler.finish()

@@ -46,7 +46,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         [str(ROOT / "scripts" / "bench"), "--fast", "--engines", engines, "--json", str(out)],
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=600,  # a safety net, not a goal: a loaded machine takes minutes
         env=env,
         cwd=ROOT,
     )
