@@ -180,14 +180,25 @@ def _drop_all(names: list[str]) -> None:
             list(pool.map(_drop_pg, names))
 
 
+#: this process's connection to end sessions with (one per test otherwise)
+_admin: psycopg.Connection[Any] | None = None
+
+
 def _end_sessions(dbname: str) -> None:
     """End every session on ``dbname`` (as DROP ... WITH (FORCE) would)."""
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()",
-            (dbname,),
-        )
+    global _admin
+    sql = (
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = %s AND pid <> pg_backend_pid()"
+    )
+    if _admin is not None:
+        try:
+            _admin.execute(sql, (dbname,))
+            return
+        except psycopg.Error:
+            _admin.close()  # a new one below
+    _admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    _admin.execute(sql, (dbname,))
 
 
 @pytest.fixture(scope="session")
@@ -209,6 +220,8 @@ def pg_template() -> Iterator[str]:
     migrate.upgrade(store)
     store.close()
     yield name
+    if _admin is not None:
+        _admin.close()
     _drop_all([*_DROP_AT_END, name])
     _DROP_AT_END.clear()
 
