@@ -364,8 +364,10 @@ def _r(value: float | None) -> float:
 def start_server(url: str, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     """The dashboard's service (``dashboard_server``) once it answers /healthz."""
     port = free_port()
-    command, env = module_command("benchmark.dashboard_server", "--port", str(port))
-    env.update({k: v for k, v in tracker_env(url, "http://127.0.0.1:9/v1").items()})
+    command, module_env = module_command("benchmark.dashboard_server", "--port", str(port))
+    # this process's environment and the run's settings, with the PYTHONPATH that
+    # finds the benchmark's modules (tracker_env's copy of PYTHONPATH would not)
+    env = {**tracker_env(url, "http://127.0.0.1:9/v1"), "PYTHONPATH": module_env["PYTHONPATH"]}
     with log_path.open("w") as log_file:
         proc = subprocess.Popen(command, env=env, stderr=log_file)
     base = f"http://127.0.0.1:{port}"
