@@ -10,6 +10,7 @@ from typing import Any
 from tracker.store.store import Store
 from tracker.timeparse import utcnow
 
+from .bare import measure
 from .databases import Databases, pg_backends
 from .harness import DaemonProcess, SimulatorProcess, cpu_of, loadavg
 from .profile import Profile
@@ -69,3 +70,23 @@ def run_efficiency(
         "loadavg_start": load_start,
         "loadavg_end": loadavg(),
     }
+
+
+def beside_bare_loops(rows: list[dict[str, Any]], profile: Profile, sim: SimulatorProcess) -> None:
+    """Measure the bare GET loops once against the simulator the daemons polled (they
+    touch no database) and give each engine's row its ratio to them."""
+    bare = measure(
+        sim.base,
+        profile.efficiency_predictions,
+        profile.efficiency_warmup,
+        profile.efficiency_seconds,
+    )
+    for row in rows:
+        rate = row["polls_per_cpu_second"]
+        row["bare"] = bare
+        row["daemon_vs_bare"] = {
+            client: round(rate / b["requests_per_cpu_second"], 3)
+            if rate and b["requests_per_cpu_second"]
+            else None
+            for client, b in bare.items()
+        }

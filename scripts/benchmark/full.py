@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from .databases import Databases, Reader, database_size, pg_version, table_bytes
-from .efficiency import run_efficiency
+from .efficiency import beside_bare_loops, run_efficiency
 from .harness import (
     ROOT,
     SimulatorProcess,
@@ -220,10 +220,12 @@ class Sections:
     def efficiency(self) -> None:
         sim = SimulatorProcess()
         try:
-            self.report["efficiency"] = [
+            rows = [
                 run_efficiency(engine, self.profile, self.dbs, self.workdir, sim)
                 for engine in self.args.engines
             ]
+            beside_bare_loops(rows, self.profile, sim)
+            self.report["efficiency"] = rows
         finally:
             sim.stop()
 

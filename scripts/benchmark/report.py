@@ -11,6 +11,8 @@ from .profile import Profile
 DETECTION_SLACK = 0.25
 CALLBACK_TARGET_MS = 250.0
 POLLS_PER_CPU_TARGET = 1000.0
+#: issue 18 item 3: the daemon at half a bare aiohttp GET loop or better
+BARE_SHARE_TARGET = 0.5
 LAG_TARGET = 1.0
 RSS_TARGET_MB = 150.0
 BUDGET_RATIO_TARGET = 2.0
@@ -134,6 +136,12 @@ def print_efficiency(rows: list[dict[str, Any]]) -> None:
             f"{fmt(e['simulator_cpu_share']):>9}{fmt(e['postgres_backend_cpu_seconds']):>10}"
             f"{fmt(e['whole_run']['polls_per_cpu_second'], 0):>23}{fmt(e['peak_rss_mb'], 1):>8}"
         )
+        for client, b in (e.get("bare") or {}).items():
+            print(
+                f"  {e['engine']}: bare {client} GET loop (read, json.loads, nothing else)"
+                f" {fmt(b['requests_per_cpu_second'], 0)} requests/CPU-s; the daemon is"
+                f" x{fmt(e['daemon_vs_bare'][client], 2)} of it"
+            )
 
 
 def print_scale(rows: list[dict[str, Any]]) -> None:
@@ -192,6 +200,16 @@ def _efficiency_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 None if v is None else v >= POLLS_PER_CPU_TARGET,
             )
         )
+        ratio = (e.get("daemon_vs_bare") or {}).get("aiohttp")
+        if "bare" in e:
+            targets.append(
+                _target(
+                    f"{e['engine']}: polls per daemon CPU-second >= {BARE_SHARE_TARGET:g} x a"
+                    " bare aiohttp GET loop's requests (issue 18 item 3)",
+                    f"x{fmt(ratio, 2)}",
+                    None if ratio is None else ratio >= BARE_SHARE_TARGET,
+                )
+            )
     return targets
 
 
