@@ -153,6 +153,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     stop_fork_server()
 
 
+#: what each test's database is given (ALTER DATABASE ... SET): a commit does not wait for
+#: its WAL to reach the disk (8.5 ms a commit on this machine, 0.6 ms without), which
+#: loses nothing committed unless the server itself crashes, and no test crashes it
+TEST_DB_SETTINGS = "SET synchronous_commit = off"
+
+
 def _pg_url(dbname: str) -> str:
     base, _, _ = PG_ADMIN_URL.rpartition("/")
     return f"{base}/{dbname}"
@@ -262,6 +268,7 @@ class PgPool:
             self._drop(name)
         name = f"tracker_t_{WORKER}_{uuid.uuid4().hex[:12]}"
         _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        _pg_admin(f'ALTER DATABASE "{name}" {TEST_DB_SETTINGS}')
         self.made.add(name)
         return name
 
@@ -280,13 +287,14 @@ class PgPool:
 
     def _emptied(self, name: str) -> bool:
         """Empty every table (sequences restarted), if the schema is still the template's;
-        forget the settings a test gave the database (ALTER DATABASE ... SET)."""
+        forget the settings a test gave the database (ALTER DATABASE ... SET) but ours."""
         try:
             with psycopg.connect(_pg_url(name), connect_timeout=5) as conn:
                 conn.execute("SET lock_timeout = '2s'")
                 if _user_tables(conn) != self.tables or _revision(conn) != self.revision:
                     return False
                 conn.execute(f'ALTER DATABASE "{name}" RESET ALL')
+                conn.execute(f'ALTER DATABASE "{name}" {TEST_DB_SETTINGS}')
                 self._empty_tables(conn)
         except psycopg.Error:
             return False
@@ -390,6 +398,7 @@ def empty_pg_url(pg_template: str, request: pytest.FixtureRequest) -> Iterator[s
     _check_marked(request)
     name = f"tracker_e_{WORKER}_{uuid.uuid4().hex[:12]}"
     _pg_admin(f'CREATE DATABASE "{name}"')
+    _pg_admin(f'ALTER DATABASE "{name}" {TEST_DB_SETTINGS}')
     _DROP_AT_END.append(name)
     yield _pg_url(name)
     _end_sessions(name)
