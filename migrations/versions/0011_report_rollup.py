@@ -27,7 +27,9 @@ transactions that settle rows of the same keys in different orders (two daemons)
 wait for each other instead of deadlocking on the rollup's rows. Upgrading fills
 both tables from the rows already stored.
 
-Two indexes serve the other reports: ``ix_predictions_id_model`` (``tracker report
+Both tables are clustered by their key: WITHOUT ROWID on SQLite, and on PostgreSQL
+the backfilled buckets are put in key order once (CLUSTER). Two indexes serve the
+other reports: ``ix_predictions_id_model`` (``tracker report
 archive`` finds each file's model in the index, not in the wide prediction row) and
 ``ix_predictions_deadlines``, partial, on the predictions with a deadline (``tracker
 report deadlines`` read every row).
@@ -328,6 +330,7 @@ def upgrade() -> None:
             "completed_hour",
             name=op.f("pk_prediction_rollup"),
         ),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "prediction_rollup_buckets",
@@ -345,6 +348,7 @@ def upgrade() -> None:
             "bucket",
             name=op.f("pk_prediction_rollup_buckets"),
         ),
+        sqlite_with_rowid=False,
     )
     op.create_index("ix_predictions_id_model", "predictions", ["id", "model"], unique=False)
     op.create_index(
@@ -359,6 +363,12 @@ def upgrade() -> None:
         op.execute("LOCK TABLE predictions IN SHARE ROW EXCLUSIVE MODE")
     for statement in _backfill(dialect):
         op.execute(statement)
+    if dialect == "postgresql":
+        # The backfill wrote the buckets in hash order: put them in key order, so a
+        # metric's days (or the dashboard's hours) are neighbouring pages, not one page
+        # each (the run time chart read 14,533 pages for 20,000 buckets at 1M rows).
+        op.execute("CLUSTER prediction_rollup_buckets USING pk_prediction_rollup_buckets")
+        op.execute("ANALYZE prediction_rollup, prediction_rollup_buckets")
     if dialect == "postgresql":
         for statement in (*_pg_functions(), *_pg_triggers()):
             op.execute(statement)

@@ -338,6 +338,7 @@ prediction_rollup = Table(
     Column("queue_seconds_sum", Float, nullable=False),
     Column("run_seconds_n", BigInteger, nullable=False),
     Column("run_seconds_sum", Float, nullable=False),
+    sqlite_with_rowid=False,
 )
 # `tracker report archive` groups files by their prediction's model: an index-only
 # lookup instead of a read of each (wide) prediction row.
@@ -362,4 +363,5 @@ prediction_rollup_buckets = Table(
     Column("status", String(64), primary_key=True),
     Column("bucket", Float, primary_key=True),
     Column("n", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
 )
