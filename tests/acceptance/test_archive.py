@@ -9,8 +9,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import pytest
 
 from tests.acceptance.conftest import SECRET_KEY, Tracker
 from tests.acceptance.test_tracking import rows
+from tests.clirun import fork_tracker
 from tests.receiver import Receiver
 from tests.s3server import moto_s3
 from tracker.simulator import PredictionPlan, SimulatorThread
@@ -198,20 +197,11 @@ def test_tracker_show_lists_the_archived_files(
 
 def test_the_demo_archives_its_outputs(tmp_path: Path) -> None:
     database = tmp_path / "demo.db"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tracker",
-            "demo",
-            "--quiet",
-            "--database-url",
-            f"sqlite:///{database}",
-        ],
-        capture_output=True,
-        text=True,
+    result = fork_tracker(  # as `python -m tracker demo`, forked (tests/clirun.py)
+        ["demo", "--quiet", "--database-url", f"sqlite:///{database}"],
+        {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")},
         timeout=180,
-        env={k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")},
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     folder = tmp_path / "demo-archive"

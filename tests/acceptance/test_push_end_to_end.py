@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.clirun import fork_tracker
 from tests.receiver import Receiver
 from tests.serving import Running, rows, running_service, settings_for
 from tracker.simulator import SimConfig, Simulator
@@ -201,12 +200,8 @@ def test_demo_push_tracks_every_prediction_it_never_registered(tmp_path: Any) ->
     what was pushed and lost and how often it was polled."""
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "tracker", "demo", "--push", "--quiet", "--database-url", url],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
+    result = fork_tracker(  # as `python -m tracker demo --push`, forked (tests/clirun.py)
+        ["demo", "--push", "--quiet", "--database-url", url], env, timeout=180, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
