@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--keep", action="store_true", help="keep the databases")
     parser.add_argument("--url", help="measure this database instead of filling one")
-    parser.add_argument("--upgrade", action="store_true", help="migrate --url first")
+    parser.add_argument("--upgrade", action="store_true", help="migrate --url to --revision first")
     parser.add_argument("--revision", default="head", help="migrate new databases to this")
     parser.add_argument("--workdir", type=Path, help="where SQLite files go (with --keep)")
     parser.add_argument("--json", type=Path, default=ROOT / "bench-results" / "reports.json")
@@ -157,7 +157,7 @@ def run_engine(engine: str, args: argparse.Namespace, dbs: Databases) -> dict[st
         store = Store.from_url(url)
         try:
             t0 = time.monotonic()
-            migrate.upgrade(store)
+            migrate.upgrade(store, args.revision)
             result["upgrade_seconds"] = round(time.monotonic() - t0, 1)
         finally:
             store.close()
@@ -181,13 +181,17 @@ def print_report(report: dict[str, Any]) -> None:
             f"\n{result['engine']} (schema {result['revision']}, load average"
             f" {result['loadavg_start']} -> {result['loadavg_end']})"
         )
-        print(f"{'report':<10} {'filter':<30} {'rows':>6} {'first s':>8} {'median s':>9}  goal")
+        print(
+            f"{'report':<10} {'filter':<30} {'rows':>6} {'first s':>8} {'median s':>9}"
+            f" {'CPU s':>6}  goal"
+        )
         for r in result["reports"]:
             verdict = "met" if r["goal_met"] else "NOT MET"
             print(
                 f"{r['report']:<10} {r['filter']:<30} {r['rows']:>6} {r['first_seconds']:>8.3f}"
-                f" {r['median_seconds']:>9.3f}  {verdict}"
+                f" {r['median_seconds']:>9.3f} {r['median_cpu_seconds']:>6.2f}  {verdict}"
             )
+        print("(CPU s: this process's, the median run; SQLite's work runs in it, PostgreSQL's not)")
     print(
         "\nPercentiles (p50, p95) of `models` and the dashboard come from the rollup's"
         " histogram: within 5 % of percentile_cont over the rows (docs/schema.md)."
