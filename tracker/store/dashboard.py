@@ -165,17 +165,18 @@ class DashboardQueries(OverviewReads):
         if not scanned:
             stmt = _listing(c, newest_first, first).where(*where).limit(size + 1)
             return _Found([dict(r) for r in conn.execute(stmt).mappings()])
-        inner = _listing(c, newest_first, first).where(*where).limit(self.scan_rows)
-        window = inner.subquery("window")
-        w = window.c
-        _, outer = _conditions(w, flt, byte_order)
-        stmt = _listing(w, newest_first).where(*outer).limit(size + 1)
+        # The window's far end first (from the index alone where it covers the
+        # conditions), then one range of the index up to it, the other conditions a
+        # filter on that scan: it stops at the page's last row on both engines (a
+        # subquery of the window made SQLite sort all of its rows again).
+        ends = select(c.registered_at, c.id).where(*where).order_by(*_order(c, newest_first, first))
+        found = conn.execute(ends.offset(self.scan_rows - 1).limit(1)).first()
+        edge = None if found is None else Cursor(found[0], found[1])
+        if edge is not None:
+            where.append(_row_key() >= _key(edge) if newest_first else _row_key() <= _key(edge))
+        stmt = _listing(c, newest_first, first).where(*where, *scanned).limit(size + 1)
         rows = [dict(r) for r in conn.execute(stmt).mappings()]
-        if len(rows) > size:
-            return _Found(rows)
-        last = select(w.registered_at, w.id).order_by(*_order(w, newest_first))
-        edge = conn.execute(last.offset(self.scan_rows - 1).limit(1)).first()
-        return _Found(rows, None if edge is None else Cursor(edge[0], edge[1]))
+        return _Found(rows) if len(rows) > size else _Found(rows, edge)
 
     def _ids_in_byte_order(self, conn: Connection) -> bool:
         if self._byte_order_ids is None:
