@@ -9,9 +9,9 @@ rounds interleaved; medians, and the indexes' size.
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
-import sys
 import uuid
 from pathlib import Path
 
@@ -66,9 +66,12 @@ def one_run(revision: str, n: int) -> dict[str, float]:
         pg_admin(f'DROP DATABASE "{name}"')
 
 
-def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("n", nargs="?", type=int, default=100_000, help="predictions")
+    parser.add_argument("rounds", nargs="?", type=int, default=3, help="rounds per schema")
+    args = parser.parse_args(argv)
+    n, rounds = args.n, args.rounds
     runs: dict[str, list[dict[str, float]]] = {r: [] for r in REVISIONS}
     for _ in range(rounds):
         for revision in REVISIONS:
