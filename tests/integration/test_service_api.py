@@ -9,7 +9,6 @@ import asyncio
 import json
 import logging
 import os
-import time
 from typing import Any
 
 import httpx
@@ -71,19 +70,19 @@ async def test_a_list_registers_each_entry_with_its_own_callbacks(
         assert tracker.get("a-3").labels == {"run": "7"}
 
 
-async def test_a_thousand_ids_in_one_request_take_under_a_second(
+async def test_a_thousand_ids_in_one_request_are_registered_together(
     service: Running, db_url: str
 ) -> None:
+    """How long it takes is scripts/bench_serve.py register's to say (docs/performance.md,
+    "Registrations through the API"), not a test's."""
     body = [{"id": f"batch-{i:04d}", "labels": {"batch": "1"}} for i in range(1000)]
     async with service.client() as http:
-        await http.get("/healthz")  # the connection is open before the clock starts
-        started = time.perf_counter()
         answer = await http.post("/api/predictions", json=body)
-        elapsed = time.perf_counter() - started
     assert answer.status_code == 201
     assert answer.json()["added"] == 1000
     assert count(db_url) == 1000
-    assert elapsed < 1.0, f"1,000 IDs took {elapsed:.2f} s"
+    with Tracker(db_url) as tracker:
+        assert tracker.count(labels={"batch": "1"}) == 1000
 
 
 @pytest.mark.parametrize(
