@@ -267,31 +267,39 @@ def _pg_triggers() -> list[str]:
     run = "EXECUTE FUNCTION tracker_rollup_trigger()"
     return [
         "CREATE TRIGGER tr_predictions_rollup_insert AFTER INSERT ON predictions"
-        f" FOR EACH ROW WHEN (NEW.tracking <> 'active') {run}",
+        " REFERENCING NEW TABLE AS changed FOR EACH STATEMENT"
+        " EXECUTE FUNCTION tracker_rollup_insert()",
         f"CREATE TRIGGER tr_predictions_rollup_update AFTER UPDATE OF {', '.join(WATCHED)}"
         f" ON predictions FOR EACH ROW WHEN ({_changed('postgresql')}) {run}",
         "CREATE TRIGGER tr_predictions_rollup_delete AFTER DELETE ON predictions"
-        f" FOR EACH ROW WHEN (OLD.tracking <> 'active') {run}",
+        " REFERENCING OLD TABLE AS changed FOR EACH STATEMENT"
+        " EXECUTE FUNCTION tracker_rollup_delete()",
     ]
 
 
 # -- backfill ------------------------------------------------------------------------------
 
 
-def _backfill(dialect: str) -> list[str]:
+def _backfill(dialect: str, source: str = "predictions", sign: int = 1) -> list[str]:
+    upsert = source != "predictions"  # the upgrade's backfill writes empty tables
+    """The rollup of the settled rows of ``source`` (the table, or a trigger's
+    transition table), added (``sign`` 1) or taken away (-1)."""
     v = _values("p", dialect)
     rows = f"""SELECT {v["model"]} AS model, {v["status"]} AS status, p.tracking AS tracking,
         {v["rh"]} AS rh, {v["ch"]} AS ch, {v["rd"]} AS rd,
         {v["pt"]} AS pt, {v["q"]} AS q, {v["rs"]} AS rs
-    FROM predictions p WHERE p.tracking <> 'active'"""
+    FROM {source} p WHERE p.tracking <> 'active'"""
+    add = ", ".join(f"{c} = prediction_rollup.{c} + excluded.{c}" for c in COUNTS)
     counts = f"""INSERT INTO prediction_rollup ({ROLLUP_KEY}, {", ".join(COUNTS)})
-SELECT model, status, tracking, rh, coalesce(ch, {NO_HOUR}), count(*),
-       count(pt), coalesce(sum(pt), 0), count(q), coalesce(sum(q), 0),
-       count(rs), coalesce(sum(rs), 0)
+SELECT model, status, tracking, rh, coalesce(ch, {NO_HOUR}), {sign} * count(*),
+       {sign} * count(pt), {sign} * coalesce(sum(pt), 0), {sign} * count(q),
+       {sign} * coalesce(sum(q), 0), {sign} * count(rs), {sign} * coalesce(sum(rs), 0)
 FROM ({rows}) AS v
 GROUP BY model, status, tracking, rh, coalesce(ch, {NO_HOUR})"""
+    if upsert:
+        counts += f" ON CONFLICT ({ROLLUP_KEY}) DO UPDATE SET {add}"
     buckets = f"""INSERT INTO prediction_rollup_buckets ({BUCKETS_KEY}, n)
-SELECT metric, model, status, period, bucket, count(*)
+SELECT metric, model, status, period, bucket, {sign} * count(*)
 FROM (
     SELECT metric, model, status, period, {_bucket("value", dialect)} AS bucket
     FROM (
@@ -306,7 +314,35 @@ FROM (
     WHERE value IS NOT NULL AND period IS NOT NULL
 ) AS b
 GROUP BY metric, model, status, period, bucket"""
+    if upsert:
+        more = "n = prediction_rollup_buckets.n + excluded.n"
+        buckets += f" ON CONFLICT ({BUCKETS_PK}) DO UPDATE SET {more}"
     return [counts, f"WITH v AS ({rows}) {buckets}"]
+
+
+def _pg_statement_functions() -> list[str]:
+    """INSERT and DELETE on PostgreSQL: one aggregated upsert per statement, from its
+    transition table (a bulk write of settled rows pays per statement, not per row)."""
+    found = []
+    for name, sign in (("insert", 1), ("delete", -1)):
+        upserts = ";\n    ".join(_backfill("postgresql", "changed", sign))
+        cleanup = ""
+        if sign < 0:
+            cleanup = """
+    DELETE FROM prediction_rollup WHERE predictions = 0;
+    DELETE FROM prediction_rollup_buckets WHERE n = 0;"""
+        found.append(f"""CREATE FUNCTION tracker_rollup_{name}() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM changed WHERE tracking <> 'active') THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_advisory_xact_lock({ROLLUP_LOCK});
+    {upserts};{cleanup}
+    RETURN NULL;
+END
+$$""")
+    return found
 
 
 def upgrade() -> None:
@@ -370,7 +406,7 @@ def upgrade() -> None:
         op.execute("CLUSTER prediction_rollup_buckets USING pk_prediction_rollup_buckets")
         op.execute("ANALYZE prediction_rollup, prediction_rollup_buckets")
     if dialect == "postgresql":
-        for statement in (*_pg_functions(), *_pg_triggers()):
+        for statement in (*_pg_functions(), *_pg_statement_functions(), *_pg_triggers()):
             op.execute(statement)
     else:
         for statement in _sqlite_triggers():
@@ -384,6 +420,8 @@ def downgrade() -> None:
         op.execute(f"DROP TRIGGER IF EXISTS tr_predictions_rollup_{name}{on}")
     if postgresql:
         op.execute("DROP FUNCTION IF EXISTS tracker_rollup_trigger()")
+        op.execute("DROP FUNCTION IF EXISTS tracker_rollup_insert()")
+        op.execute("DROP FUNCTION IF EXISTS tracker_rollup_delete()")
         op.execute("DROP FUNCTION IF EXISTS tracker_rollup_apply(predictions, integer)")
     op.drop_index("ix_predictions_deadlines", table_name="predictions")
     op.drop_index("ix_predictions_id_model", table_name="predictions")
