@@ -109,19 +109,30 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-def measure(base: str, ids: int, warmup: float, seconds: float) -> dict[str, Any]:
-    """Each bare loop in its own process, one after the other, against ``base``."""
+def measure(
+    base: str, ids: int, warmup: float, seconds: float, *, together: bool = False
+) -> dict[str, Any]:
+    """Each bare loop in its own process against ``base``: one after the other, or
+    both at once with ``together`` (``--fast``: a figure, not a measurement)."""
+    procs: dict[str, subprocess.Popen[str]] = {}
     results: dict[str, Any] = {}
     for client in CLIENTS:
         flags = ["--base", base, "--client", client, "--ids", str(ids)]
         flags += ["--warmup", str(warmup), "--seconds", str(seconds)]
-        done = subprocess.run(
+        procs[client] = subprocess.Popen(
             [sys.executable, "-m", "benchmark.bare", *flags],
             cwd=Path(__file__).resolve().parent.parent,
-            capture_output=True,
+            stdout=subprocess.PIPE,
             text=True,
-            timeout=warmup + seconds + 120,
-            check=True,
         )
-        results[client] = json.loads(done.stdout.strip().splitlines()[-1])
-    return results
+        if not together:
+            results[client] = _wait(procs.pop(client), warmup + seconds)
+    results.update({client: _wait(proc, warmup + seconds) for client, proc in procs.items()})
+    return {client: results[client] for client in CLIENTS}
+
+
+def _wait(proc: subprocess.Popen[str], seconds: float) -> Any:
+    out, _ = proc.communicate(timeout=seconds + 120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"a bare GET loop failed (exit {proc.returncode})")
+    return json.loads(out.strip().splitlines()[-1])

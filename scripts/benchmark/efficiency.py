@@ -80,6 +80,7 @@ def beside_bare_loops(rows: list[dict[str, Any]], profile: Profile, sim: Simulat
         profile.efficiency_predictions,
         profile.efficiency_warmup,
         profile.efficiency_seconds,
+        together=profile.efficiency_seconds < 5,  # --fast: the figures, not their precision
     )
     for row in rows:
         rate = row["polls_per_cpu_second"]
