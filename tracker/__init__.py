@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tracker.exceptions import TrackerError
+from tracker.version import __version__
 
 if TYPE_CHECKING:
     from tracker.api import AsyncTracker, Tracker
 
-__version__ = "0.1.0"
 __all__ = ["AsyncTracker", "Tracker", "TrackerError", "__version__"]
 
 

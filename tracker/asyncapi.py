@@ -1,5 +1,5 @@
 """The Python API for asyncio code (``from tracker import AsyncTracker``; also in
-tracker.api): :class:`tracker.api.Tracker`'s methods as coroutines, each database
+tracker.api): :class:`tracker.syncapi.Tracker`'s methods as coroutines, each database
 call run in a worker thread, and its iterators as async iterators."""
 
 from __future__ import annotations
@@ -10,18 +10,17 @@ import itertools
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
+from typing import Any, Self, TypeVar, Unpack
 
 from tracker.arguments import Window
 from tracker.config import Settings
 from tracker.domain import CancelResult, Delivery, Prediction, PredictionDetail, validate_id
 from tracker.poll.gate import UpstreamGate
+from tracker.registering import Registration
 from tracker.store.listing import STREAM_BATCH
 from tracker.store.store import AddResult
+from tracker.syncapi import ForgetResult, Tracker
 from tracker.waiting import WAIT_INTERVAL, ended, give_up_at, pause
-
-if TYPE_CHECKING:
-    from tracker.api import ForgetResult, Registration, Tracker
 
 T = TypeVar("T")
 
@@ -40,8 +39,6 @@ class AsyncTracker:
         settings: Settings | None = None,
         gate: UpstreamGate | None = None,
     ):
-        from tracker.api import Tracker  # here: tracker.api imports this module
-
         #: the Tracker it runs
         self.sync: Tracker = Tracker(database_url, settings=settings, gate=gate)
 

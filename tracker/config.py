@@ -17,13 +17,21 @@ from ipaddress import ip_address
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from tracker.callbacks.retry import DEFAULT_RETRY_SCHEDULE, parse_schedule
 from tracker.domain import CallbackSpec
 from tracker.events import parse_events
 from tracker.exceptions import ConfigError, InvalidInput
 from tracker.inputs import DEADLINE, validate_email, validate_webhook_url
 from tracker.net.policy import DEFAULT_ALLOWED_HOSTS, HostPolicy, parse_policy
-from tracker.settingtypes import Choice, Duration, HttpUrl, Number, Parsed, Text, ValueType
+from tracker.settingtypes import (
+    Choice,
+    Duration,
+    HttpUrl,
+    Number,
+    Parsed,
+    Text,
+    ValueType,
+    parse_schedule,
+)
 
 #: where predictions are polled unless TRACKER_API_BASE says otherwise
 DEFAULT_API_BASE = "https://www.anyapi.vip/replicate/v1"
@@ -57,6 +65,9 @@ WEBHOOK_HOSTS_VARIABLE = "TRACKER_WEBHOOK_ALLOWED_HOSTS"
 ARCHIVE_HOSTS_VARIABLE = "TRACKER_ARCHIVE_ALLOWED_HOSTS"
 #: largest output file archived (TRACKER_ARCHIVE_MAX_BYTES)
 DEFAULT_ARCHIVE_MAX_BYTES = 2 * 2**30  # 2 GiB
+#: seconds before each retry of a failed delivery (modelled on Svix): 5 s, 5 min, 30 min,
+#: 2 h, 5 h, 10 h, 10 h (TRACKER_RETRY_SCHEDULE; then it is dead)
+DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 #: seconds before each retry of a failed download; the last repeats
 DEFAULT_ARCHIVE_RETRY_SCHEDULE = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0)
 

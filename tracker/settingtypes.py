@@ -17,6 +17,8 @@ from tracker.timeparse import parse_duration
 
 #: characters of a bad value repeated in an error message
 SHOWN_CHARS = 40
+#: the longest delay a retry schedule may hold (seconds: 7 days)
+MAX_DELAY = 7 * 86400.0
 
 
 class ValueType(Protocol):
@@ -158,3 +160,18 @@ class Parsed:
 
     def describe(self) -> str:
         return ""
+
+
+def parse_schedule(text: str) -> tuple[float, ...]:
+    """`5,300,1800` → (5.0, 300.0, 1800.0); an empty list means no retries."""
+    try:
+        delays = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(
+            f"invalid retry schedule {text!r}: expected comma-separated seconds"
+        ) from None
+    if not all(0 <= d <= MAX_DELAY for d in delays):  # also false for NaN
+        raise ConfigError(
+            f"invalid retry schedule {text!r}: each delay must be between 0 and {MAX_DELAY:g} s"
+        )
+    return delays

@@ -14,7 +14,7 @@ from tracker.exceptions import (
     UpstreamRateLimited,
     UpstreamTransient,
 )
-from tracker.poll.observer import POLL_OUTCOMES, poll_outcome
+from tracker.observer import POLL_OUTCOMES, poll_outcome
 from tracker.service.api import DEFAULT_LIMIT, list_filters
 from tracker.service.errors import ApiError
 from tracker.service.run import ServeRefused, check_host, is_loopback_host

@@ -7,9 +7,9 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from tracker import __version__
 from tracker.net.connect import PolicyConnector
 from tracker.net.policy import HostPolicy
+from tracker.version import __version__
 
 #: longest connect phase of a request (seconds)
 MAX_CONNECT_SECONDS = 10.0

@@ -21,7 +21,7 @@ from tracker.config import DEFAULT_LOG_INTERVAL
 from tracker.domain import DeliveryJob, DeliveryState, SendResult
 from tracker.exceptions import StoreError
 from tracker.net.failurelog import FailureLog
-from tracker.poll.observer import NO_OBSERVER, PollObserver
+from tracker.observer import NO_OBSERVER, PollObserver
 from tracker.store.enqueue import Handoff
 from tracker.store.interfaces import DeliveryQueue
 from tracker.store.runner import Runner

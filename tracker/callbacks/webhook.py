@@ -14,7 +14,6 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 from standardwebhooks.webhooks import Webhook
 
-from tracker import __version__
 from tracker.callbacks.retry import MAX_DELIVERY_RETRY_AFTER
 from tracker.domain import DeliveryJob, SendResult
 from tracker.exceptions import ConfigError
@@ -23,6 +22,7 @@ from tracker.net.errors import NETWORK_ERRORS, describe_failure, host_port
 from tracker.net.policy import AddressRefused, HostPolicy
 from tracker.net.read import read_prefix
 from tracker.timeparse import parse_retry_after
+from tracker.version import __version__
 
 #: bytes of a receiver's answer read: its status code is what counts
 ANSWER_BYTES = 64 * 1024

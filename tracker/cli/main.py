@@ -8,8 +8,8 @@ import sys
 
 import click
 
-from tracker import __version__
 from tracker.exceptions import InvalidInput, TrackerError
+from tracker.version import __version__
 
 #: every command and where it lives: a command's module (and what it imports: the
 #: daemon's HTTP clients, SQLAlchemy) is loaded only when that command runs

@@ -13,9 +13,9 @@ from tracker.callbacks.email import Mailer, parse_smtp_url, redacted
 from tracker.callbacks.outbox import Sender
 from tracker.callbacks.webhook import WebhookSender, make_webhook_client
 from tracker.config import Settings
+from tracker.observer import NO_OBSERVER, PollObserver
 from tracker.poll.building import build_daemon
 from tracker.poll.daemon import Daemon
-from tracker.poll.observer import NO_OBSERVER, PollObserver
 from tracker.poll.upstream import UpstreamClient, make_http_client
 from tracker.store.store import Store
 

@@ -14,10 +14,10 @@ from tracker.callbacks.outbox import Outbox, Sender
 from tracker.callbacks.retry import RetryPolicy
 from tracker.config import Settings
 from tracker.net.failurelog import FailureLog
+from tracker.observer import NO_OBSERVER, PollObserver
 from tracker.poll.cancel import Canceller, CancelUpstream
 from tracker.poll.daemon import Daemon, archive_log, outbox_log
 from tracker.poll.deadlines import Deadlines
-from tracker.poll.observer import NO_OBSERVER, PollObserver
 from tracker.poll.poller import Poller, Upstream
 from tracker.poll.pushes import PushApplier
 from tracker.poll.schedule import PollPolicy
@@ -38,7 +38,7 @@ def build_daemon(
     fetch: Fetch | None = None,
 ) -> Daemon:
     """A daemon with its parts, all sharing one database runner; ``observer`` is told
-    what they do (``tracker.poll.observer``: `tracker serve`'s metrics). With
+    what they do (``tracker.observer``: `tracker serve`'s metrics). With
     ``fetch`` (TRACKER_ARCHIVE_URL) it archives output files too."""
     owner = settings.name or f"{socket.gethostname()}:{os.getpid()}"
     stopping = asyncio.Event()

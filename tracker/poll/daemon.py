@@ -19,7 +19,6 @@ import socket
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from tracker import __version__
 from tracker.archive.archiver import Archiver
 from tracker.callbacks.outbox import Outbox
 from tracker.config import LIVE_WITHIN_SECONDS, Settings
@@ -35,6 +34,7 @@ from tracker.store.interfaces import DaemonStore
 from tracker.store.retention import PruneResult
 from tracker.store.runner import DatabaseRunner
 from tracker.timeparse import utcnow
+from tracker.version import __version__
 
 __all__ = ["DRAIN_SECONDS", "FETCH_GRACE_SECONDS", "Daemon", "NothingPolled"]
 

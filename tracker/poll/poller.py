@@ -26,9 +26,9 @@ from tracker.exceptions import (
     UpstreamError,
 )
 from tracker.net.failurelog import FailureLog
+from tracker.observer import NO_OBSERVER, PollObserver, poll_outcome
 from tracker.poll.failures import FailureWriter
 from tracker.poll.gate import UpstreamGate
-from tracker.poll.observer import NO_OBSERVER, PollObserver, poll_outcome
 from tracker.poll.outcomes import (
     AnswerWrite,
     StaleAnswer,

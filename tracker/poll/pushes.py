@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from tracker.config import Settings
 from tracker.domain import CallbackSpec, PredictionState, Tracking
 from tracker.exceptions import StaleObservation, StoreGone, UnstorableObservation
-from tracker.poll.observer import NO_OBSERVER, PollObserver
+from tracker.observer import NO_OBSERVER, PollObserver
 from tracker.poll.outcomes import AnswerWrite, StaleAnswer, plan_answer
 from tracker.poll.schedule import PollPolicy
 from tracker.poll.singleton import SqliteFileGuard

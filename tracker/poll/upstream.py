@@ -14,7 +14,6 @@ from urllib.parse import quote
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from tracker import __version__
 from tracker.config import DEFAULT_MAX_ANSWER_BYTES, DEFAULT_POLL_TIMEOUT
 from tracker.domain import ID_PATTERN
 from tracker.exceptions import (
@@ -31,6 +30,7 @@ from tracker.net.origin import origin_of
 from tracker.net.read import MiB, declared_too_long, read_capped, read_prefix, size_text
 from tracker.text.sanitize import TooDeep, clean_text, decode_json
 from tracker.timeparse import parse_retry_after
+from tracker.version import __version__
 
 #: seconds to wait for a TCP/TLS connection (the rest of a poll has only the
 #: poll's own timeout, TRACKER_POLL_TIMEOUT, for all of it)

@@ -9,7 +9,7 @@ from typing import Any
 
 from tracker.domain import ArtifactJob, CallbackSpec, DeliveryJob, NextPoll, ObservationUpdate
 from tracker.exceptions import StoreError
-from tracker.poll.observer import NO_OBSERVER, PollObserver
+from tracker.observer import NO_OBSERVER, PollObserver
 from tracker.store.artifacts import ArchiveHandoff
 from tracker.store.enqueue import Handoff
 from tracker.store.polling import Applied

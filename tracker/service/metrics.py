@@ -9,7 +9,7 @@ Two kinds of metric:
   is), ``tracker_live_daemons`` and ``tracker_database_up`` (0 when it could not
   be read: the other database metrics are then left out);
 - counted by the daemon in this process (``Metrics`` is its observer, see
-  ``tracker.poll.observer``): ``tracker_polls_total{outcome}``,
+  ``tracker.observer``): ``tracker_polls_total{outcome}``,
   ``tracker_transitions_total{to_status}``, ``tracker_poll_duration_seconds`` and
   ``tracker_callback_latency_seconds{kind}`` (histograms). Without the daemon
   (``--no-daemon``) they are there, at zero.
@@ -33,7 +33,7 @@ from prometheus_client.registry import Collector
 from tracker.config import LIVE_WITHIN_SECONDS
 from tracker.domain import ArtifactState, DeliveryState, Status
 from tracker.exceptions import ConfigError, StoreError
-from tracker.poll.observer import POLL_OUTCOMES
+from tracker.observer import POLL_OUTCOMES
 from tracker.service.context import SERVICE, Service
 from tracker.store.deliveries import DeliveryQuery
 from tracker.store.reports import ReportFilter
@@ -55,7 +55,7 @@ NO_STATUS = "none"
 
 class Metrics:
     """The registry of one application, and the daemon's observer
-    (``tracker.poll.observer.PollObserver``) that counts into it."""
+    (``tracker.observer.PollObserver``) that counts into it."""
 
     def __init__(self, store: Store | None = None, *, cache_seconds: float = CACHE_SECONDS):
         self.registry = CollectorRegistry()
