@@ -10,15 +10,13 @@ them already claimed for this daemon (``handoff``, leased like any claim, so
 another daemon leaves them alone and a killed daemon's lease runs out) and hands
 them over (``accept``); up to ``WAITING_PER_SLOT`` per download slot wait here for
 a slot. The rest, and retries, are claimed (``wake``, the daemon's tick), as many
-at once as may wait. Files
-stored are recorded together, one transaction for those that end within
-``RECORD_LINGER`` of each other (group commit, as the observation writer does);
-their claims are renewed until then, and ``stop`` records them before it releases
-what is left. A failure that may pass (a timeout, a 404 while the file
-host catches up, a 5xx) is tried again with growing delays until the upstream
-says it removed the output or ``GIVE_UP_AFTER`` has passed since the file was
-found; one that cannot pass (too large, an address the policy refuses) fails at
-once.
+at once as may wait. What each download ends with is written by its ``Recorder``
+(``tracker.archive.recording``): files stored together, one transaction for those
+that end within ``RECORD_LINGER`` of each other (group commit); their claims are
+renewed until then, and ``stop`` records them before it releases what is left. A
+failure that may pass is tried again with growing delays until the upstream says it
+removed the output or ``GIVE_UP_AFTER`` has passed since the file was found; one that
+cannot pass (too large, an address the policy refuses) fails at once.
 """
 
 from __future__ import annotations
@@ -30,33 +28,46 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
-from urllib.parse import urlsplit
 
 from tracker.archive.download import Downloaded, DownloadFailed
+from tracker.archive.recording import (
+    GIVE_UP_AFTER,
+    MAX_RECORD_BATCH,
+    MAX_RETRY_AFTER,
+    RECORD_LINGER,
+    Recorder,
+    failure_text,
+    retry_at,
+)
 from tracker.config import DEFAULT_ARCHIVE_RETRY_SCHEDULE, DEFAULT_LOG_INTERVAL
 from tracker.domain import ArtifactJob, CallbackSpec
 from tracker.exceptions import StoreError
 from tracker.net.failurelog import FailureLog
-from tracker.store.artifacts import ArchiveHandoff, StoredFile
+from tracker.store.artifacts import ArchiveHandoff
 from tracker.store.interfaces import ArtifactQueue
 from tracker.store.runner import Runner
 from tracker.timeparse import utcnow
 
 log = logging.getLogger(__name__)
 
+# named here as before their move to tracker.archive.recording
+__all__ = [
+    "DEFAULT_ARCHIVE_CONCURRENCY",
+    "GIVE_UP_AFTER",
+    "MAX_RECORD_BATCH",
+    "MAX_RETRY_AFTER",
+    "RECORD_LINGER",
+    "WAITING_PER_SLOT",
+    "Archiver",
+    "Fetch",
+    "failure_text",
+    "retry_at",
+]
+
 #: downloads in flight at once, all file hosts together
 DEFAULT_ARCHIVE_CONCURRENCY = 4
-#: the longest wait a file host's Retry-After is granted (seconds)
-MAX_RETRY_AFTER = 3600.0
-#: a file not archived this long after it was found is given up (Replicate removes
-#: outputs about an hour after the end; aggregators keep them no longer)
-GIVE_UP_AFTER = timedelta(hours=3)
 #: files handed over by the writer that may wait, per download slot
 WAITING_PER_SLOT = 4
-#: seconds a stored file waits for others to be recorded in the same transaction
-RECORD_LINGER = 0.05
-#: files recorded in one transaction at most
-MAX_RECORD_BATCH = 200
 
 
 class Fetch(Protocol):
@@ -65,35 +76,11 @@ class Fetch(Protocol):
     async def __call__(self, job: ArtifactJob) -> Downloaded: ...
 
 
-def retry_at(
-    job: ArtifactJob,
-    failure: DownloadFailed,
-    now: datetime,
-    delays: Sequence[float] = DEFAULT_ARCHIVE_RETRY_SCHEDULE,
-) -> datetime | None:
-    """When to try a failed download again (after ``delays[attempts]``, the last one
-    repeating); None: never (the artifact has failed)."""
-    if not failure.retry or job.data_removed or not delays:
-        return None
-    if now - job.created_at >= GIVE_UP_AFTER:
-        return None
-    delay = delays[min(job.attempts, len(delays) - 1)]
-    if failure.retry_after is not None:  # the file host asked (429, 503): within reason
-        delay = max(delay, min(failure.retry_after, MAX_RETRY_AFTER))
-    return now + timedelta(seconds=delay)
-
-
-def failure_text(job: ArtifactJob, failure: DownloadFailed, next_at: datetime | None) -> str:
-    """The reason stored in ``last_error``: the failure, and why it is final."""
-    if next_at is not None or not failure.retry:
-        return failure.reason
-    if job.data_removed:
-        return f"{failure.reason}; the upstream removed the output"
-    hours = GIVE_UP_AFTER.total_seconds() / 3600
-    return f"{failure.reason}; given up {hours:g} h after the file was found"
-
-
 class Archiver:
+    """Claims due artifacts (or takes those a write claimed for it), downloads them
+    with at most ``concurrency`` in flight, keeps their leases, and hands each
+    outcome to its ``Recorder``."""
+
     def __init__(
         self,
         store: ArtifactQueue,
@@ -114,26 +101,44 @@ class Archiver:
         self._db = db
         self._lease = timedelta(seconds=lease_seconds)
         self._concurrency = concurrency
-        self._delays = tuple(retry_delays)
-        self._defaults = tuple(default_callbacks)
-        self._on_deliveries = on_deliveries
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         #: handed over by the writer (claimed), waiting for a download slot
         self._waiting: collections.deque[ArtifactJob] = collections.deque()
-        #: downloaded, waiting to be recorded (still claimed)
-        self._unrecorded: list[StoredFile] = []
-        self._recorder: asyncio.Task[None] | None = None
+        #: writes what each download ends with, and counts it
+        self.recorder = Recorder(
+            store,
+            owner=owner,
+            db=db,
+            retry_delays=retry_delays,
+            default_callbacks=default_callbacks,
+            on_deliveries=on_deliveries,
+            # failures of each file host, logged as a group (tracker.net.failurelog)
+            failure_log=failure_log or FailureLog(log, interval=DEFAULT_LOG_INTERVAL),
+        )
         self._wanted = False
         #: more may be due than the last claim took, or than a write handed over (the
         #: daemon's tick claims every second regardless)
         self._more = False
         self._runner: asyncio.Task[None] | None = None
         self._stopping = False
-        #: failures of each file host, logged as a group (tracker.net.failurelog)
-        self.failure_log = failure_log or FailureLog(log, interval=DEFAULT_LOG_INTERVAL)
-        self.stored = 0  #: files stored
-        self.stored_bytes = 0  #: their bytes
-        self.failed = 0  #: files given up
+
+    @property
+    def failure_log(self) -> FailureLog:
+        return self.recorder.failure_log
+
+    @property
+    def stored(self) -> int:
+        """Files stored since the start (``stored_bytes``: their bytes)."""
+        return self.recorder.stored
+
+    @property
+    def stored_bytes(self) -> int:
+        return self.recorder.stored_bytes
+
+    @property
+    def failed(self) -> int:
+        """Files given up since the start."""
+        return self.recorder.failed
 
     def counters(self) -> dict[str, int]:
         """Counts since the start, for the daemon's summary line."""
@@ -141,14 +146,14 @@ class Archiver:
 
     @property
     def busy(self) -> bool:
-        return bool(self._in_flight or self._waiting or self._unrecorded)
+        return bool(self._in_flight or self._waiting or self.recorder.unrecorded)
 
     @property
     def in_flight(self) -> list[int]:
         """IDs of the artifacts this archiver holds: being downloaded, waiting for a
         slot or to be recorded (their leases are renewed)."""
         held = [*self._in_flight, *(job.id for job in self._waiting)]
-        return held + [done.job.id for done in self._unrecorded]
+        return held + [done.job.id for done in self.recorder.unrecorded]
 
     # -- driving -----------------------------------------------------------
 
@@ -197,7 +202,7 @@ class Archiver:
                 await asyncio.wait(
                     set(self._in_flight.values()), return_when=asyncio.FIRST_COMPLETED
                 )
-        await self._recorded()
+        await self.recorder.recorded()
 
     async def renew_leases(self) -> None:
         """Keep the claims of long downloads (called with the daemon's heartbeat)."""
@@ -216,7 +221,7 @@ class Archiver:
     async def stop(self, timeout: float) -> None:
         """Stop claiming, give downloads in flight ``timeout`` seconds, cancel the rest
         (their partial uploads are dropped) and release their claims."""
-        self._stopping = True
+        self._stopping = self.recorder.stopping = True
         if self._runner is not None:
             await asyncio.wait([self._runner], timeout=timeout)
         self._waiting.clear()  # still claimed: released below
@@ -227,7 +232,7 @@ class Archiver:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
-        await self._recorded()
+        await self.recorder.recorded()
         try:
             await self._db.write(self.store.release_artifacts, self.owner, now=utcnow())
         except StoreError as exc:
@@ -280,16 +285,16 @@ class Archiver:
         try:
             downloaded = await self._fetch(job)
         except DownloadFailed as failure:
-            await self._record_failure(job, failure)
+            await self.recorder.failure(job, failure)
         except asyncio.CancelledError:
             raise  # stopping: the claim is released, the file fetched again later
         except Exception as exc:  # a bug must not kill the loop or lose the artifact
             log.exception("archiving artifact %d failed unexpectedly", job.id)
-            await self._record_failure(
+            await self.recorder.failure(
                 job, DownloadFailed(f"internal error: {type(exc).__name__}", retry=True)
             )
         else:
-            self._record_stored(job, downloaded)
+            self.recorder.stored_file(job, downloaded)
         # Claim again when more may be due and half the slots are free (this one still
         # counts as busy): a claim per finished file would cost a transaction per
         # file. New files come handed over; the daemon's tick wakes the archiver
@@ -297,107 +302,3 @@ class Archiver:
         busy = len(self._in_flight) + len(self._waiting) - 1
         if not self._stopping and self._more and busy <= self._concurrency // 2:
             self.wake()
-
-    def _record_stored(self, job: ArtifactJob, downloaded: Downloaded) -> None:
-        """Queue a stored file to be recorded with the others that end meanwhile."""
-        self._unrecorded.append(
-            StoredFile(
-                job,
-                downloaded.stored_url,
-                downloaded.bytes,
-                downloaded.sha256,
-                downloaded.content_type,
-            )
-        )
-        if self._recorder is None or self._recorder.done():
-            self._recorder = asyncio.create_task(self._record_all(), name="archive records")
-
-    async def _recorded(self) -> None:
-        """Wait until every stored file is recorded."""
-        while self._recorder is not None and not self._recorder.done():
-            await asyncio.shield(self._recorder)
-
-    async def _record_all(self) -> None:
-        while self._unrecorded:
-            if not self._stopping:
-                await asyncio.sleep(RECORD_LINGER)
-            batch = self._unrecorded[:MAX_RECORD_BATCH]
-            try:
-                kept, queued = await self._db.write(
-                    self.store.artifacts_stored,
-                    batch,
-                    owner=self.owner,
-                    now=utcnow(),
-                    default_callbacks=self._defaults,
-                )
-            except StoreError as exc:
-                log.error(
-                    "could not record %d archived files (fetched again later): %s", len(batch), exc
-                )
-                continue
-            finally:  # held (and their leases renewed) until this write ended
-                del self._unrecorded[: len(batch)]
-            for done, held in zip(batch, kept, strict=True):
-                self._note_stored(done, held)
-            if queued:
-                self._on_deliveries()
-
-    def _note_stored(self, done: StoredFile, kept: bool) -> None:
-        job = done.job
-        self.failure_log.succeeded("archive", _host(job.source_url))
-        if not kept:
-            log.warning("artifact %d of %s: claim lost while archiving", job.id, job.prediction_id)
-            return
-        self.stored += 1
-        self.stored_bytes += done.bytes
-        log.debug(
-            "archived output %d of %s (%d bytes)",
-            job.position,
-            job.prediction_id,
-            done.bytes,
-            extra={"prediction_id": job.prediction_id, "bytes": done.bytes},
-        )
-
-    async def _record_failure(self, job: ArtifactJob, failure: DownloadFailed) -> None:
-        now = utcnow()
-        next_at = retry_at(job, failure, now, self._delays)
-        error = failure_text(job, failure, next_at)
-        try:
-            kept = await self._db.write(
-                self.store.artifact_not_stored,
-                job,
-                owner=self.owner,
-                error=error,
-                next_attempt_at=next_at,
-            )
-        except StoreError as exc:
-            log.error("could not record artifact %d (it will be fetched again): %s", job.id, exc)
-            return
-        if not kept:
-            return
-        given_up = next_at is None
-        self.failed += given_up
-        what = (
-            "given up"
-            if next_at is None
-            else f"retrying in {(next_at - now).total_seconds():.0f} s"
-        )
-        host = _host(job.source_url)
-        self.failure_log.failed(
-            "archive",
-            host,
-            error,
-            display=host,
-            about=f"output {job.position} of {job.prediction_id}: {what}",
-            given_up=given_up,
-            prediction_id=job.prediction_id,
-        )
-
-
-def _host(url: str) -> str:
-    """The file host, as logs name it (no path: it may hold a signed token)."""
-    try:
-        parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-    except ValueError:
-        return "(bad URL)"

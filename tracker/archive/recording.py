@@ -1,0 +1,207 @@
+"""What the archiver's downloads end with, written to the store, and counted.
+
+Files stored are recorded together, one transaction for those that end within
+``RECORD_LINGER`` of each other (group commit, as the observation writer does); they
+stay held by the archiver (their claims renewed) until that write ended. A failure
+that may pass (a timeout, a 404 while the file host catches up, a 5xx) is tried again
+with growing delays (``retry_at``) until the upstream says it removed the output or
+``GIVE_UP_AFTER`` has passed since the file was found; one that cannot pass (too large,
+an address the policy refuses) fails at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from tracker.archive.download import Downloaded, DownloadFailed
+from tracker.config import DEFAULT_ARCHIVE_RETRY_SCHEDULE
+from tracker.domain import ArtifactJob, CallbackSpec
+from tracker.exceptions import StoreError
+from tracker.net.failurelog import FailureLog
+from tracker.store.artifacts import StoredFile
+from tracker.store.interfaces import ArtifactQueue
+from tracker.store.runner import Runner
+from tracker.timeparse import utcnow
+
+#: the archiver's logger: what it records is logged under its name
+log = logging.getLogger("tracker.archive.archiver")
+
+#: the longest wait a file host's Retry-After is granted (seconds)
+MAX_RETRY_AFTER = 3600.0
+#: a file not archived this long after it was found is given up (Replicate removes
+#: outputs about an hour after the end; aggregators keep them no longer)
+GIVE_UP_AFTER = timedelta(hours=3)
+#: seconds a stored file waits for others to be recorded in the same transaction
+RECORD_LINGER = 0.05
+#: files recorded in one transaction at most
+MAX_RECORD_BATCH = 200
+
+
+def retry_at(
+    job: ArtifactJob,
+    failure: DownloadFailed,
+    now: datetime,
+    delays: Sequence[float] = DEFAULT_ARCHIVE_RETRY_SCHEDULE,
+) -> datetime | None:
+    """When to try a failed download again (after ``delays[attempts]``, the last one
+    repeating); None: never (the artifact has failed)."""
+    if not failure.retry or job.data_removed or not delays:
+        return None
+    if now - job.created_at >= GIVE_UP_AFTER:
+        return None
+    delay = delays[min(job.attempts, len(delays) - 1)]
+    if failure.retry_after is not None:  # the file host asked (429, 503): within reason
+        delay = max(delay, min(failure.retry_after, MAX_RETRY_AFTER))
+    return now + timedelta(seconds=delay)
+
+
+def failure_text(job: ArtifactJob, failure: DownloadFailed, next_at: datetime | None) -> str:
+    """The reason stored in ``last_error``: the failure, and why it is final."""
+    if next_at is not None or not failure.retry:
+        return failure.reason
+    if job.data_removed:
+        return f"{failure.reason}; the upstream removed the output"
+    hours = GIVE_UP_AFTER.total_seconds() / 3600
+    return f"{failure.reason}; given up {hours:g} h after the file was found"
+
+
+class Recorder:
+    """Writes each download's outcome for one archiver (``owner``): stored files as a
+    group, failures one by one with their next attempt; counts them and logs the file
+    hosts' failures as a group (``failure_log``)."""
+
+    def __init__(
+        self,
+        store: ArtifactQueue,
+        *,
+        owner: str,
+        db: Runner,
+        retry_delays: Sequence[float],
+        default_callbacks: Sequence[CallbackSpec],
+        on_deliveries: Callable[[], None],
+        failure_log: FailureLog,
+    ) -> None:
+        self.store = store
+        self.owner = owner
+        self._db = db
+        self._delays = tuple(retry_delays)
+        self._defaults = tuple(default_callbacks)
+        self._on_deliveries = on_deliveries
+        self.failure_log = failure_log
+        #: downloaded, waiting to be recorded (still claimed)
+        self.unrecorded: list[StoredFile] = []
+        self._task: asyncio.Task[None] | None = None
+        #: set when the archiver stops: record at once, no lingering
+        self.stopping = False
+        self.stored = 0  #: files stored
+        self.stored_bytes = 0  #: their bytes
+        self.failed = 0  #: files given up
+
+    def stored_file(self, job: ArtifactJob, downloaded: Downloaded) -> None:
+        """Queue a stored file to be recorded with the others that end meanwhile."""
+        self.unrecorded.append(
+            StoredFile(
+                job,
+                downloaded.stored_url,
+                downloaded.bytes,
+                downloaded.sha256,
+                downloaded.content_type,
+            )
+        )
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._record_all(), name="archive records")
+
+    async def recorded(self) -> None:
+        """Wait until every stored file is recorded."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+    async def _record_all(self) -> None:
+        while self.unrecorded:
+            if not self.stopping:
+                await asyncio.sleep(RECORD_LINGER)
+            batch = self.unrecorded[:MAX_RECORD_BATCH]
+            try:
+                kept, queued = await self._db.write(
+                    self.store.artifacts_stored,
+                    batch,
+                    owner=self.owner,
+                    now=utcnow(),
+                    default_callbacks=self._defaults,
+                )
+            except StoreError as exc:
+                log.error(
+                    "could not record %d archived files (fetched again later): %s", len(batch), exc
+                )
+                continue
+            finally:  # held (and their leases renewed) until this write ended
+                del self.unrecorded[: len(batch)]
+            for done, held in zip(batch, kept, strict=True):
+                self._note_stored(done, held)
+            if queued:
+                self._on_deliveries()
+
+    def _note_stored(self, done: StoredFile, kept: bool) -> None:
+        job = done.job
+        self.failure_log.succeeded("archive", _host(job.source_url))
+        if not kept:
+            log.warning("artifact %d of %s: claim lost while archiving", job.id, job.prediction_id)
+            return
+        self.stored += 1
+        self.stored_bytes += done.bytes
+        log.debug(
+            "archived output %d of %s (%d bytes)",
+            job.position,
+            job.prediction_id,
+            done.bytes,
+            extra={"prediction_id": job.prediction_id, "bytes": done.bytes},
+        )
+
+    async def failure(self, job: ArtifactJob, failure: DownloadFailed) -> None:
+        """Record a failed download: tried again later (``retry_at``), or given up."""
+        now = utcnow()
+        next_at = retry_at(job, failure, now, self._delays)
+        error = failure_text(job, failure, next_at)
+        try:
+            kept = await self._db.write(
+                self.store.artifact_not_stored,
+                job,
+                owner=self.owner,
+                error=error,
+                next_attempt_at=next_at,
+            )
+        except StoreError as exc:
+            log.error("could not record artifact %d (it will be fetched again): %s", job.id, exc)
+            return
+        if not kept:
+            return
+        given_up = next_at is None
+        self.failed += given_up
+        what = (
+            "given up"
+            if next_at is None
+            else f"retrying in {(next_at - now).total_seconds():.0f} s"
+        )
+        host = _host(job.source_url)
+        self.failure_log.failed(
+            "archive",
+            host,
+            error,
+            display=host,
+            about=f"output {job.position} of {job.prediction_id}: {what}",
+            given_up=given_up,
+            prediction_id=job.prediction_id,
+        )
+
+
+def _host(url: str) -> str:
+    """The file host, as logs name it (no path: it may hold a signed token)."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    except ValueError:
+        return "(bad URL)"
