@@ -4,100 +4,53 @@ percentile_cont (linear interpolation) on both engines, as in the views.
 ``status``, ``models`` and ``daily`` read the rollup (``tracker.store.rollup``) unless a
 label filter asks for the rows themselves; their percentiles are then within 5 % (the
 rollup's buckets). The ``*_from_rows`` methods are the same reports read from the rows
-(exact), for label filters."""
+(exact), for label filters.
+
+One module per family of reports: these (predictions), ``delivery_reports``,
+``archive_reports``, ``cancel_reports``; ``report_sql`` holds what they share."""
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
-    Connection,
     Float,
-    Integer,
-    Select,
     and_,
     case,
     cast,
     func,
     literal,
-    literal_column,
     select,
 )
 
 from tracker.domain import Status, Tracking
 from tracker.store import rollup_reports
-from tracker.store.base import StoreBase
+from tracker.store.report_sql import (
+    TERMINAL,
+    ReportBase,
+    ReportFilter,
+    Row,
+    _compact_json_text,
+    _r,
+    utc_day,
+)
 from tracker.store.rollup import Scope
-from tracker.store.tables import callbacks, deliveries, predictions
+from tracker.store.tables import predictions
 from tracker.store.types import UTCDateTime
 from tracker.store.views import prediction_timings as pt
 
-Row = dict[str, Any]
-TERMINAL = [s.value for s in (Status.SUCCEEDED, Status.FAILED, Status.CANCELED, Status.ABORTED)]
-
-
-@dataclass(frozen=True)
-class ReportFilter:
-    """Which predictions a report covers (by registration time, model and labels)."""
-
-    since: datetime | None = None
-    until: datetime | None = None
-    model: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-
-    def conditions(self, table: Any) -> list[ColumnElement[bool]]:
-        conditions: list[ColumnElement[bool]] = []
-        if self.since is not None:
-            conditions.append(table.c.registered_at >= self.since)
-        if self.until is not None:
-            conditions.append(table.c.registered_at < self.until)
-        if self.model is not None:
-            conditions.append(table.c.model == self.model)
-        for key, value in self.labels.items():
-            conditions.append(table.c.labels[key].as_string() == value)
-        return conditions
-
-
-def _r(value: Any, digits: int = 3) -> float | None:
-    """Rounded half away from zero, as SQL's round() does in the views."""
-    if value is None:
-        return None
-    if not math.isfinite(value) or abs(value) >= 1e15:
-        return float(value)  # no digits after the point to round at this size
-    exact = Decimal(repr(float(value)))
-    return float(exact.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
-
-
-def _compact_json_text(text: str | None) -> str | None:
-    """The same JSON value reads the same on both engines (jsonb adds spaces)."""
-    if text is None or text[:1] not in ("{", "["):
-        return text
-    try:
-        return json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
-    except ValueError:
-        return text
+# named here too, where the report modules and their callers have imported them from
+__all__ = ["TERMINAL", "ReportFilter", "ReportOps", "Row", "_r", "utc_day"]
 
 
 def _scope(flt: ReportFilter) -> Scope:
     return Scope(since=flt.since, until=flt.until, model=flt.model)
 
 
-def utc_day(dialect: str, column: Any) -> Any:
-    """The UTC day of a timestamp column as ``YYYY-MM-DD`` text, on either engine."""
-    if dialect == "postgresql":
-        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
-    return func.date(column)
-
-
-class ReportOps(StoreBase):
-    """Report queries (mixed into ``Store``)."""
+class ReportOps(ReportBase):
+    """Report queries on predictions (mixed into ``Store``): counts, times and failures;
+    deliveries are ``DeliveryReportOps``'s."""
 
     def report_status(self, flt: ReportFilter) -> list[Row]:
         if flt.labels:
@@ -241,46 +194,6 @@ class ReportOps(StoreBase):
             row["error"] = _compact_json_text(row["error"])
         return rows
 
-    def report_deliveries(self, flt: ReportFilter) -> list[Row]:
-        """Per callback target; the filter applies to the predictions delivered about."""
-        joined = deliveries.join(callbacks, callbacks.c.id == deliveries.c.callback_id)
-        where = flt.conditions(predictions)
-        if where:  # every delivery has its prediction: join it only to filter
-            joined = joined.join(predictions, predictions.c.id == deliveries.c.prediction_id)
-
-        def count_state(state: str) -> Any:
-            return func.sum(case((deliveries.c.state == state, 1), else_=0))
-
-        stmt = (
-            select(
-                callbacks.c.kind,
-                callbacks.c.target,
-                func.count().label("deliveries"),
-                *(count_state(s).label(s) for s in ("delivered", "dead", "pending")),
-                func.avg(deliveries.c.attempts).label("mean_attempts"),
-            )
-            .select_from(joined)
-            .where(*where)
-            .group_by(callbacks.c.kind, callbacks.c.target)
-            .order_by(func.count().desc(), callbacks.c.target)
-        )
-        latency = self._seconds(deliveries.c.delivered_at, deliveries.c.created_at)
-        with self._reading() as conn:
-            rows = [dict(r) for r in conn.execute(stmt).mappings()]
-            p95 = self._stats(
-                conn,
-                latency,
-                [callbacks.c.kind, callbacks.c.target],
-                [*where, deliveries.c.delivered_at.is_not(None)],
-                from_=joined,
-            )
-        for row in rows:
-            row["mean_attempts"] = _r(row["mean_attempts"])
-            for state in ("delivered", "dead", "pending"):
-                row[state] = int(row[state] or 0)
-            row["p95_delivery_seconds"] = p95.get((row["kind"], row["target"]), (None,) * 3)[2]
-        return rows
-
     def report_slow(self, flt: ReportFilter, *, now: datetime, limit: int = 20) -> list[Row]:
         since = func.coalesce(predictions.c.started_at, predictions.c.created_at)
         since = func.coalesce(since, predictions.c.registered_at)
@@ -304,89 +217,3 @@ class ReportOps(StoreBase):
         for row in rows:
             row["running_seconds"] = _r(row["running_seconds"], 1)
         return rows
-
-    # -- dialect helpers ---------------------------------------------------
-
-    def _stats(
-        self,
-        conn: Connection,
-        value: Any,
-        keys: Sequence[Any],
-        where: Sequence[Any],
-        *,
-        from_: Any = None,
-    ) -> dict[tuple[Any, ...], tuple[float | None, float | None, float | None]]:
-        """Mean, 50th and 95th percentile (percentile_cont) of ``value`` per group."""
-        source = from_ if from_ is not None else pt
-        base = select(*keys, value.label("v")).select_from(source).where(value.is_not(None), *where)
-        if self.dialect == "postgresql":
-            sub = base.subquery()
-            group = [sub.c[k.name] for k in keys]
-            stmt: Select[Any] = select(
-                *group,
-                func.avg(sub.c.v),
-                func.percentile_cont(0.5).within_group(sub.c.v),
-                func.percentile_cont(0.95).within_group(sub.c.v),
-            ).group_by(*group)
-        else:
-            stmt = self._sqlite_percentiles(base, keys)
-        width = len(keys)
-        return {
-            tuple(row[:width]): (_r(row[width]), _r(row[width + 1]), _r(row[width + 2]))
-            for row in conn.execute(stmt)
-        }
-
-    @staticmethod
-    def _sqlite_percentiles(base: Select[Any], keys: Sequence[Any]) -> Select[Any]:
-        """percentile_cont from row_number() and count() windows (SQLite has no
-        percentile functions): the value at rank p*(n-1), interpolated."""
-        inner = base.subquery()
-        group = [inner.c[k.name] for k in keys]
-        ranked = select(
-            *group,
-            inner.c.v,
-            (func.row_number().over(partition_by=group, order_by=inner.c.v) - 1).label("i"),
-            func.count().over(partition_by=group).label("n"),
-        ).subquery()
-        rgroup = [ranked.c[k.name] for k in keys]
-
-        def percentile(p: float) -> Any:
-            position = p * (ranked.c.n - 1)
-            low = cast(position, Integer)  # truncation is floor for these positive values
-            frac = position - low
-            return func.sum(
-                case(
-                    (ranked.c.i == low, ranked.c.v * (1 - frac)),
-                    (ranked.c.i == low + 1, ranked.c.v * frac),
-                    else_=0,
-                )
-            )
-
-        return select(*rgroup, func.avg(ranked.c.v), percentile(0.5), percentile(0.95)).group_by(
-            *rgroup
-        )
-
-    def _seconds(self, later: Any, earlier: Any) -> Any:
-        """Exact seconds between two timestamps (as the views compute them)."""
-        if self.dialect == "postgresql":
-            return func.extract("epoch", later - earlier)
-        # julianday() keeps only milliseconds: subtract seconds and microseconds apart.
-        whole = cast(func.strftime("%s", later), Integer) - cast(
-            func.strftime("%s", earlier), Integer
-        )
-        micros = cast(func.substr(later, 21, 6), Integer) - cast(
-            func.substr(earlier, 21, 6), Integer
-        )
-        return whole + micros / 1_000_000.0
-
-    def _day(self, column: Any) -> Any:
-        return utc_day(self.dialect, column)
-
-    def _json_text(self, column: Any) -> Any:
-        """A JSON value as text: strings without quotes, anything else as JSON text."""
-        if self.dialect == "postgresql":
-            return column.op("#>>")(literal_column("'{}'"))
-        return case(
-            (func.json_type(column) == "text", func.json_extract(column, "$")),
-            else_=func.json(column),
-        )

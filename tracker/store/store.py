@@ -39,6 +39,7 @@ from tracker.store.cancel_reports import CancelReportOps
 from tracker.store.cancels import CancelOps, deadline_from, set_deadlines
 from tracker.store.daemons import DaemonOps
 from tracker.store.deliveries import DeliveryOps
+from tracker.store.delivery_reports import DeliveryReportOps
 from tracker.store.engine import sqlite_file
 from tracker.store.enqueue import queue_completed_for_finished
 from tracker.store.listing import PREDICTION_COLUMNS, ListingOps, prediction_record
@@ -71,6 +72,7 @@ class Store(
     DaemonOps,
     ListingOps,
     CancelReportOps,
+    DeliveryReportOps,
     ArchiveReportOps,
     RetentionOps,
     CancelOps,
