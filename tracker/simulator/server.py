@@ -4,47 +4,50 @@ The handlers stay lean: a request costs a few dictionary lookups and, most of th
 the cached JSON of the prediction's current state (see
 :class:`~tracker.simulator.lifecycle.SimulatedPrediction`). Access logging is off.
 Webhook pushes are sent by :class:`~tracker.simulator.push.Pusher`, in tasks of their own.
+The refusals, error bodies and fault answers are in :mod:`tracker.simulator.answers`, the
+``/_sim/`` control routes in :mod:`tracker.simulator.control`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 
+from tracker.simulator.answers import (
+    NOT_FOUND,
+    Gate,
+    TokenBucket,
+    detail,
+    fault_response,
+    json_response,
+)
 from tracker.simulator.bodies import create_fields, read_json
+from tracker.simulator.control import ControlApi
 from tracker.simulator.files import FileRequest, FileServer
 from tracker.simulator.lifecycle import SimulatedPrediction
 from tracker.simulator.push import Pusher, PushRecord
 from tracker.simulator.scenarios import (
     ID_PATTERN,
-    Fault,
     PredictionPlan,
     SimConfig,
     plan_for_id,
     scenario_of_model,
 )
 
-_JSON = "application/json"
-_NOT_FOUND = b'{"detail": "Not found."}'
-_UNAUTHENTICATED = b'{"detail": "Unauthenticated"}'
-_THROTTLED = b'{"detail": "Request was throttled."}'
-_HTML_PAGE = (
-    b"<!DOCTYPE html>\n<html><head><title>Just a moment...</title></head>\n"
-    b"<body><h1>Checking your browser before accessing the API.</h1></body></html>\n"
-)
 _ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 #: seconds the server waits for in-flight answers (e.g. delayed ones) when stopping
 _SHUTDOWN_TIMEOUT = 0.5
 _NO_SECRET = "this simulator has no webhook secret: start it with --webhook-secret whsec_..."
+
+# TokenBucket: named here as before its move to tracker.simulator.answers
+__all__ = ["RequestRecord", "Simulator", "TokenBucket"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,57 +70,6 @@ class RequestRecord:
             "status_code": self.status_code,
             "action": self.action,
         }
-
-
-class TokenBucket:
-    """A token bucket refilled at ``rate`` per second, holding at most ``capacity``."""
-
-    def __init__(self, rate: float, capacity: float | None = None, *, now: float = 0.0) -> None:
-        self.rate = rate
-        self.capacity = capacity if capacity is not None else max(1.0, rate)
-        self._tokens = self.capacity
-        self._updated = now
-
-    def take(self, now: float) -> bool:
-        """Spend one token if there is one; ``False`` means the request is throttled."""
-        elapsed = max(0.0, now - self._updated)
-        self._tokens = min(self.capacity, self._tokens + elapsed * self.rate)
-        self._updated = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
-
-
-def _json_response(
-    status: int, body: bytes, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    """A response with a ready-made JSON body."""
-    return web.Response(status=status, body=body, content_type=_JSON, headers=headers)
-
-
-def _detail(status: int, detail: str, headers: Mapping[str, str] | None = None) -> web.Response:
-    """A Replicate-style error answer ``{"detail": ...}``."""
-    return _json_response(status, json.dumps({"detail": detail}).encode(), headers)
-
-
-def _http_fault(status: int, retry_after: int | None = None) -> web.Response:
-    """The answer of an ``http`` fault."""
-    headers = None if retry_after is None else {"Retry-After": str(retry_after)}
-    if status == 429:
-        wait = f" Expected available in {retry_after} seconds." if retry_after else ""
-        return _detail(status, f"Request was throttled.{wait}", headers)
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Error"
-    return _detail(status, phrase, headers)
-
-
-def _not_prediction_body(now: float) -> bytes:
-    """A JSON body some aggregators send that is not a prediction object."""
-    data = {"created": int(now), "data": [{"url": "https://example.com/generated/0.png"}]}
-    return json.dumps(data).encode()
 
 
 def _url_host(host: str) -> str:
@@ -146,10 +98,8 @@ class Simulator:
         self._records: list[RequestRecord] = []
         self._counts: Counter[str | None] = Counter()
         self._rng = random.Random(self.config.seed)
-        rps = self.config.rate_limit_rps
-        self._bucket = TokenBucket(rps, now=time.monotonic()) if rps else None
-        key = self.config.api_key
-        self._expected_auth = f"Bearer {key}" if key else None
+        #: auth, the rate limit and random faults, before any prediction logic
+        self._gate = Gate(self.config, self._rng)
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self._pusher = Pusher(self.config, clock)
@@ -166,10 +116,7 @@ class Simulator:
                 web.post("/v1/predictions", self._handle_create),
                 web.post("/v1/predictions/{prediction_id}/cancel", self._handle_cancel),
                 web.post("/v1/models/{owner}/{name}/predictions", self._handle_create),
-                web.put("/_sim/predictions/{prediction_id}", self._handle_define),
-                web.get("/_sim/requests", self._handle_requests),
-                web.get("/_sim/pushes", self._handle_pushes),
-                web.get("/_sim/health", self._handle_health),
+                *ControlApi(self).routes(),
                 *self._files.routes(),
             ]
         )
@@ -249,13 +196,21 @@ class Simulator:
         """The webhook pushes so far (copies), in the order they were due; ``id``'s only."""
         return self._pusher.records(id)
 
+    def health(self) -> dict[str, Any]:
+        """What ``GET /_sim/health`` answers: predictions known, requests answered."""
+        return {
+            "status": "ok",
+            "predictions": len(self._predictions),
+            "requests": len(self._records),
+        }
+
     # -- the API -----------------------------------------------------------------------
 
     async def _handle_get(self, request: web.Request) -> web.Response:
         """``GET /v1/predictions/{id}``."""
         arrival = self._clock()
         prediction_id = request.match_info["prediction_id"]
-        response = self._gate(request)
+        response = self._gate.refusal(request)
         if response is None:
             response = await self._answer(prediction_id, arrival)
         self._record(arrival, prediction_id, response.status)
@@ -267,7 +222,7 @@ class Simulator:
         Also ``POST /v1/models/{owner}/{name}/predictions``, where the path names the model.
         """
         arrival = self._clock()
-        response = self._gate(request)
+        response = self._gate.refusal(request)
         if response is not None:
             self._record(arrival, None, response.status, "create")
             return response
@@ -279,13 +234,13 @@ class Simulator:
                 raise ValueError(_NO_SECRET)
         except ValueError as exc:
             self._record(arrival, None, 422, "create")
-            return _detail(422, str(exc))
+            return detail(422, str(exc))
         prediction_id = self._new_id()
         scenario = scenario_of_model(plan_fields["model"])
         plan = replace(plan_for_id(prediction_id, self.config, scenario), **plan_fields)
         prediction = self._add(prediction_id, plan, arrival)
         self._record(arrival, prediction_id, 201, "create")
-        return _json_response(201, prediction.body(arrival, self.base_url))
+        return json_response(201, prediction.body(arrival, self.base_url))
 
     async def _handle_cancel(self, request: web.Request) -> web.Response:
         """``POST /v1/predictions/{id}/cancel``: the prediction as Replicate answers it,
@@ -293,42 +248,31 @@ class Simulator:
         spent on it; auth, the rate limit and random faults apply as to every request."""
         arrival = self._clock()
         prediction_id = request.match_info["prediction_id"]
-        response = self._gate(request) or self._cancel(prediction_id, arrival)
+        response = self._gate.refusal(request) or self._cancel(prediction_id, arrival)
         self._record(arrival, prediction_id, response.status, "cancel")
         return response
 
     def _cancel(self, prediction_id: str, now: float) -> web.Response:
         if not ID_PATTERN.fullmatch(prediction_id):
-            return _json_response(404, _NOT_FOUND)
+            return json_response(404, NOT_FOUND)
         prediction = self._predictions.get(prediction_id)
         if prediction is None:
             prediction = self._add(prediction_id, plan_for_id(prediction_id, self.config), now)
         if prediction.plan.not_found:
-            return _json_response(404, _NOT_FOUND)
+            return json_response(404, NOT_FOUND)
         if prediction.cancel(now):
             self._pusher.poke(prediction_id)
-        return _json_response(200, prediction.body(now, self.base_url))
-
-    def _gate(self, request: web.Request) -> web.Response | None:
-        """The refusal due before any prediction logic: auth, rate limit, random fault."""
-        if self._expected_auth and request.headers.get("Authorization") != self._expected_auth:
-            return _json_response(401, _UNAUTHENTICATED)
-        if self._bucket is not None and not self._bucket.take(time.monotonic()):
-            return _json_response(429, _THROTTLED, {"Retry-After": "1"})
-        rate = self.config.fault_rate
-        if rate and self._rng.random() < rate:
-            return _http_fault(self._rng.choice((500, 502)))
-        return None
+        return json_response(200, prediction.body(now, self.base_url))
 
     async def _answer(self, prediction_id: str, arrival: float) -> web.Response:
         """The answer for a prediction: its plan's fault or its current state."""
         if not ID_PATTERN.fullmatch(prediction_id):
-            return _json_response(404, _NOT_FOUND)
+            return json_response(404, NOT_FOUND)
         prediction = self._predictions.get(prediction_id)
         if prediction is None:
             prediction = self._add(prediction_id, plan_for_id(prediction_id, self.config), arrival)
         if prediction.plan.not_found:
-            return _json_response(404, _NOT_FOUND)
+            return json_response(404, NOT_FOUND)
         fault = prediction.next_fault()
         delay = prediction.delay
         if fault is not None and fault.kind == "delay":
@@ -337,21 +281,10 @@ class Simulator:
             await asyncio.sleep(delay)
         now = self._clock()
         if fault is not None:
-            faulty = self._fault_response(fault, now)
+            faulty = fault_response(fault, now)
             if faulty is not None:
                 return faulty
-        return _json_response(200, prediction.body(now, self.base_url))
-
-    @staticmethod
-    def _fault_response(fault: Fault, now: float) -> web.Response | None:
-        """The answer a fault replaces the normal one with (``None``: answer normally)."""
-        if fault.kind == "http":
-            return _http_fault(fault.status, fault.retry_after)
-        if fault.kind == "html":
-            return web.Response(status=200, body=_HTML_PAGE, content_type="text/html")
-        if fault.kind == "not_prediction":
-            return _json_response(200, _not_prediction_body(now))
-        return None
+        return json_response(200, prediction.body(now, self.base_url))
 
     def _add(self, prediction_id: str, plan: PredictionPlan, now: float) -> SimulatedPrediction:
         """Create (or replace) a prediction whose life starts at ``now``."""
@@ -373,37 +306,3 @@ class Simulator:
             candidate = "".join(self._rng.choices(_ID_ALPHABET, k=26))
             if candidate not in self._predictions:
                 return candidate
-
-    # -- the control API ---------------------------------------------------------------
-
-    async def _handle_define(self, request: web.Request) -> web.Response:
-        """``PUT /_sim/predictions/{id}`` with a plan in JSON."""
-        prediction_id = request.match_info["prediction_id"]
-        try:
-            plan = PredictionPlan.from_json(await read_json(request))
-            self.define(prediction_id, plan)
-        except (TypeError, ValueError) as exc:
-            return _detail(400, str(exc))
-        body = {"id": prediction_id, "plan": plan.to_json()}
-        return _json_response(200, json.dumps(body).encode())
-
-    async def _handle_requests(self, request: web.Request) -> web.Response:
-        """``GET /_sim/requests[?id=ID]``: the requests answered so far."""
-        records = self.requests(request.query.get("id"))
-        body = {"count": len(records), "requests": [record.to_json() for record in records]}
-        return _json_response(200, json.dumps(body).encode())
-
-    async def _handle_pushes(self, request: web.Request) -> web.Response:
-        """``GET /_sim/pushes[?id=ID]``: the webhook pushes so far."""
-        records = self.pushes(request.query.get("id"))
-        body = {"count": len(records), "pushes": [record.to_json() for record in records]}
-        return _json_response(200, json.dumps(body).encode())
-
-    async def _handle_health(self, request: web.Request) -> web.Response:
-        """``GET /_sim/health``."""
-        body = {
-            "status": "ok",
-            "predictions": len(self._predictions),
-            "requests": len(self._records),
-        }
-        return _json_response(200, json.dumps(body).encode())
