@@ -3,9 +3,9 @@
 It is handed its parts (see ``tracker.poll.building.build_daemon``): a poller that
 claims and polls due predictions, an outbox that sends callbacks, an observation
 writer, the deadlines, and the database runner they share. The daemon owns what happens around them:
-the SQLite lock and file guard, registering and heartbeats, signals, the
-scheduled jobs (APScheduler, an in-process timer, never a shared job store),
-pruning, and the way out.
+the SQLite lock and file guard, registering, signals, the scheduled jobs
+(``tracker.poll.daemon_jobs``: the tick, heartbeats, summary lines, pruning; on
+APScheduler, an in-process timer, never a shared job store), and the way out.
 """
 
 from __future__ import annotations
@@ -16,22 +16,20 @@ import logging
 import os
 import signal
 import socket
-from datetime import datetime, timedelta
-from typing import Protocol
+from datetime import timedelta
 
 from tracker.archive.archiver import Archiver
 from tracker.callbacks.outbox import Outbox
 from tracker.config import LIVE_WITHIN_SECONDS, Settings
 from tracker.exceptions import StoreError, StoreGone, TrackerError
-from tracker.poll.deadlines import DEADLINE_SECONDS, Deadlines
-from tracker.poll.jobs import Jobs
+from tracker.poll.daemon_jobs import DaemonJobs, HealthCheck
+from tracker.poll.deadlines import Deadlines
 from tracker.poll.poller import DRAIN_SECONDS, FETCH_GRACE_SECONDS, Poller
 from tracker.poll.pushes import PushApplier
 from tracker.poll.singleton import DaemonLock, SqliteFileGuard
-from tracker.poll.stats import IntervalSummary, PollStats, Snapshot
+from tracker.poll.stats import IntervalSummary, PollStats
 from tracker.poll.writer import ObservationWriter
 from tracker.store.interfaces import DaemonStore
-from tracker.store.retention import PruneResult
 from tracker.store.runner import DatabaseRunner
 from tracker.timeparse import utcnow
 from tracker.version import __version__
@@ -47,28 +45,13 @@ class NothingPolled(TrackerError):
     """``--once`` found polls due and none of them succeeded (exit 1)."""
 
 
-class HealthCheck(Protocol):
-    """``Store.health``: the database's state, which the summary line ends with."""
-
-    def __call__(self, *, now: datetime, live_within: timedelta) -> Snapshot: ...
-
-
-#: how often the due-work tick runs (seconds)
-TICK_SECONDS = 0.1
-#: how often the outbox looks for due deliveries besides being woken (seconds)
-OUTBOX_SECONDS = 0.25
-#: --exit-when-done still waits for delivery retries due within this many seconds
-EXIT_RETRY_HORIZON_SECONDS = 60.0
 #: how often the daemon says it is alive and extends its leases (seconds)
 HEARTBEAT_SECONDS = 5.0
-#: how often the archiver looks for due downloads besides being woken (seconds)
-ARCHIVE_SECONDS = 1.0
 #: seconds downloads in flight get to finish when the daemon stops; the rest are
 #: dropped and fetched again by the next daemon (a large file can take minutes)
 ARCHIVE_DRAIN_SECONDS = 2.0
-#: with --prune-older-than, how often old history is pruned (seconds) ...
-PRUNE_SECONDS = 3600.0
-#: ... the first time this long after the start (seconds)
+#: with --prune-older-than, the first prune runs this long after the start (seconds;
+#: then every PRUNE_SECONDS, tracker.poll.daemon_jobs)
 PRUNE_FIRST_DELAY = 60.0
 
 
@@ -84,31 +67,6 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True  # someone else's process
     return True
-
-
-async def prune_in_batches(
-    store: DaemonStore, db: DatabaseRunner, older_than: timedelta, stopping: asyncio.Event
-) -> None:
-    """Prune history older than ``older_than`` one batch (one short transaction) at a
-    time, so polls and deliveries keep getting the database in between."""
-    cutoff = utcnow() - older_than
-    total = PruneResult()
-    try:
-        batches = store.prune_batches(cutoff=cutoff)
-        while not stopping.is_set():
-            batch = await db.read(next, batches, None)
-            if batch is None:
-                break
-            total += batch
-    except StoreError as exc:
-        log.error("pruning stopped: %s", exc)
-    except Exception:
-        log.exception("pruning stopped by an unexpected error")
-    log.info(
-        "pruned predictions finished before %s: %s",
-        cutoff.isoformat(timespec="seconds"),
-        total.summary(),
-    )
 
 
 class Daemon:
@@ -152,8 +110,21 @@ class Daemon:
         #: with --once: why it counts as failed (polls were due and none succeeded)
         self.nothing_polled: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._health = health
-        self._summary = IntervalSummary(self.poller.stats, self._counters)
+        #: what runs on a schedule while the daemon polls
+        self.jobs = DaemonJobs(
+            store,
+            settings,
+            owner=owner,
+            db=db,
+            poller=poller,
+            outbox=outbox,
+            archiver=archiver,
+            deadlines=deadlines,
+            health=health,
+            summary=IntervalSummary(self.poller.stats, self._counters),
+            stopping=stopping,
+            stop=self.stop,
+        )
 
     def _counters(self) -> dict[str, int]:
         """The outbox's and the archiver's counts since the start (summary line)."""
@@ -200,7 +171,11 @@ class Daemon:
                     await self.archiver.archive_due_once()
                 await self.outbox.send_due_once()
             else:
-                await self._run_scheduled(exit_when_done)
+                await self.jobs.run(
+                    exit_when_done=exit_when_done,
+                    heartbeat_seconds=self.heartbeat_seconds,
+                    first_prune_delay=PRUNE_FIRST_DELAY,
+                )
                 await self.poller.drain()
             if self.deadlines is not None:
                 await self.deadlines.stop(timeout=DRAIN_SECONDS)
@@ -294,88 +269,9 @@ class Daemon:
             self._stopping.set()
             self.poller.stop()
 
-    # -- scheduled jobs ----------------------------------------------------
-
-    async def _run_scheduled(self, exit_when_done: bool) -> None:
-        jobs = Jobs(self._stopping)
-        jobs.every(TICK_SECONDS, self.poller.tick)
-        jobs.every(self.settings.log_interval, self._report)
-        jobs.every(OUTBOX_SECONDS, self._outbox_tick)
-        jobs.every(self.heartbeat_seconds, self._heartbeat)
-        if self.archiver is not None:
-            jobs.every(ARCHIVE_SECONDS, self._archive_tick)
-        if self.deadlines is not None:
-            jobs.every(DEADLINE_SECONDS, self.deadlines.tick)
-        if self.settings.prune_older_than is not None:
-            first = utcnow() + timedelta(seconds=PRUNE_FIRST_DELAY)
-            jobs.every(PRUNE_SECONDS, self._prune, first=first)
-        if exit_when_done:
-            jobs.every(1.0, self._stop_when_done)
-        await jobs.run_until_stopped()
-
-    async def _heartbeat(self) -> None:
-        now = utcnow()
-        try:
-            await self.db.read(
-                self.store.heartbeat,
-                self.owner,
-                now=now,
-                polls=self.stats.requests,
-                lease_until=now + timedelta(seconds=self.settings.lease_seconds),
-                in_flight=self.poller.in_flight,
-            )
-        except StoreError as exc:
-            self.db.note_trouble(exc)
-        if self.archiver is not None:
-            await self.archiver.renew_leases()
-
-    async def _outbox_tick(self) -> None:
-        self.outbox.wake()
-
-    def _archiving(self) -> bool:
-        return self.archiver is not None and self.archiver.busy
-
-    async def _archive_tick(self) -> None:
-        if self.archiver is not None:
-            self.archiver.wake()
-
-    async def _report(self) -> None:
-        """The failing endpoints' interval lines, then the summary of the interval."""
-        self.poller.failure_log.flush()
-        self.outbox.failure_log.flush()
-        snapshot = None
-        if self._health is not None:
-            try:
-                snapshot = await self.db.read(
-                    self._health, now=utcnow(), live_within=timedelta(seconds=LIVE_WITHIN_SECONDS)
-                )
-            except StoreError as exc:
-                self.db.note_trouble(exc)
-        text, fields = self._summary.take(snapshot, len(self.poller.in_flight))
-        log.info("%s", text, extra=fields)
-
     async def _prune(self) -> None:
-        if self.settings.prune_older_than is not None:
-            older_than = timedelta(seconds=self.settings.prune_older_than)
-            await prune_in_batches(self.store, self.db, older_than, self._stopping)
-
-    async def _stop_when_done(self) -> None:
-        archiving = self.archiver is not None
-        if self.poller.in_flight or self.outbox.busy or self._archiving():
-            return
-        if self.deadlines is not None and self.deadlines.busy:
-            return
-        try:
-            active = await self.db.read(self.store.count_active)
-            kinds = tuple(self.outbox.senders)
-            due = await self.db.read(self.store.next_delivery_due, kinds) if kinds else None
-            files = await self.db.read(self.store.next_artifact_due) if archiving else None
-        except StoreError:
-            return
-        soon = utcnow() + timedelta(seconds=EXIT_RETRY_HORIZON_SECONDS)
-        if active == 0 and all(at is None or at > soon for at in (due, files)):
-            log.info("no active predictions left")
-            self.stop()
+        """Prune old history now (as the schedule does with --prune-older-than)."""
+        await self.jobs.prune()
 
     # -- the database file ---------------------------------------------------
 
