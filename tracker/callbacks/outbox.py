@@ -3,7 +3,9 @@
 Deliveries are written in the same transaction as the observation that causes
 them (see ``tracker.store.deliveries``), so a crash can delay a callback but
 never lose it. This loop only moves them from ``pending`` to ``delivered`` or
-``dead``.
+``dead``: it claims (or is handed) deliveries and sends them within the limits of
+each receiver; ``Attempts`` (``tracker.callbacks.attempts``) records, counts and
+logs each attempt.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Protocol
-from urllib.parse import urlsplit
 
+from tracker.callbacks.attempts import Attempts, display_target
 from tracker.callbacks.retry import RetryPolicy
 from tracker.config import DEFAULT_LOG_INTERVAL
-from tracker.domain import DeliveryJob, DeliveryState, SendResult
+from tracker.domain import DeliveryJob, SendResult
 from tracker.exceptions import StoreError
 from tracker.net.failurelog import FailureLog
 from tracker.observer import NO_OBSERVER, PollObserver
@@ -28,6 +30,15 @@ from tracker.store.runner import Runner
 from tracker.timeparse import utcnow
 
 log = logging.getLogger(__name__)
+
+# display_target: named here as before its move to tracker.callbacks.attempts
+__all__ = [
+    "DEFAULT_DELIVERY_CONCURRENCY",
+    "DEFAULT_PER_TARGET",
+    "Outbox",
+    "Sender",
+    "display_target",
+]
 
 #: deliveries in flight at once, all receivers together
 DEFAULT_DELIVERY_CONCURRENCY = 32
@@ -40,6 +51,10 @@ class Sender(Protocol):
 
 
 class Outbox:
+    """Claims due deliveries (or takes those a write claimed for it) and sends them,
+    at most ``concurrency`` at once and ``per_target`` to one receiver; ``attempts``
+    records each."""
+
     def __init__(
         self,
         store: DeliveryQueue,
@@ -57,7 +72,6 @@ class Outbox:
         self.store = store
         self.senders = dict(senders)
         self.owner = owner
-        self.policy = policy
         self._db = db
         self._lease = timedelta(seconds=lease_seconds)
         self._concurrency = concurrency
@@ -74,13 +88,39 @@ class Outbox:
         self._wanted = False
         self._runner: asyncio.Task[None] | None = None
         self._stopping = False
-        #: failures of each receiver, logged as a group (tracker.net.failurelog)
-        self.failure_log = failure_log or FailureLog(log, interval=DEFAULT_LOG_INTERVAL)
-        self.sent = 0  #: deliveries delivered
-        self.failed = 0  #: deliveries given up (dead)
-        self.failed_attempts = 0  #: attempts that failed, given up or not
-        #: told of each delivery accepted, with its latency from the event
-        self.observer = observer
+        #: records, counts and logs each attempt
+        self.attempts = Attempts(
+            store,
+            owner=owner,
+            db=db,
+            policy=policy,
+            # failures of each receiver, logged as a group (tracker.net.failurelog)
+            failure_log=failure_log or FailureLog(log, interval=DEFAULT_LOG_INTERVAL),
+            observer=observer,
+        )
+
+    @property
+    def policy(self) -> RetryPolicy:
+        return self.attempts.policy
+
+    @property
+    def failure_log(self) -> FailureLog:
+        return self.attempts.failure_log
+
+    @property
+    def sent(self) -> int:
+        """Deliveries delivered since the start."""
+        return self.attempts.sent
+
+    @property
+    def failed(self) -> int:
+        """Deliveries given up (dead) since the start."""
+        return self.attempts.failed
+
+    @property
+    def failed_attempts(self) -> int:
+        """Attempts that failed since the start, given up or not."""
+        return self.attempts.failed_attempts
 
     def counters(self) -> dict[str, int]:
         """Counts since the start, for the daemon's summary line."""
@@ -219,7 +259,7 @@ class Outbox:
             if not self._users[job.target]:
                 del self._users[job.target]
                 del self._targets[job.target]
-        await self._record(job, result)
+        await self.attempts.record(job, result)
         if was_busy:
             self.wake()  # claims skipped this receiver: now it can take more
 
@@ -229,94 +269,3 @@ class Outbox:
         except Exception as exc:  # a sender bug must not kill the loop or lose the delivery
             log.exception("sending delivery %d failed unexpectedly", job.id)
             return SendResult(ok=False, error=f"internal error: {type(exc).__name__}")
-
-    async def _record(self, job: DeliveryJob, result: SendResult) -> None:
-        now = utcnow()
-        state, next_at = self.policy.after(result, attempts_before=job.attempts, now=now)
-        try:
-            kept = await self._db.write(
-                self.store.record_attempt,
-                job,
-                result,
-                attempted_at=now,
-                state=state,
-                next_attempt_at=next_at,
-                owner=self.owner,
-            )
-        except StoreError as exc:
-            log.error("could not record delivery %d (it will be sent again): %s", job.id, exc)
-            return
-        self._log(job, result, state, next_at, kept)
-
-    def _log(
-        self,
-        job: DeliveryJob,
-        result: SendResult,
-        state: DeliveryState,
-        next_at: datetime | None,
-        kept: bool,
-    ) -> None:
-        """Each attempt at DEBUG; a receiver's failures as a group (its first at once,
-        then a count per interval, then its recovery) at WARNING and ERROR."""
-        where = display_target(job)
-        fields = {
-            "prediction_id": job.prediction_id,
-            "event": job.event,
-            "kind": job.kind,
-            "endpoint": where,
-            "delivery_id": job.id,
-            "attempt": job.attempts + 1,
-            "status_code": result.status_code,
-            "duration_ms": result.duration_ms,
-        }
-        about = f"{job.event} of {job.prediction_id} to {where}"
-        if not kept:
-            log.warning("delivery %d (%s): claim lost while sending", job.id, about, extra=fields)
-            return
-        if state is DeliveryState.DELIVERED:
-            self.sent += 1
-            self.observer.callback_sent(job.kind, (utcnow() - job.created_at).total_seconds())
-            log.debug(
-                "delivered %s (%s, %s ms)",
-                about,
-                result.status_code,
-                result.duration_ms,
-                extra=fields,
-            )
-            self.failure_log.succeeded(job.kind, job.target)
-            return
-        self.failed_attempts += 1
-        error = result.error or "failed"
-        if state is DeliveryState.DEAD:
-            self.failed += 1
-            what = f"gave up after {job.attempts + 1} attempts"
-            retry_in = None
-        else:
-            retry_in = round((next_at - utcnow()).total_seconds(), 1) if next_at else 0.0
-            what = f"retrying in {retry_in:.0f} s"
-        extra = {**fields, "error": error, "retry_in_s": retry_in}
-        log.debug("could not deliver %s: %s; %s", about, error, what, extra=extra)
-        self.failure_log.failed(
-            job.kind,
-            job.target,
-            error,
-            display=where,
-            about=f"{job.event} of {job.prediction_id}: {what}",
-            given_up=state is DeliveryState.DEAD,
-            prediction_id=job.prediction_id,
-            event=job.event,
-            delivery_id=job.id,
-            status_code=result.status_code,
-            duration_ms=result.duration_ms,
-            retry_in_s=retry_in,
-        )
-
-
-def display_target(job: DeliveryJob) -> str:
-    """Where a delivery goes, without URL paths or queries (they often hold tokens)."""
-    if job.kind != "webhook":
-        return job.target
-    parts = urlsplit(job.target)
-    host = parts.netloc.rpartition("@")[2]  # without user:password, IPv6 brackets kept
-    rest = "/…" if parts.path not in ("", "/") or parts.query else ""
-    return f"{parts.scheme}://{host}{rest}"
