@@ -58,6 +58,54 @@ class ForgetResult:
     unknown: list[str]  #: not registered: nothing done
 
 
+class DatabaseHandle:
+    """What a Tracker holds, safe to share between threads: the store, opened (and its
+    schema checked) on first use and closed once; the settings, built from the
+    environment when first needed unless given; the request budget cancel requests
+    share (TRACKER_MAX_RPS), with its pause after a 429: the daemon's in `tracker serve`,
+    else its own. Without ``database_url``: the settings', else as on the command line."""
+
+    def __init__(
+        self, database_url: str | None, settings: Settings | None, gate: UpstreamGate | None
+    ) -> None:
+        if database_url is None and settings is not None:
+            database_url = settings.database_url
+        if database_url is None:
+            database_url = str(SETTING["database_url"].from_env(os.environ))
+        self.database_url = database_url
+        self._settings = settings
+        self._gate = gate
+        self._store: Store | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings.build(database_url=self.database_url)
+        return self._settings
+
+    def store(self) -> Store:
+        with self._lock:
+            if self._closed:
+                raise TrackerError("this Tracker is closed")
+            if self._store is None:
+                self._store = Store.open_checked(self.database_url)
+            return self._store
+
+    def gate(self) -> UpstreamGate:
+        with self._lock:
+            if self._gate is None:
+                self._gate = UpstreamGate(self.settings().max_rps)
+            return self._gate
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+
 class Tracker:
     """The tracker's operations on one database. ``database_url`` defaults as on the
     command line; the database is opened (and its schema checked) on first use, and
@@ -72,31 +120,20 @@ class Tracker:
         settings: Settings | None = None,
         gate: UpstreamGate | None = None,
     ):
-        if database_url is None and settings is not None:
-            database_url = settings.database_url
-        if database_url is None:
-            database_url = str(SETTING["database_url"].from_env(os.environ))
-        self.database_url = database_url
-        self._settings = settings
-        self._gate = gate
-        self._store: Store | None = None
-        self._lock = threading.Lock()
-        self._closed = False
+        self._handle = DatabaseHandle(database_url, settings, gate)
+
+    @property
+    def database_url(self) -> str:
+        return self._handle.database_url
 
     @property
     def settings(self) -> Settings:
         """Settings from the environment (built when first needed): the first poll's
         delay and where webhooks may go. ConfigError names a malformed variable."""
-        if self._settings is None:
-            self._settings = Settings.build(database_url=self.database_url)
-        return self._settings
+        return self._handle.settings()
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            if self._store is not None:
-                self._store.close()
-                self._store = None
+        self._handle.close()
 
     def __enter__(self) -> Self:
         return self
@@ -105,12 +142,7 @@ class Tracker:
         self.close()
 
     def _open(self) -> Store:
-        with self._lock:
-            if self._closed:
-                raise TrackerError("this Tracker is closed")
-            if self._store is None:
-                self._store = Store.open_checked(self.database_url)
-            return self._store
+        return self._handle.store()
 
     # -- predictions -----------------------------------------------------------------
 
@@ -241,17 +273,7 @@ class Tracker:
         worker threads, the request sent from this event loop."""
         validate_id(prediction_id)
         store = await asyncio.to_thread(self._open)
-        return await cancel_with_settings(
-            store, self.settings, self._upstream_gate(), prediction_id
-        )
-
-    def _upstream_gate(self) -> UpstreamGate:
-        """The request budget cancel requests share (TRACKER_MAX_RPS), with its pause
-        after a 429: the daemon's in `tracker serve`, else this Tracker's own."""
-        with self._lock:
-            if self._gate is None:
-                self._gate = UpstreamGate(self.settings.max_rps)
-            return self._gate
+        return await cancel_with_settings(store, self.settings, self._handle.gate(), prediction_id)
 
     def wait(
         self, prediction_id: str, timeout: float | None = None, *, interval: float = WAIT_INTERVAL
