@@ -2,8 +2,8 @@
 
 Each claimed prediction becomes one asyncio task: wait for a concurrency slot
 and the request budget, GET the prediction, then write what
-``tracker.poll.outcomes`` decided. A rejected key pauses every poll; a rate limit
-pauses every request for the key.
+``tracker.poll.outcomes`` decided (``tracker.poll.carry``). A rejected key pauses
+every poll; a rate limit pauses every request for the key.
 """
 
 from __future__ import annotations
@@ -17,24 +17,17 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from tracker.config import Settings
-from tracker.domain import NextPoll, PredictionState, Tracking
+from tracker.domain import NextPoll, PredictionState
 from tracker.exceptions import (
     StaleObservation,
     StoreError,
-    UnstorableObservation,
-    UpstreamBadAnswer,
     UpstreamError,
 )
 from tracker.net.failurelog import FailureLog
 from tracker.observer import NO_OBSERVER, PollObserver, poll_outcome
+from tracker.poll.carry import CarryOut
 from tracker.poll.failures import FailureWriter
 from tracker.poll.gate import UpstreamGate
-from tracker.poll.outcomes import (
-    AnswerWrite,
-    StaleAnswer,
-    plan_answer,
-    plan_failure,
-)
 from tracker.poll.runtimes import RunTimes
 from tracker.poll.schedule import PollPolicy
 from tracker.poll.stats import PollStats
@@ -92,8 +85,23 @@ class Poller:
         self.failures = FailureWriter(
             queue, db, settings, owner=owner, stats=self.stats, failure_log=self.failure_log
         )
-        self._on_deliveries = on_deliveries
         self._adaptive = settings.scheduler == "adaptive"
+        #: writes what each answer asks, counts it, learns run times (when adaptive)
+        self._carry_out = CarryOut(
+            queue,
+            db,
+            writer,
+            self.failures,
+            owner=owner,
+            api_base=settings.api_base,
+            policy=policy,
+            gate=self.gate,
+            stats=self.stats,
+            run_times=self.run_times,
+            adaptive=self._adaptive,
+            failure_log=self.failure_log,
+            on_deliveries=on_deliveries,
+        )
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._follow_ups: set[str] = set()
@@ -266,63 +274,3 @@ class Poller:
     async def _put_back(self, state: PredictionState) -> None:
         next_poll = NextPoll(at=utcnow(), interval=state.poll_interval)
         await self.db.write(self.queue.reschedule, state.id, next_poll=next_poll, owner=self.owner)
-
-    async def _carry_out(self, state: PredictionState, outcome: Answer | UpstreamError) -> None:
-        now = utcnow()
-        code = outcome.status_code
-        if code is not None and code < 500:  # the upstream answers: it is not failing
-            self.failure_log.succeeded("upstream", self.settings.api_base)
-        if isinstance(outcome, Answer):
-            run_times = self.run_times if self._adaptive else None
-            planned = plan_answer(state, outcome.body, now, self.policy, run_times)
-            if isinstance(planned, AnswerWrite):
-                await self._write_answer(state, planned)
-            elif isinstance(planned, StaleAnswer):  # older than a push stored meanwhile
-                log.debug("%s: answer dropped: %s", state.id, planned.reason)
-                self.gate.answered()
-                await self.db.write(
-                    self.queue.reschedule,
-                    state.id,
-                    next_poll=planned.next_poll,
-                    owner=self.owner,
-                    attempted_at=now,
-                )
-            else:
-                await self.failures.write(state, planned)
-            return
-        if self.gate.failed(outcome):
-            self.stats.rate_limited += 1
-        await self.failures.write(state, plan_failure(state, outcome, now, self.policy))
-
-    async def _write_answer(self, state: PredictionState, planned: AnswerWrite) -> None:
-        update = planned.update
-        self.gate.answered()
-        try:
-            queued = await self.writer.apply(update, planned.next_poll)
-        except UnstorableObservation as exc:
-            failure = plan_failure(state, UpstreamBadAnswer(str(exc)), utcnow(), self.policy)
-            await self.failures.write(state, failure)
-            return
-        model = update.fields.get("model")
-        if planned.run_time is not None and model:
-            self.run_times.add(model, planned.run_time, processing=planned.processing_time)
-        if queued:
-            self._on_deliveries()
-        self.stats.answers += 1
-        if update.changed:
-            self.stats.changes += 1
-        if update.transition is not None and log.isEnabledFor(logging.DEBUG):
-            t = update.transition
-            log.debug(
-                "%s: %s -> %s",
-                state.id,
-                t.from_status or "(new)",
-                t.to_status,
-                extra={
-                    "prediction_id": state.id,
-                    "from_status": t.from_status,
-                    "to_status": t.to_status,
-                },
-            )
-        if update.terminal and state.tracking == Tracking.ACTIVE:
-            self.stats.finished += 1
