@@ -49,12 +49,7 @@ async def poll(client: httpx.AsyncClient, url: str, *, limit: float = 5.0) -> li
     while time.monotonic() < deadline:
         response = await client.get(url)
         responses.append(response)
-        if response.status_code == 200 and _status(response) in (
-            "succeeded",
-            "failed",
-            "canceled",
-            "aborted",
-        ):
+        if _ended(response):
             return responses
         await asyncio.sleep(0.01)
     raise AssertionError(f"{url} did not finish in {limit} s")
@@ -67,6 +62,16 @@ def _status(response: httpx.Response) -> str | None:
     except ValueError:
         return None
     return body.get("status") if isinstance(body, dict) else None
+
+
+def _ended(response: httpx.Response) -> bool:
+    """True when ``response`` shows a prediction that has ended."""
+    return response.status_code == 200 and _status(response) in (
+        "succeeded",
+        "failed",
+        "canceled",
+        "aborted",
+    )
 
 
 def distinct(items: list[object]) -> list[object]:
@@ -107,21 +112,54 @@ async def _runs_to_success(sim: Simulator, client: httpx.AsyncClient) -> None:
     assert abs(records[0].at - time.time()) < 10
 
 
-async def test_outcomes_by_prefix(sim: Simulator, client: httpx.AsyncClient) -> None:
-    expected = {
-        "fail-1": "failed",
-        "cancel-1": "canceled",
-        "abort-1": "aborted",
-        "weird-1": "succeeded",
-    }
-    results = await asyncio.gather(
-        *(poll(client, f"{sim.base_url}/predictions/{pid}") for pid in expected)
-    )
-    finals = {pid: responses[-1].json() for pid, responses in zip(expected, results, strict=True)}
+class SteppedClock:
+    """A simulator's clock that moves only when told: what a poll sees depends on the
+    simulated time between polls, not on how promptly a busy machine runs them."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def test_outcomes_by_prefix(client: httpx.AsyncClient) -> None:
+    # On the real clock weird-1 shows `queued_elsewhere` for 25 ms at speed 20, which
+    # polls every 10 ms miss whenever the machine is busy. Here every prediction is
+    # polled once per round and the clock moves 10 ms (0.2 simulated s) between rounds:
+    # each status lasting longer than that (queued_elsewhere: 0.5 s) is seen, whatever
+    # the load.
+    clock = SteppedClock()
+    sim = Simulator(FAST, clock=clock)
+    await sim.start()
+    try:
+        expected = {
+            "fail-1": "failed",
+            "cancel-1": "canceled",
+            "abort-1": "aborted",
+            "weird-1": "succeeded",
+        }
+        results: dict[str, list[httpx.Response]] = {pid: [] for pid in expected}
+        for _ in range(1000):  # 10 s on the simulator's clock: 200 s simulated
+            running = [pid for pid, got in results.items() if not got or not _ended(got[-1])]
+            if not running:
+                break
+            answers = await asyncio.gather(
+                *(client.get(f"{sim.base_url}/predictions/{pid}") for pid in running)
+            )
+            for pid, answer in zip(running, answers, strict=True):
+                results[pid].append(answer)
+            clock.advance(0.01)
+    finally:
+        await sim.stop()
+    finals = {pid: responses[-1].json() for pid, responses in results.items()}
     assert {pid: body["status"] for pid, body in finals.items()} == expected
     assert finals["fail-1"]["error"]
     assert finals["abort-1"]["started_at"] is None
-    weird = distinct([_status(r) for r in results[-1]])
+    weird = distinct([_status(r) for r in results["weird-1"]])
     assert weird == ["starting", "queued_elsewhere", "processing", "succeeded"]
 
 
