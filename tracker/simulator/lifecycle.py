@@ -4,20 +4,20 @@
 and a creation time into the Replicate prediction object seen at any later moment. It does
 no I/O and never reads the clock itself: callers pass ``now`` (epoch seconds), which makes
 it testable with a fake clock. Answers are cached as encoded JSON and rebuilt only when the
-visible state (status, number of log lines, data removal) changes.
+visible state (status, number of log lines, data removal) changes. Its log lines and
+their timing come from :mod:`tracker.simulator.runlogs`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import random
 from collections import Counter
-from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from tracker.simulator.files import OutputFile, output_files, output_value
+from tracker.simulator.runlogs import ALL_LINES, run_logs, trailer_lines
 from tracker.simulator.scenarios import (
     TERMINAL_STATUSES,
     Fault,
@@ -38,77 +38,12 @@ _ERRORS = (
     "NSFW content detected. Try running it again, or try a different prompt.",
     "Prediction interrupted; please retry (code: PA)",
 )
-#: state key meaning "every log line plus the outcome's trailer"
-_ALL_LINES = -1
-
 StateKey = tuple[str, int, bool, str]
 
 
 def rfc3339(timestamp: float) -> str:
     """Epoch seconds as RFC 3339 UTC with microseconds, e.g. ``2025-07-12T07:27:54.577000Z``."""
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-class LogScript:
-    """The log lines of a run and when each becomes visible.
-
-    Line ``k`` appears ``k * step`` seconds after processing starts. ``endless`` makes
-    lines past the listed ones from their index, forever. ``trailer`` lines appear only
-    once the prediction has ended. The cumulative text is cached, so growing it costs
-    only the new lines.
-    """
-
-    def __init__(
-        self,
-        lines: Sequence[str],
-        step: float,
-        *,
-        trailer: Sequence[str] = (),
-        endless: Callable[[int], str] | None = None,
-    ) -> None:
-        self._lines = list(lines)
-        self._step = step
-        self._trailer = "".join(f"{line}\n" for line in trailer)
-        self._endless = endless
-        self._count = 0
-        self._text = ""
-
-    def count_at(self, elapsed: float) -> int:
-        """How many lines are visible ``elapsed`` seconds into processing."""
-        if elapsed < 0:
-            return 0
-        if self._step <= 0:
-            return len(self._lines)
-        visible = math.floor(elapsed / self._step) + 1
-        return visible if self._endless else min(visible, len(self._lines))
-
-    def next_line_after(self, elapsed: float) -> float | None:
-        """When (seconds into processing) the next line appears; ``None``: no more lines."""
-        if self._step <= 0:
-            return None
-        count = self.count_at(elapsed)
-        if not self._endless and count >= len(self._lines):
-            return None
-        return count * self._step
-
-    def text(self, count: int) -> str:
-        """The first ``count`` lines (``-1``: all of them plus the trailer), newline-ended."""
-        if count == _ALL_LINES:
-            return self.text(len(self._lines)) + self._trailer
-        if count < self._count:
-            self._count, self._text = 0, ""
-        if count > self._count:
-            new = (self._line(k) for k in range(self._count, count))
-            self._text += "".join(f"{line}\n" for line in new)
-            self._count = count
-        return self._text
-
-    def _line(self, index: int) -> str:
-        """Line ``index``, listed or made by ``endless``."""
-        if index < len(self._lines):
-            return self._lines[index]
-        assert self._endless is not None
-        return self._endless(index)
 
 
 class SimulatedPrediction:
@@ -156,7 +91,9 @@ class SimulatedPrediction:
             self.files = output_files(
                 prediction_id, seed=config.seed, count=plan.output_files, size=plan.output_bytes
             )
-        self._logs = self._build_logs(rng, config)
+        took = (self.ended_at or 0.0) - (self.started_at or 0.0)
+        trailer = trailer_lines(plan.outcome, took, self._image_count(), self._error)
+        self._logs = run_logs(plan, config, rng, trailer)
         self._fixed = self._fixed_fields()
         self._started_text = _optional_rfc3339(self.started_at)
         self._ended_text = _optional_rfc3339(self.ended_at)
@@ -243,7 +180,7 @@ class SimulatedPrediction:
             assert self.started_at is not None
             count = self._logs.count_at(now - self.started_at)
         elif self.ended_at is not None and now >= self.ended_at:
-            count = 0 if self.started_at is None else _ALL_LINES
+            count = 0 if self.started_at is None else ALL_LINES
             if self._final_lines is not None:
                 count = self._final_lines
         else:
@@ -323,58 +260,10 @@ class SimulatedPrediction:
             return _image_count(self.plan.output)
         return sum(1 for file in self.files if file.size is None)
 
-    def _build_logs(self, rng: random.Random, config: SimConfig) -> LogScript:
-        """The plan's log lines, or realistic generated ones, with their timing."""
-        plan = self.plan
-        speed = config.speed
-        if plan.outcome == "aborted":
-            return LogScript([], 0.0)
-        if plan.log_lines is not None:
-            count = len(plan.log_lines)
-            step = plan.run_seconds / speed / count if count else 0.0
-            return LogScript(plan.log_lines, step)
-        seed_line = f"Using seed: {rng.randrange(1, 65536)}"
-        step = config.log_interval_seconds / speed
-        if plan.outcome is None:
-            return LogScript([seed_line], step, endless=_endless_progress_line)
-        count = max(1, math.ceil(plan.run_seconds / config.log_interval_seconds))
-        steps = count - 1
-        # a run that fails or is canceled stops about 60 % of the way through
-        total = steps if plan.outcome == "succeeded" else math.ceil(steps * 1.6)
-        lines = [seed_line, *_progress_lines(steps, total, config.log_interval_seconds)]
-        return LogScript(lines, step, trailer=self._trailer())
-
-    def _trailer(self) -> list[str]:
-        """Lines written when the run ends, by outcome."""
-        if self.plan.outcome == "succeeded":
-            took = (self.ended_at or 0.0) - (self.started_at or 0.0)
-            count = self._image_count()
-            if not count:
-                return [f"prediction took {took:.2f} seconds"]
-            return [
-                f"Total safe images: {count} out of {count}",
-                f"generate image took {took:.2f} seconds",
-            ]
-        if self.plan.outcome == "failed":
-            return [
-                "Traceback (most recent call last):",
-                '  File "/src/predict.py", line 142, in predict',
-                f"RuntimeError: {self._error}",
-            ]
-        return []
-
 
 def _optional_rfc3339(timestamp: float | None) -> str | None:
     """:func:`rfc3339`, passing ``None`` through."""
     return None if timestamp is None else rfc3339(timestamp)
-
-
-def _progress_lines(steps: int, total: int, interval: float) -> list[str]:
-    """The first ``steps`` of ``total`` lines like ``step 3/20 |  15% | 2.00 it/s``."""
-    rate = 1.0 / interval
-    return [
-        f"step {k}/{total} | {100 * k // total:3d}% | {rate:.2f} it/s" for k in range(1, steps + 1)
-    ]
 
 
 def _encode_json(data: dict[str, Any]) -> bytes:
@@ -383,11 +272,6 @@ def _encode_json(data: dict[str, Any]) -> bytes:
         return json.dumps(data, ensure_ascii=False).encode()
     except UnicodeEncodeError:
         return json.dumps(data).encode()
-
-
-def _endless_progress_line(index: int) -> str:
-    """Line ``index`` of a run that never ends."""
-    return f"step {index} | still working"
 
 
 def _generated_input(rng: random.Random) -> dict[str, Any]:
