@@ -43,7 +43,7 @@ from tracker.config import DEFAULT_ARCHIVE_RETRY_SCHEDULE, DEFAULT_LOG_INTERVAL
 from tracker.domain import ArtifactJob, CallbackSpec
 from tracker.exceptions import StoreError
 from tracker.net.failurelog import FailureLog
-from tracker.store.artifacts import ArchiveHandoff
+from tracker.store.artifact_queue import ArchiveHandoff
 from tracker.store.interfaces import ArtifactQueue
 from tracker.store.runner import Runner
 from tracker.timeparse import utcnow

@@ -27,7 +27,8 @@ from tracker.domain import (
 )
 
 if TYPE_CHECKING:
-    from tracker.store.artifacts import ArchiveHandoff, StoredFile
+    from tracker.store.artifact_queue import ArchiveHandoff
+    from tracker.store.artifacts import StoredFile
     from tracker.store.enqueue import Handoff
     from tracker.store.polling import Applied
     from tracker.store.retention import PruneResult
