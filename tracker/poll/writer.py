@@ -10,9 +10,9 @@ from typing import Any
 from tracker.domain import ArtifactJob, CallbackSpec, DeliveryJob, NextPoll, ObservationUpdate
 from tracker.exceptions import StoreError
 from tracker.observer import NO_OBSERVER, PollObserver
-from tracker.store.artifacts import ArchiveHandoff
+from tracker.store.artifact_queue import ArchiveHandoff
 from tracker.store.enqueue import Handoff
-from tracker.store.polling import Applied
+from tracker.store.observations import Applied
 
 #: the most observations written in one transaction
 MAX_BATCH = 200

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from tracker.store.artifact_queue import ArchiveHandoff
     from tracker.store.artifacts import StoredFile
     from tracker.store.enqueue import Handoff
-    from tracker.store.polling import Applied
+    from tracker.store.observations import Applied
     from tracker.store.retention import PruneResult
 
 
