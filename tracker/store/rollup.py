@@ -12,9 +12,10 @@ A report's numbers come from the union of three sources, grouped as the report n
 Counts, sums and means are exact. Percentiles come from buckets: each value is
 counted at itself rounded to two significant digits (``printf('%.1e')`` on SQLite,
 ``to_char(v, '9.9EEEE')`` on PostgreSQL), and a percentile is percentile_cont over
-those rounded values, so it is within BUCKET_ERROR (5 %) of percentile_cont over the
-exact values. The expressions here are those of the migration's triggers: the tests
-check that the rollup equals a recount from the rows through them.
+those rounded values (``tracker.store.rollup_percentiles``), so it is within
+BUCKET_ERROR (5 %) of percentile_cont over the exact values. The expressions here are
+those of the migration's triggers: the tests check that the rollup equals a recount
+from the rows through them.
 """
 
 from __future__ import annotations
@@ -364,47 +365,6 @@ def _rows_as_buckets(
         _c(bucket_sql(value, dialect)).label("bucket"),
         literal(1).label("n"),
     ).where(_c(value).is_not(None), *where)
-
-
-# -- percentiles from buckets -----------------------------------------------------------------
-
-
-def percentile(buckets: Sequence[tuple[float, int]], p: float) -> float | None:
-    """percentile_cont(p) of the values counted in ``(bucket, n)`` pairs (sorted by
-    bucket): the value at rank p * (N - 1), interpolated between its neighbours."""
-    total = sum(n for _, n in buckets)
-    if total <= 0:
-        return None
-    position = p * (total - 1)
-    low = math.floor(position)
-    frac = position - low
-    low_value = high_value = None
-    seen = 0
-    for value, n in buckets:
-        if n <= 0:
-            continue
-        if low_value is None and low < seen + n:
-            low_value = value
-        if low + 1 < seen + n or (low + 1 >= total and low_value is not None):
-            high_value = value
-            break
-        seen += n
-    assert low_value is not None
-    if high_value is None or frac == 0:
-        return low_value
-    return low_value + (high_value - low_value) * frac
-
-
-def group_buckets(
-    rows: Iterable[tuple[Any, int, float, int]],
-) -> dict[tuple[Any, int], list[tuple[float, int]]]:
-    """``(key, metric, bucket, n)`` rows -> ``{(key, metric): [(bucket, n), ...]}``
-    sorted by bucket."""
-    grouped: dict[tuple[Any, int], dict[float, int]] = {}
-    for key, metric, bucket, n in rows:
-        counts = grouped.setdefault((key, metric), {})
-        counts[float(bucket)] = counts.get(float(bucket), 0) + int(n)
-    return {k: sorted(counts.items()) for k, counts in grouped.items()}
 
 
 # -- a recount from the rows (tests, and checking a database by hand) ---------------------

@@ -22,11 +22,10 @@ from tracker.store.rollup import (
     buckets_source,
     counts_source,
     day_text,
-    group_buckets,
     hour_of,
     hour_start,
-    percentile,
 )
+from tracker.store.rollup_percentiles import group_buckets, percentile
 from tracker.store.tables import prediction_rollup, prediction_rollup_buckets
 
 Row = dict[str, Any]
