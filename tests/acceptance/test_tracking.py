@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -13,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.acceptance.conftest import SECRET_KEY, Tracker
-from tracker.simulator import PredictionPlan, SimConfig, SimulatorThread
+from tracker.simulator import PredictionPlan, SimConfig, Simulator, SimulatorThread
 from tracker.store.store import Store
 
 
@@ -66,13 +69,74 @@ def prediction(url: str, pid: str) -> dict:
     }
 
 
-def test_every_lifecycle_is_recorded(tracker: Tracker, sim: SimulatorThread, db_url: str) -> None:
-    ids = ["ok-1", "fail-1", "cancel-1", "abort-1", "weird-1", "quick-1"]
-    tracker.ok("add", *ids)
-    # weird-1 shows its unknown status for 0.5 s: polled every 0.2 s, not up to 1 s
-    # apart, so that it is seen even on a loaded machine.
-    tracker.ok("daemon", "--exit-when-done", timeout=60, TRACKER_POLL_MAX="0.2")
+class Lockstep:
+    """A simulator's clock that moves ``step`` seconds only once the daemon has polled,
+    at the current time, every prediction it still tracks: each status lasting longer
+    than ``step`` is answered to the daemon at least once, however slowly a loaded
+    machine runs it (on the wall clock a daemon starved of CPU polls late and skips a
+    short-lived status)."""
 
+    def __init__(self, db_url: str, ids: list[str], step: float) -> None:
+        self.now = time.time()
+        self._db_url, self._ids, self._step = db_url, ids, step
+
+    def __call__(self) -> float:
+        return self.now
+
+    @contextmanager
+    def driving(self, sim: SimulatorThread) -> Iterator[None]:
+        """Move the clock in a thread of its own while the body runs."""
+        stop = threading.Event()
+        thread = threading.Thread(target=self._drive, args=(sim, stop), daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(10)
+
+    def _drive(self, sim: SimulatorThread, stop: threading.Event) -> None:
+        store = Store.from_url(self._db_url)
+        try:
+            while not stop.wait(0.02):
+                polled = {r.prediction_id for r in sim.requests() if r.at >= self.now}
+                waiting = set(self._ids) - polled
+                if waiting:  # not polled since the last step: ended, or not yet polled
+                    with store.engine.connect() as conn:
+                        done = conn.execute(
+                            text("select id from predictions where tracking = 'done'")
+                        )
+                        if waiting - {row[0] for row in done}:
+                            continue
+                self.now += self._step
+        finally:
+            store.close()
+
+
+def lockstep_simulator(config: SimConfig, clock: Lockstep) -> SimulatorThread:
+    """A :class:`SimulatorThread` whose simulator runs on ``clock``."""
+    thread = SimulatorThread(config)
+    thread.simulator = Simulator(config, clock=clock)
+    return thread
+
+
+def test_every_lifecycle_is_recorded(db_url: str) -> None:
+    ids = ["ok-1", "fail-1", "cancel-1", "abort-1", "weird-1", "quick-1"]
+    # The simulator's time moves 0.1 s at a time, each step once the daemon has seen
+    # the step before: weird-1 shows its unknown status for 0.5 s (and a run lasts
+    # 0.3 s or more), so every status is seen, even when the daemon is starved of CPU
+    # and polls far later than every --poll-max of 0.2 s (which sets the pace).
+    clock = Lockstep(db_url, ids, step=0.1)
+    config = SimConfig(queue_seconds=0.3, run_median_seconds=1.0, log_interval_seconds=0.2)
+    with lockstep_simulator(config, clock) as sim:
+        tracker = Tracker(database_url=db_url, api_base=sim.base_url)
+        tracker.ok("add", *ids)
+        with clock.driving(sim):
+            tracker.ok("daemon", "--exit-when-done", timeout=120, TRACKER_POLL_MAX="0.2")
+        check_every_lifecycle(db_url, sim, ids)
+
+
+def check_every_lifecycle(db_url: str, sim: SimulatorThread, ids: list[str]) -> None:
     expected_paths = {
         "ok-1": [(None, "starting"), ("starting", "processing"), ("processing", "succeeded")],
         "fail-1": [(None, "starting"), ("starting", "processing"), ("processing", "failed")],
