@@ -112,18 +112,10 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: what runs on a schedule while the daemon polls
         self.jobs = DaemonJobs(
-            store,
-            settings,
-            owner=owner,
-            db=db,
-            poller=poller,
-            outbox=outbox,
-            archiver=archiver,
-            deadlines=deadlines,
+            self,
             health=health,
             summary=IntervalSummary(self.poller.stats, self._counters),
             stopping=stopping,
-            stop=self.stop,
         )
 
     def _counters(self) -> dict[str, int]:

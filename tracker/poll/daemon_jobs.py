@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -71,53 +70,53 @@ async def prune_in_batches(
     )
 
 
+class DaemonParts(Protocol):
+    """What the jobs use of the daemon (``tracker.poll.daemon.Daemon``): the parts it was
+    handed, and its ``stop`` (``--exit-when-done`` calls it when nothing is left)."""
+
+    store: DaemonStore
+    settings: Settings
+    owner: str
+    db: DatabaseRunner
+    poller: Poller
+    outbox: Outbox
+    archiver: Archiver | None
+    deadlines: Deadlines | None
+
+    def stop(self) -> None: ...
+
+
 class DaemonJobs:
-    """The jobs of one daemon (``owner``), over the parts it was handed; ``stop`` is the
-    daemon's (``--exit-when-done`` calls it when nothing is left)."""
+    """The jobs of one daemon, over its parts."""
 
     def __init__(
         self,
-        store: DaemonStore,
-        settings: Settings,
+        daemon: DaemonParts,
         *,
-        owner: str,
-        db: DatabaseRunner,
-        poller: Poller,
-        outbox: Outbox,
-        archiver: Archiver | None,
-        deadlines: Deadlines | None,
         health: HealthCheck | None,
         summary: IntervalSummary,
         stopping: asyncio.Event,
-        stop: Callable[[], None],
     ) -> None:
-        self.store = store
-        self.settings = settings
-        self.owner = owner
-        self.db = db
-        self.poller = poller
-        self.outbox = outbox
-        self.archiver = archiver
-        self.deadlines = deadlines
+        self._daemon = daemon
         self._health = health
         self._summary = summary
         self._stopping = stopping
-        self._stop = stop
 
     async def run(
         self, *, exit_when_done: bool, heartbeat_seconds: float, first_prune_delay: float
     ) -> None:
         """Run the jobs until the daemon stops."""
+        d = self._daemon
         jobs = Jobs(self._stopping)
-        jobs.every(TICK_SECONDS, self.poller.tick)
-        jobs.every(self.settings.log_interval, self.report)
+        jobs.every(TICK_SECONDS, d.poller.tick)
+        jobs.every(d.settings.log_interval, self.report)
         jobs.every(OUTBOX_SECONDS, self._outbox_tick)
         jobs.every(heartbeat_seconds, self.heartbeat)
-        if self.archiver is not None:
+        if d.archiver is not None:
             jobs.every(ARCHIVE_SECONDS, self._archive_tick)
-        if self.deadlines is not None:
-            jobs.every(DEADLINE_SECONDS, self.deadlines.tick)
-        if self.settings.prune_older_than is not None:
+        if d.deadlines is not None:
+            jobs.every(DEADLINE_SECONDS, d.deadlines.tick)
+        if d.settings.prune_older_than is not None:
             first = utcnow() + timedelta(seconds=first_prune_delay)
             jobs.every(PRUNE_SECONDS, self.prune, first=first)
         if exit_when_done:
@@ -126,65 +125,69 @@ class DaemonJobs:
 
     async def heartbeat(self) -> None:
         """Say the daemon is alive and extend the leases of what it holds."""
+        d = self._daemon
         now = utcnow()
         try:
-            await self.db.read(
-                self.store.heartbeat,
-                self.owner,
+            await d.db.read(
+                d.store.heartbeat,
+                d.owner,
                 now=now,
-                polls=self.poller.stats.requests,
-                lease_until=now + timedelta(seconds=self.settings.lease_seconds),
-                in_flight=self.poller.in_flight,
+                polls=d.poller.stats.requests,
+                lease_until=now + timedelta(seconds=d.settings.lease_seconds),
+                in_flight=d.poller.in_flight,
             )
         except StoreError as exc:
-            self.db.note_trouble(exc)
-        if self.archiver is not None:
-            await self.archiver.renew_leases()
+            d.db.note_trouble(exc)
+        if d.archiver is not None:
+            await d.archiver.renew_leases()
 
     async def _outbox_tick(self) -> None:
-        self.outbox.wake()
+        self._daemon.outbox.wake()
 
     def _archiving(self) -> bool:
-        return self.archiver is not None and self.archiver.busy
+        return self._daemon.archiver is not None and self._daemon.archiver.busy
 
     async def _archive_tick(self) -> None:
-        if self.archiver is not None:
-            self.archiver.wake()
+        if self._daemon.archiver is not None:
+            self._daemon.archiver.wake()
 
     async def report(self) -> None:
         """The failing endpoints' interval lines, then the summary of the interval."""
-        self.poller.failure_log.flush()
-        self.outbox.failure_log.flush()
+        d = self._daemon
+        d.poller.failure_log.flush()
+        d.outbox.failure_log.flush()
         snapshot = None
         if self._health is not None:
             try:
-                snapshot = await self.db.read(
+                snapshot = await d.db.read(
                     self._health, now=utcnow(), live_within=timedelta(seconds=LIVE_WITHIN_SECONDS)
                 )
             except StoreError as exc:
-                self.db.note_trouble(exc)
-        text, fields = self._summary.take(snapshot, len(self.poller.in_flight))
+                d.db.note_trouble(exc)
+        text, fields = self._summary.take(snapshot, len(d.poller.in_flight))
         log.info("%s", text, extra=fields)
 
     async def prune(self) -> None:
-        if self.settings.prune_older_than is not None:
-            older_than = timedelta(seconds=self.settings.prune_older_than)
-            await prune_in_batches(self.store, self.db, older_than, self._stopping)
+        d = self._daemon
+        if d.settings.prune_older_than is not None:
+            older_than = timedelta(seconds=d.settings.prune_older_than)
+            await prune_in_batches(d.store, d.db, older_than, self._stopping)
 
     async def _stop_when_done(self) -> None:
-        archiving = self.archiver is not None
-        if self.poller.in_flight or self.outbox.busy or self._archiving():
+        d = self._daemon
+        archiving = d.archiver is not None
+        if d.poller.in_flight or d.outbox.busy or self._archiving():
             return
-        if self.deadlines is not None and self.deadlines.busy:
+        if d.deadlines is not None and d.deadlines.busy:
             return
         try:
-            active = await self.db.read(self.store.count_active)
-            kinds = tuple(self.outbox.senders)
-            due = await self.db.read(self.store.next_delivery_due, kinds) if kinds else None
-            files = await self.db.read(self.store.next_artifact_due) if archiving else None
+            active = await d.db.read(d.store.count_active)
+            kinds = tuple(d.outbox.senders)
+            due = await d.db.read(d.store.next_delivery_due, kinds) if kinds else None
+            files = await d.db.read(d.store.next_artifact_due) if archiving else None
         except StoreError:
             return
         soon = utcnow() + timedelta(seconds=EXIT_RETRY_HORIZON_SECONDS)
         if active == 0 and all(at is None or at > soon for at in (due, files)):
             log.info("no active predictions left")
-            self._stop()
+            d.stop()
