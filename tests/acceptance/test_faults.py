@@ -664,7 +664,8 @@ class ShutdownTraceback(AssertionError):
     """A daemon logged a traceback while stopping normally."""
 
 
-#: Bug (tracker/poll/daemon.py, Daemon._run_scheduled): on SIGTERM the scheduler is shut
+#: Bug (the daemon's scheduled jobs, now tracker/poll/daemon_jobs.py and Jobs in
+#: tracker/poll/jobs.py): on SIGTERM the scheduler was shut
 #: down with wait=False, which cancels a tick that is waiting for claim_due; APScheduler
 #: logs that as an ERROR with a CancelledError traceback (about one SIGTERM in five
 #: under load), while the claim itself goes on in its thread.
