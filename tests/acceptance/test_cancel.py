@@ -203,31 +203,47 @@ def test_a_deadline_cancels_once_and_fires_its_event_once(
     spawn: Callable[..., DaemonProcess],
 ) -> None:
     """Across a restart: the first daemon cancels the early deadlines and is stopped;
-    the next one cancels the late ones and never the early ones again."""
+    the next one cancels the late ones and never the early ones again.
+
+    The late deadlines (and the quick one's) pass only once the first daemon has
+    stopped, whatever the time it took: they are 1 h while it runs, then 1 s from
+    each prediction's creation, set with `tracker add` (passed already). The quick
+    one has ended by then (0.7 s after its creation, before its deadline), as the
+    first daemon saw."""
     early, late, ending = (
         [f"forever-e{i}" for i in range(4)],
         [f"forever-l{i}" for i in range(3)],
         "quick-q",
     )
+    expected = Counter(
+        {(pid, event): 1 for pid in early + late for event in ("deadline", "completed")}
+        | {(ending, "completed"): 1}
+    )
     with Receiver() as receiver:
         hook = ("--webhook", receiver.url("ok/deadlines"), "--events", "deadline,completed")
-        tracker.ok("add", *early, ending, "--deadline", "1s", *hook)
-        tracker.ok("add", *late, "--deadline", "6s", *hook)
+        tracker.ok("add", *early, "--deadline", "1s", *hook)
+        tracker.ok("add", *late, ending, "--deadline", "1h", *hook)
         first = spawn(tracker)
         first.wait_started()
         wait_until(
-            lambda: set(statuses(db_url, *early).values()) == {"canceled"},
+            lambda: (
+                statuses(db_url, *early, ending)
+                == {**dict.fromkeys(early, "canceled"), ending: "succeeded"}
+            ),
             PATIENCE,
             lambda: f"the early deadlines were not cancelled:\n{first.output()}",
         )
         first.stop_ok()
         assert {r.prediction_id for r in keyed.cancels()} == set(early)
+        tracker.ok("add", *late, ending, "--deadline", "1s")
         second = spawn(tracker, "--exit-when-done")
         assert second.wait(PATIENCE) == 0, second.output()
         # the same run again: nothing is left to cancel
         third = spawn(tracker, "--once")
         assert third.wait(PATIENCE) == 0, third.output()
-        wait_until(lambda: len(receiver.received("ok/deadlines")) >= 14, 10, "events missing")
+        wait_until(
+            lambda: len(receiver.received("ok/deadlines")) >= expected.total(), 10, "events missing"
+        )
         events = Counter((r.json["id"], r.event) for r in receiver.received("ok/deadlines"))
     cancelled = Counter(r.prediction_id for r in keyed.cancels())
     assert cancelled == Counter(early + late)  # once each; the quick one ended first
@@ -235,10 +251,7 @@ def test_a_deadline_cancels_once_and_fires_its_event_once(
         **dict.fromkeys(late, "canceled"),
         ending: "succeeded",
     }
-    assert events == Counter(
-        {(pid, event): 1 for pid in early + late for event in ("deadline", "completed")}
-        | {(ending, "completed"): 1}
-    )
+    assert events == expected
     reasons = rows(
         db_url,
         "select distinct cancel_reason, cancel_outcome from predictions"
@@ -259,8 +272,13 @@ def test_two_daemons_on_postgresql_cancel_each_deadline_once(
     ids = [f"forever-d{i:02d}" for i in range(40)]
     with Receiver() as receiver:
         hook = ("--webhook", receiver.url("ok/two"), "--events", "deadline")
-        tracker.ok("add", "--file", "-", "--deadline", "2s", *hook, input="\n".join(ids))
+        tracker.ok("add", "--file", "-", *hook, input="\n".join(ids))
         daemons = [spawn(tracker, "--name", name, "--exit-when-done") for name in ("a", "b")]
+        # The deadlines pass only once both daemons run (set now, 2 s from each
+        # prediction's creation): one started late cannot find the other one done.
+        for daemon in daemons:
+            daemon.wait_started()
+        tracker.ok("add", "--file", "-", "--deadline", "2s", input="\n".join(ids))
         for daemon in daemons:
             assert daemon.wait(PATIENCE) == 0, daemon.output()
         wait_until(lambda: len(receiver.received("ok/two")) >= len(ids), 10, "events missing")
