@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, case, func, literal_column, select
 
 from tracker.domain import Status
+from tracker.store.report_sql import TERMINAL, Row
 from tracker.store.rollup import (
     METRICS,
     NO_HOUR,
@@ -28,8 +29,6 @@ from tracker.store.rollup import (
 from tracker.store.rollup_percentiles import group_buckets, percentile
 from tracker.store.tables import prediction_rollup, prediction_rollup_buckets
 
-Row = dict[str, Any]
-TERMINAL = [s.value for s in (Status.SUCCEEDED, Status.FAILED, Status.CANCELED, Status.ABORTED)]
 Rounder = Callable[..., float | None]
 
 
