@@ -311,6 +311,9 @@ class ObservationUpdate:
     #: the ``webhook-id`` of the push that brought this answer (None: a poll's answer);
     #: kept in ``upstream_pushes`` in the same transaction
     push_id: str | None = None
+    #: when that push arrived (``upstream_pushes.received_at``): before it was planned
+    #: and written, which on a busy machine can be seconds later (None: ``observed_at``)
+    push_received_at: datetime | None = None
     #: ``(position, url)`` of the output files this answer reveals, to archive when
     #: TRACKER_ARCHIVE_URL is set (``tracker.archive.outputs``)
     artifacts: tuple[tuple[int, str], ...] = ()

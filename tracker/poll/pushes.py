@@ -26,8 +26,8 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from tracker.config import Settings
@@ -138,7 +138,7 @@ class PushApplier:
                 deadline=self.default_deadline,
             )
             registered = True
-        outcome, detail = await self._apply(state, webhook_id, body)
+        outcome, detail = await self._apply(state, webhook_id, body, received_at)
         if outcome in (PushOutcome.STALE, PushOutcome.IGNORED):  # nothing else written
             status = str(body["status"])
             receipt = PushReceipt(webhook_id, prediction_id, received_at, status, outcome, detail)
@@ -156,11 +156,11 @@ class PushApplier:
         return Pushed(outcome, detail, registered)
 
     async def _apply(
-        self, state: PredictionState, webhook_id: str, body: dict[str, Any]
+        self, state: PredictionState, webhook_id: str, body: dict[str, Any], received_at: datetime
     ) -> tuple[str, str | None]:
-        """Plan and write (the webhook-id is kept in the same transaction), planning
-        again from the row as it is now when it changed meanwhile (a poll, or another
-        push, was written first)."""
+        """Plan and write (the webhook-id is kept in the same transaction, with
+        ``received_at``, when it arrived), planning again from the row as it is now when
+        it changed meanwhile (a poll, or another push, was written first)."""
         for _ in range(STALE_RETRIES):
             if state.tracking == Tracking.FORGOTTEN:
                 return PushOutcome.IGNORED, "the prediction is forgotten"
@@ -169,8 +169,9 @@ class PushApplier:
                 return PushOutcome.STALE, planned.reason
             if not isinstance(planned, AnswerWrite):
                 raise NotAPrediction(planned.detail)
+            update = replace(planned.update, push_received_at=received_at)
             try:
-                queued = await self.writer.apply(planned.update, planned.next_poll, claimed=False)
+                queued = await self.writer.apply(update, planned.next_poll, claimed=False)
             except StaleObservation:
                 lookup = await self.db.read(self.store.push_lookup, state.id, webhook_id)
                 if lookup.seen is not None:  # the same push, delivered twice at once

@@ -172,7 +172,7 @@ def _receipt_row(update_: ObservationUpdate) -> dict[str, Any]:
     return {
         "webhook_id": update_.push_id,
         "prediction_id": update_.prediction_id,
-        "received_at": update_.observed_at,
+        "received_at": update_.push_received_at or update_.observed_at,
         "status": update_.fields["status"],
         "outcome": "applied" if update_.changed else "unchanged",  # PushOutcome's words
         "detail": None,
