@@ -250,12 +250,33 @@ class Poller:
             # lost to another daemon) is worth a warning.
             level = logging.DEBUG if state.last_pushed_at else logging.WARNING
             log.log(level, "%s", exc, extra={"prediction_id": state.id})
+            await self._hand_back(state.id)
         except StoreError as exc:
             self.db.note_trouble(exc)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("unexpected error polling %s; it will be retried", state.id)
+
+    async def _hand_back(self, prediction_id: str) -> None:
+        """End the claim of a poll whose answer was dropped because a push was written
+        meanwhile, and poll again a poll-max from now (the safety net's pace).
+
+        A push leaves the claim alone, and the schedule it set does not last: a
+        heartbeat renews the lease of a poll in flight over it. Without this, the
+        prediction waited for the lease (60 s) however its end was lost. Nothing
+        changes when the claim is no longer this daemon's."""
+        now = utcnow()
+        try:
+            await self.db.write(
+                self.queue.reschedule,
+                prediction_id,
+                next_poll=self.policy.safety_net(now=now, terminal=False),
+                owner=self.owner,
+                attempted_at=now,
+            )
+        except StoreError as exc:
+            self.db.note_trouble(exc)
 
     async def _fetch(self, prediction_id: str) -> Answer | UpstreamError:
         self.stats.requests += 1
