@@ -362,8 +362,29 @@ def _r(value: float | None) -> float:
 
 
 def start_server(url: str, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """The dashboard's service (``dashboard_server``) once it answers /healthz."""
-    port = free_port()
+    """The dashboard's service (``dashboard_server``) once it answers /healthz.
+
+    The port is chosen free and then bound by the service a moment later, so another
+    program (a test's server on another xdist worker) may take it in between: the
+    service then cannot bind and exits, and a new port is tried. /healthz must give
+    the service's own answer, not any HTTP answer on that port."""
+    for _ in range(PORT_TRIES - 1):
+        try:
+            return _start_server_on(free_port(), url, log_path)
+        except _PortTaken:
+            continue
+    return _start_server_on(free_port(), url, log_path)
+
+
+#: ports tried when the one chosen was taken before the service bound it
+PORT_TRIES = 3
+
+
+class _PortTaken(RuntimeError):
+    pass
+
+
+def _start_server_on(port: int, url: str, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     command, module_env = module_command("benchmark.dashboard_server", "--port", str(port))
     # this process's environment and the run's settings, with the PYTHONPATH that
     # finds the benchmark's modules (tracker_env's copy of PYTHONPATH would not)
@@ -374,11 +395,28 @@ def start_server(url: str, log_path: Path) -> tuple[subprocess.Popen[bytes], str
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the service exited ({proc.returncode}): {log_path.read_text()}")
+            log = log_path.read_text(errors="replace")
+            if "address already in use" in log.lower():
+                raise _PortTaken(f"port {port} was taken")
+            raise RuntimeError(f"the service exited ({proc.returncode}): {log}")
         try:
-            httpx.get(f"{base}/healthz", timeout=2, trust_env=False)
-            return proc, base
+            answer = httpx.get(f"{base}/healthz", timeout=2, trust_env=False)
         except httpx.TransportError:
             time.sleep(0.1)
+            continue
+        if _is_health(answer):
+            return proc, base
+        time.sleep(0.1)  # another program's answer: ours exits when it cannot bind
     stop(proc)
     raise RuntimeError(f"the service did not answer within 60 s; see {log_path}")
+
+
+def _is_health(answer: httpx.Response) -> bool:
+    """Whether this is tracker serve's /healthz answer (200 or 503, JSON with a status)."""
+    if answer.status_code not in (200, 503):
+        return False
+    try:
+        body = answer.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "status" in body
