@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-import httpx
+import aiohttp
 import pytest
 
 from tests.rawservers import closed_port
@@ -233,14 +233,14 @@ def storage(tmp_path: Path) -> ArchiveStorage:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
     policy = parse_policy("loopback", VARIABLE)
     async with make_download_client(timeout=5, max_connections=4, allowed=policy) as http:
         yield http
 
 
 async def fetch(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     url: str,
     storage: ArchiveStorage,
     *,
@@ -262,7 +262,7 @@ async def fetch(
 
 
 async def failure(
-    client: httpx.AsyncClient, url: str, storage: ArchiveStorage, **kw: object
+    client: aiohttp.ClientSession, url: str, storage: ArchiveStorage, **kw: object
 ) -> DownloadFailed:
     with pytest.raises(DownloadFailed) as caught:
         await fetch(client, url, storage, **kw)  # type: ignore[arg-type]
@@ -281,7 +281,7 @@ def files_in(root: Path) -> list[str]:
 
 @pytest.mark.parametrize("chunked", [False, True])
 async def test_a_file_is_stored_whole_with_hash_size_and_type(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     files: FileHost,
     storage: ArchiveStorage,
     tmp_path: Path,
@@ -302,7 +302,7 @@ async def test_a_file_is_stored_whole_with_hash_size_and_type(
 
 
 async def test_the_content_type_is_cleaned_and_cut(
-    client: httpx.AsyncClient, files: FileHost, storage: ArchiveStorage
+    client: aiohttp.ClientSession, files: FileHost, storage: ArchiveStorage
 ) -> None:
     odd = quote("image/png;\u009b name=\u202e" + "x" * 300)
     got = await fetch(client, files.url(f"file/a?type={odd}"), storage)
@@ -312,7 +312,7 @@ async def test_the_content_type_is_cleaned_and_cut(
     assert none.content_type is None
 
 
-async def test_a_file_goes_into_s3(client: httpx.AsyncClient, files: FileHost) -> None:
+async def test_a_file_goes_into_s3(client: aiohttp.ClientSession, files: FileHost) -> None:
     size = 9 * 1024 * 1024 + 5  # more than one part of a multipart upload
     with moto_s3() as s3:
         storage = open_storage(s3.archive_url("archive"), s3.env)
@@ -331,7 +331,7 @@ async def test_a_file_goes_into_s3(client: httpx.AsyncClient, files: FileHost) -
 
 
 async def test_a_file_declared_too_large_is_refused_before_anything_is_stored(
-    client: httpx.AsyncClient, files: FileHost, storage: ArchiveStorage, tmp_path: Path
+    client: aiohttp.ClientSession, files: FileHost, storage: ArchiveStorage, tmp_path: Path
 ) -> None:
     failed = await failure(client, files.url("file/a?size=2000"), storage, max_bytes=1999)
     assert failed.reason == "larger than 1999 bytes (TRACKER_ARCHIVE_MAX_BYTES)"
@@ -341,7 +341,7 @@ async def test_a_file_declared_too_large_is_refused_before_anything_is_stored(
 
 
 async def test_a_chunked_file_is_refused_when_it_passes_the_limit(
-    client: httpx.AsyncClient, files: FileHost, storage: ArchiveStorage, tmp_path: Path
+    client: aiohttp.ClientSession, files: FileHost, storage: ArchiveStorage, tmp_path: Path
 ) -> None:
     url = files.url("file/a?size=6291456&chunked=1")
     failed = await failure(client, url, storage, max_bytes=2 * 1024 * 1024)
@@ -354,7 +354,7 @@ async def test_a_chunked_file_is_refused_when_it_passes_the_limit(
 
 
 async def test_a_compressed_body_counts_as_what_it_unpacks_to(
-    client: httpx.AsyncClient, files: FileHost, storage: ArchiveStorage, tmp_path: Path
+    client: aiohttp.ClientSession, files: FileHost, storage: ArchiveStorage, tmp_path: Path
 ) -> None:
     failed = await failure(
         client, files.url("file/a?size=5000000&gzip=1"), storage, max_bytes=1_000_000
@@ -367,7 +367,7 @@ async def test_a_compressed_body_counts_as_what_it_unpacks_to(
 
 
 async def test_five_redirects_are_followed_and_a_sixth_is_refused(
-    client: httpx.AsyncClient, files: FileHost, storage: ArchiveStorage, tmp_path: Path
+    client: aiohttp.ClientSession, files: FileHost, storage: ArchiveStorage, tmp_path: Path
 ) -> None:
     got = await fetch(client, files.url("redirect/5"), storage)
     assert got.bytes == 1000
@@ -419,7 +419,7 @@ async def test_a_policy_without_loopback_refuses_the_host_at_once(
     "location", ["file:///etc/passwd", "ftp://127.0.0.1/x", "gopher://127.0.0.1:70/"]
 )
 async def test_a_redirect_to_another_scheme_is_refused(
-    client: httpx.AsyncClient, files: FileHost, storage: ArchiveStorage, location: str
+    client: aiohttp.ClientSession, files: FileHost, storage: ArchiveStorage, location: str
 ) -> None:
     failed = await failure(client, files.url(f"go?to={quote(location)}"), storage)
     scheme = location.partition(":")[0]
@@ -428,7 +428,7 @@ async def test_a_redirect_to_another_scheme_is_refused(
 
 
 async def test_relative_and_absolute_locations_are_resolved(
-    client: httpx.AsyncClient, files: FileHost, storage: ArchiveStorage
+    client: aiohttp.ClientSession, files: FileHost, storage: ArchiveStorage
 ) -> None:
     for n, location in enumerate(["/file/a?size=10", "../../file/b?size=11", files.url("file/c")]):
         got = await fetch(
@@ -441,7 +441,7 @@ async def test_relative_and_absolute_locations_are_resolved(
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/x", "file:///etc/passwd", "not a url", ""])
 async def test_urls_that_are_not_http_are_refused(
-    client: httpx.AsyncClient, storage: ArchiveStorage, url: str
+    client: aiohttp.ClientSession, storage: ArchiveStorage, url: str
 ) -> None:
     failed = await failure(client, url, storage)
     assert not failed.retry and ("not an http(s) URL" in failed.reason or "valid" in failed.reason)
@@ -452,7 +452,7 @@ async def test_urls_that_are_not_http_are_refused(
 
 @pytest.mark.parametrize("chunked", [False, True])
 async def test_a_connection_cut_mid_body_may_be_retried_and_stores_nothing(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     files: FileHost,
     storage: ArchiveStorage,
     tmp_path: Path,
@@ -484,7 +484,7 @@ async def test_a_connection_cut_mid_body_may_be_retried_and_stores_nothing(
     ],
 )
 async def test_statuses_say_whether_to_try_again(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     files: FileHost,
     storage: ArchiveStorage,
     tmp_path: Path,
@@ -498,14 +498,14 @@ async def test_statuses_say_whether_to_try_again(
 
 
 async def test_retry_after_is_passed_on(
-    client: httpx.AsyncClient, files: FileHost, storage: ArchiveStorage
+    client: aiohttp.ClientSession, files: FileHost, storage: ArchiveStorage
 ) -> None:
     failed = await failure(client, files.url("status/429?retry_after=7"), storage)
     assert failed.retry and failed.retry_after == 7.0
 
 
 async def test_a_refused_connection_may_be_retried(
-    client: httpx.AsyncClient, storage: ArchiveStorage
+    client: aiohttp.ClientSession, storage: ArchiveStorage
 ) -> None:
     port = closed_port()
     failed = await failure(client, f"http://127.0.0.1:{port}/x.png", storage)
@@ -513,7 +513,7 @@ async def test_a_refused_connection_may_be_retried(
 
 
 async def test_a_host_that_goes_silent_times_out_after_the_timeout(
-    client: httpx.AsyncClient, files: FileHost, storage: ArchiveStorage, tmp_path: Path
+    client: aiohttp.ClientSession, files: FileHost, storage: ArchiveStorage, tmp_path: Path
 ) -> None:
     started = time.monotonic()
     failed = await failure(client, files.url("silent"), storage, timeout=0.5)
@@ -524,7 +524,7 @@ async def test_a_host_that_goes_silent_times_out_after_the_timeout(
 
 
 async def test_a_host_that_trickles_forever_ends_at_the_overall_deadline(
-    client: httpx.AsyncClient, files: FileHost, storage: ArchiveStorage, tmp_path: Path
+    client: aiohttp.ClientSession, files: FileHost, storage: ArchiveStorage, tmp_path: Path
 ) -> None:
     # one byte every 0.1 s never lets the 0.5 s idle timeout fire; the deadline for a
     # body of at most max_bytes at MIN_RATE does
@@ -538,7 +538,7 @@ async def test_a_host_that_trickles_forever_ends_at_the_overall_deadline(
 
 
 async def test_a_cancelled_download_leaves_no_part(
-    client: httpx.AsyncClient, files: FileHost, storage: ArchiveStorage, tmp_path: Path
+    client: aiohttp.ClientSession, files: FileHost, storage: ArchiveStorage, tmp_path: Path
 ) -> None:
     url = files.url(f"trickle?start={TRICKLE_START}")
     task = asyncio.ensure_future(fetch(client, url, storage, timeout=5))
@@ -557,7 +557,7 @@ async def test_a_cancelled_download_leaves_no_part(
 
 
 async def test_the_api_key_goes_only_to_the_api_origin(
-    client: httpx.AsyncClient, api: FileHost, files: FileHost, storage: ArchiveStorage
+    client: aiohttp.ClientSession, api: FileHost, files: FileHost, storage: ArchiveStorage
 ) -> None:
     base = f"{api.origin}/v1"
     to_files = quote(files.url("file/b"))
@@ -587,7 +587,7 @@ async def test_the_api_key_goes_only_to_the_api_origin(
 
 
 async def test_no_key_goes_anywhere_when_the_api_base_is_not_a_url(
-    client: httpx.AsyncClient, files: FileHost, storage: ArchiveStorage
+    client: aiohttp.ClientSession, files: FileHost, storage: ArchiveStorage
 ) -> None:
     for n, base in enumerate(["", "not a url", "ftp://127.0.0.1"]):
         await fetch(client, files.url("file/a"), storage, api_base=base, key=f"p1/{n}-a")
@@ -598,7 +598,7 @@ async def test_no_key_goes_anywhere_when_the_api_base_is_not_a_url(
 
 
 async def test_a_large_file_streams_through_in_bounded_memory(
-    client: httpx.AsyncClient, files: FileHost, storage: ArchiveStorage, tmp_path: Path
+    client: aiohttp.ClientSession, files: FileHost, storage: ArchiveStorage, tmp_path: Path
 ) -> None:
     size = 200 * 1024 * 1024
     tracemalloc.start()

@@ -8,8 +8,8 @@ upload, so nothing is ever stored under the key but a whole file.
 Rules (SPEC, "Archived outputs"):
 
 - The file host is judged by TRACKER_ARCHIVE_ALLOWED_HOSTS on the address actually
-  connected to (``make_download_client``, in ``tracker.archive.client``: httpx over
-  aiohttp with the policy connector, as webhooks use), for every hop of a redirect chain.
+  connected to (``make_download_client``, in ``tracker.archive.client``: an aiohttp
+  session with the policy connector webhooks use), for every hop of a redirect chain.
 - Redirects are followed by hand, at most ``MAX_REDIRECTS``, each a new request
   through the same client: only to http(s), a relative ``Location`` resolved
   against the URL that gave it.
@@ -36,7 +36,9 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+import aiohttp
 import httpx
+from yarl import URL
 
 from tracker.archive.client import MAX_CONNECT_SECONDS, make_download_client
 from tracker.archive.storage import ArchiveStorage, StorageError, Upload
@@ -93,7 +95,7 @@ class DownloadFailed(TrackerError):
 
 
 async def download(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     url: str,
     storage: ArchiveStorage,
     key: str,
@@ -120,7 +122,7 @@ async def download(
 class _Download:
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         storage: ArchiveStorage,
         key: str,
         *,
@@ -140,6 +142,7 @@ class _Download:
         self._budget = timeout  #: seconds the deadline now running allows
         self._answered = False  #: the current answer's headers have arrived
         self._hops = 0  #: redirects followed
+        self._received = 0  #: bytes of the current body so far
 
     async def run(self, url: str) -> Downloaded:
         target = _http_url(url)
@@ -167,22 +170,24 @@ class _Download:
         if self._api_key and origin(target) == self._api_origin:
             headers["Authorization"] = f"Bearer {self._api_key}"
         self._answered = False
-        async with self._client.stream("GET", target, headers=headers) as response:
+        # httpx.URL's text is already percent-encoded: yarl must not encode it again
+        url = URL(str(target), encoded=True)
+        async with self._client.get(url, headers=headers, allow_redirects=False) as response:
             self._answered = True
-            code = response.status_code
+            code = response.status
             if code in _REDIRECTS:
                 return self._redirect(target, response)
             if not 200 <= code < 300 or code == 206:
                 raise self._status_failure(target, response)
             return await self._store(target, response)
 
-    def _redirect(self, target: httpx.URL, response: httpx.Response) -> httpx.URL:
+    def _redirect(self, target: httpx.URL, response: aiohttp.ClientResponse) -> httpx.URL:
         where = _netloc(target)
         if self._hops >= MAX_REDIRECTS:
             raise DownloadFailed(f"more than {MAX_REDIRECTS} redirects", retry=False)
         location = response.headers.get("Location", "").strip()
         if not location:
-            raise self._failed(f"HTTP {response.status_code} from {where} without a Location")
+            raise self._failed(f"HTTP {response.status} from {where} without a Location")
         try:
             following = target.join(location)
         except (httpx.InvalidURL, ValueError):
@@ -193,8 +198,10 @@ class _Download:
         self._hops += 1
         return following
 
-    def _status_failure(self, target: httpx.URL, response: httpx.Response) -> DownloadFailed:
-        code = response.status_code
+    def _status_failure(
+        self, target: httpx.URL, response: aiohttp.ClientResponse
+    ) -> DownloadFailed:
+        code = response.status
         retry_after = None
         if code in (429, 503):
             retry_after = parse_retry_after(response.headers.get("Retry-After"), MAX_RETRY_AFTER)
@@ -203,7 +210,7 @@ class _Download:
             f"HTTP {code} from {_netloc(target)}", retry=passing, retry_after=retry_after
         )
 
-    async def _store(self, target: httpx.URL, response: httpx.Response) -> Downloaded:
+    async def _store(self, target: httpx.URL, response: aiohttp.ClientResponse) -> Downloaded:
         declared = _content_length(response)
         if declared is not None and declared > self._max_bytes:
             raise self._too_large()
@@ -212,25 +219,25 @@ class _Download:
         content_type = clean_content_type(response.headers.get("Content-Type"))
         upload = await self._open_upload()
         try:
-            size, sha256 = await self._copy(response, upload)
-            if declared is not None and response.num_bytes_downloaded != declared:
-                got = response.num_bytes_downloaded
-                raise self._failed(
-                    f"answer from {host_port(target)} broken off: {got} of {declared} bytes"
-                )
+            try:
+                size, sha256 = await self._copy(response, upload)
+            except aiohttp.ClientPayloadError:  # fewer bytes than declared, or a cut chunk
+                got = f": {self._received} of {declared} bytes" if declared is not None else ""
+                raise self._failed(f"answer from {host_port(target)} broken off{got}") from None
             stored_url = await self._commit(upload)
         except BaseException:
             await asyncio.shield(upload.abort())
             raise
         return Downloaded(stored_url, size, sha256, content_type)
 
-    async def _copy(self, response: httpx.Response, upload: Upload) -> tuple[int, str]:
+    async def _copy(self, response: aiohttp.ClientResponse, upload: Upload) -> tuple[int, str]:
         """Body to upload; the size and sha256 of what was stored (after any content
         decoding, so a compressed bomb counts as what it unpacks to)."""
         digest = hashlib.sha256()
         size = 0
-        async for chunk in response.aiter_bytes():
+        async for chunk in response.content.iter_any():
             size += len(chunk)
+            self._received = size
             if size > self._max_bytes:
                 raise self._too_large()
             digest.update(chunk)
@@ -306,7 +313,7 @@ def _netloc(url: httpx.URL) -> str:
     return escape_line(url.netloc.decode("ascii", "replace"))
 
 
-def _content_length(response: httpx.Response) -> int | None:
+def _content_length(response: aiohttp.ClientResponse) -> int | None:
     value = response.headers.get("Content-Length", "").strip()
     return int(value) if value.isdigit() else None
 
