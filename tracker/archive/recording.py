@@ -35,8 +35,10 @@ MAX_RETRY_AFTER = 3600.0
 #: a file not archived this long after it was found is given up (Replicate removes
 #: outputs about an hour after the end; aggregators keep them no longer)
 GIVE_UP_AFTER = timedelta(hours=3)
-#: seconds a stored file waits for others to be recorded in the same transaction
-RECORD_LINGER = 0.05
+#: seconds a stored file waits for others to be recorded in the same transaction (a
+#: transaction per file would cost the database more than the download; a quarter of a
+#: second late is nothing to a file that stays for months)
+RECORD_LINGER = 0.25
 #: files recorded in one transaction at most
 MAX_RECORD_BATCH = 200
 
