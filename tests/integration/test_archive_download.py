@@ -6,6 +6,7 @@ trickling hosts; the API key only to the API's own origin. Nothing leaves 127.0.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gzip
 import hashlib
@@ -584,6 +585,25 @@ async def test_the_api_key_goes_only_to_the_api_origin(
         ("/file/b", None),
         (f"/go?to={unquote(to_api)}", None),
     ]
+
+
+async def test_credentials_in_the_url_go_instead_of_the_api_key(
+    client: aiohttp.ClientSession, api: FileHost, storage: ArchiveStorage
+) -> None:
+    with_user = api.url("file/a").replace("http://", "http://user:pw@")
+    await fetch(client, with_user, storage, api_base=f"{api.origin}/v1")
+    basic = "Basic " + base64.b64encode(b"user:pw").decode()
+    assert api.seen() == [("/file/a", basic)]
+
+
+@pytest.mark.parametrize("redirected", [False, True])
+async def test_a_url_aiohttp_cannot_send_fails_for_good(
+    client: aiohttp.ClientSession, files: FileHost, storage: ArchiveStorage, redirected: bool
+) -> None:
+    bad = "http://127.0.0.1:99999/x"  # httpx parses it; the port is out of range
+    url = files.url(f"go?to={quote(bad)}") if redirected else bad
+    failed = await failure(client, url, storage)
+    assert failed.reason.startswith("not a valid URL (127.0.0.1:99999)") and not failed.retry
 
 
 async def test_no_key_goes_anywhere_when_the_api_base_is_not_a_url(

@@ -156,6 +156,10 @@ class _Download:
                     target = result
         except AddressRefused as exc:
             raise self._failed(f"refused: {exc}", retry=False) from None
+        except ValueError:  # aiohttp.InvalidURL too: a URL httpx parsed and aiohttp won't send
+            if self._answered:
+                raise
+            raise self._failed(f"not a valid URL ({_netloc(target)})", retry=False) from None
         except NETWORK_ERRORS as exc:
             raise self._network_failure(exc, target) from None
 
@@ -167,7 +171,8 @@ class _Download:
     async def _hop(self, target: httpx.URL) -> Downloaded | httpx.URL:
         """One request: the stored file, or where a redirect points."""
         headers = {"Accept-Encoding": "identity"}
-        if self._api_key and origin(target) == self._api_origin:
+        # Credentials in the URL itself are sent instead (as the URL asks), never both
+        if self._api_key and origin(target) == self._api_origin and not target.userinfo:
             headers["Authorization"] = f"Bearer {self._api_key}"
         self._answered = False
         # httpx.URL's text is already percent-encoded: yarl must not encode it again
