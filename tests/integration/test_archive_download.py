@@ -63,6 +63,7 @@ class FileHost:
     """An HTTP/1.1 file host on 127.0.0.1; the first path segment picks the behaviour:
 
     - ``file/NAME?size=N&type=T&chunked=1&gzip=1``: N bytes (Content-Length unless chunked);
+      ``&encoding=E`` says Content-Encoding E of a body that is not encoded;
     - ``big/N``: N bytes sent in 1 MiB blocks;
     - ``redirect/N``: 302 to the relative ``N-1`` until 0, which serves a 1000-byte file;
     - ``go?to=URL&code=302``: a redirect to URL;
@@ -187,6 +188,8 @@ class FileHost:
         if query.get("gzip"):
             body = gzip.compress(body)
             headers["Content-Encoding"] = "gzip"
+        elif query.get("encoding"):  # said, not applied: a body that cannot be decoded
+            headers["Content-Encoding"] = query["encoding"]
         if query.get("chunked"):
             writer.write(head(200, {**headers, "Transfer-Encoding": "chunked"}))
             for start in range(0, len(body), 65536):
@@ -594,6 +597,41 @@ async def test_credentials_in_the_url_go_instead_of_the_api_key(
     await fetch(client, with_user, storage, api_base=f"{api.origin}/v1")
     basic = "Basic " + base64.b64encode(b"user:pw").decode()
     assert api.seen() == [("/file/a", basic)]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_that_is_not_what_its_encoding_says_may_be_tried_again(
+    client: aiohttp.ClientSession,
+    files: FileHost,
+    storage: ArchiveStorage,
+    tmp_path: Path,
+    encoding: str,
+) -> None:
+    """A host that ignores ``Accept-Encoding: identity`` and sends a body its encoding
+    cannot undo (corrupt, perhaps cut): said so, tried again later, nothing stored."""
+    failed = await failure(client, files.url(f"file/a?size=5000&encoding={encoding}"), storage)
+    where = f"127.0.0.1:{files.port}"
+    assert failed.reason == f"answer from {where} could not be decoded ({encoding})"
+    assert failed.retry
+    assert files_in(tmp_path / "archive") == []
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd"])
+async def test_an_encoding_without_a_decoder_here_is_stored_as_received(
+    client: aiohttp.ClientSession,
+    files: FileHost,
+    storage: ArchiveStorage,
+    tmp_path: Path,
+    encoding: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """brotli and zstd need packages the tracker does not install: rather than lose the
+    file, it is fetched again without decoding and kept as the host sent it."""
+    got = await fetch(client, files.url(f"file/a?size=5000&encoding={encoding}"), storage)
+    assert (got.bytes, got.sha256) == (5000, sha256_of_blocks(5000))
+    assert (tmp_path / "archive" / KEY).read_bytes() == body_of(5000)
+    assert [p for p, _ in files.seen()] == [f"/file/a?size=5000&encoding={encoding}"] * 2
+    assert "stored as received" in caplog.text
 
 
 @pytest.mark.parametrize("redirected", [False, True])

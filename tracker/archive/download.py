@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
 
 import aiohttp
 import httpx
+from aiohttp.http_exceptions import ContentEncodingError
 from yarl import URL
 
 from tracker.archive.client import MAX_CONNECT_SECONDS, make_download_client
@@ -67,8 +69,11 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: statuses that may pass: the file may appear (a CDN catching up), access may come
 #: back, a limit may lift
 _PASSING = frozenset({401, 403, 404, 408, 410, 425, 429})
+_ENCODING_NAMED = re.compile(r"content-encoding: (?:[\w.-]+ \(([\w.-]+)\)|([\w.-]+))")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 GiB = 1024 * MiB
+
+log = logging.getLogger("tracker.archive.archiver")
 
 __all__ = ["DownloadFailed", "Downloaded", "download", "make_download_client"]
 
@@ -143,6 +148,8 @@ class _Download:
         self._answered = False  #: the current answer's headers have arrived
         self._hops = 0  #: redirects followed
         self._received = 0  #: bytes of the current body so far
+        #: undo the body's Content-Encoding (off once it named one this install lacks)
+        self._decode = True
 
     async def run(self, url: str) -> Downloaded:
         target = _http_url(url)
@@ -150,7 +157,18 @@ class _Download:
             async with self._deadline:
                 while True:
                     self._extend(self._timeout)
-                    result = await self._hop(target)
+                    try:
+                        result = await self._hop(target)
+                    except aiohttp.ClientResponseError as exc:
+                        if not (self._decode and _undecodable(exc)):
+                            raise
+                        self._decode = False  # ask again, and store the body as it comes
+                        log.warning(
+                            "%s sent an output file in a Content-Encoding this install cannot"
+                            " decode (identity was asked for): stored as received",
+                            _netloc(target),
+                        )
+                        continue
                     if isinstance(result, Downloaded):
                         return result
                     target = result
@@ -160,6 +178,9 @@ class _Download:
             if self._answered:
                 raise
             raise self._failed(f"not a valid URL ({_netloc(target)})", retry=False) from None
+        except aiohttp.ClientError as exc:
+            failure = self._decoding_failure(exc, target) or self._network_failure(exc, target)
+            raise failure from None
         except NETWORK_ERRORS as exc:
             raise self._network_failure(exc, target) from None
 
@@ -177,7 +198,10 @@ class _Download:
         self._answered = False
         # httpx.URL's text is already percent-encoded: yarl must not encode it again
         url = URL(str(target), encoded=True)
-        async with self._client.get(url, headers=headers, allow_redirects=False) as response:
+        get = self._client.get(
+            url, headers=headers, allow_redirects=False, auto_decompress=self._decode
+        )
+        async with get as response:
             self._answered = True
             code = response.status
             if code in _REDIRECTS:
@@ -226,7 +250,9 @@ class _Download:
         try:
             try:
                 size, sha256 = await self._copy(response, upload)
-            except aiohttp.ClientPayloadError:  # fewer bytes than declared, or a cut chunk
+            except aiohttp.ClientPayloadError as exc:  # fewer bytes than declared, a cut chunk
+                if decoding := self._decoding_failure(exc, target):
+                    raise decoding from None
                 got = f": {self._received} of {declared} bytes" if declared is not None else ""
                 raise self._failed(f"answer from {host_port(target)} broken off{got}") from None
             stored_url = await self._commit(upload)
@@ -267,6 +293,17 @@ class _Download:
     def _too_large(self) -> DownloadFailed:
         limit = size_text(self._max_bytes)
         return self._failed(f"larger than {limit} ({MAX_BYTES_VARIABLE})", retry=False)
+
+    def _decoding_failure(self, exc: BaseException, target: httpx.URL) -> DownloadFailed | None:
+        """The failure of a body that is not what its Content-Encoding (sent although
+        ``identity`` was asked for) says: corrupt or cut, so it may be tried again."""
+        error = _encoding_error(exc)
+        if error is None:
+            return None
+        # aiohttp names the encoding only in its message: "…: gzip", "…: brotli (br). …"
+        named = _ENCODING_NAMED.search(str(error))
+        name = escape_line((named.group(1) or named.group(2))[:40]) if named else "?"
+        return self._failed(f"answer from {host_port(target)} could not be decoded ({name})")
 
     def _network_failure(self, exc: BaseException, target: httpx.URL) -> DownloadFailed:
         try:
@@ -311,6 +348,23 @@ def _http_url(url: str) -> httpx.URL:
     if not parsed.host:
         raise DownloadFailed("not a valid URL (no host)", retry=False)
     return parsed
+
+
+def _encoding_error(exc: BaseException) -> ContentEncodingError | None:
+    """aiohttp's ContentEncodingError in the chain of causes of ``exc``, if any."""
+    error: BaseException | None = exc
+    for _ in range(10):  # a chain of causes is short; a cycle must not hang
+        if error is None or isinstance(error, ContentEncodingError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _undecodable(exc: BaseException) -> bool:
+    """An answer in an encoding this install has no decoder for (brotli or zstd
+    without their packages): a decoder's own error would be its cause."""
+    error = _encoding_error(exc)
+    return error is not None and (error.__cause__ or error.__context__) is None
 
 
 def _netloc(url: httpx.URL) -> str:
