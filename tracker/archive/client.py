@@ -44,6 +44,5 @@ def make_download_client(
             sock_connect=min(timeout, MAX_CONNECT_SECONDS),
             sock_read=timeout,
         ),
-        auto_decompress=True,
         trust_env=False,
     )

@@ -147,7 +147,6 @@ class _Download:
         self._budget = timeout  #: seconds the deadline now running allows
         self._answered = False  #: the current answer's headers have arrived
         self._hops = 0  #: redirects followed
-        self._received = 0  #: bytes of the current body so far
         #: undo the body's Content-Encoding (off once it named one this install lacks)
         self._decode = True
 
@@ -178,9 +177,6 @@ class _Download:
             if self._answered:
                 raise
             raise self._failed(f"not a valid URL ({_netloc(target)})", retry=False) from None
-        except aiohttp.ClientError as exc:
-            failure = self._decoding_failure(exc, target) or self._network_failure(exc, target)
-            raise failure from None
         except NETWORK_ERRORS as exc:
             raise self._network_failure(exc, target) from None
 
@@ -248,34 +244,39 @@ class _Download:
         content_type = clean_content_type(response.headers.get("Content-Type"))
         upload = await self._open_upload()
         try:
-            try:
-                size, sha256 = await self._copy(response, upload)
-            except aiohttp.ClientPayloadError as exc:  # fewer bytes than declared, a cut chunk
-                if decoding := self._decoding_failure(exc, target):
-                    raise decoding from None
-                got = f": {self._received} of {declared} bytes" if declared is not None else ""
-                raise self._failed(f"answer from {host_port(target)} broken off{got}") from None
+            size, sha256 = await self._copy(target, response, upload, declared)
             stored_url = await self._commit(upload)
         except BaseException:
             await asyncio.shield(upload.abort())
             raise
         return Downloaded(stored_url, size, sha256, content_type)
 
-    async def _copy(self, response: aiohttp.ClientResponse, upload: Upload) -> tuple[int, str]:
+    async def _copy(
+        self,
+        target: httpx.URL,
+        response: aiohttp.ClientResponse,
+        upload: Upload,
+        declared: int | None,
+    ) -> tuple[int, str]:
         """Body to upload; the size and sha256 of what was stored (after any content
         decoding, so a compressed bomb counts as what it unpacks to)."""
         digest = hashlib.sha256()
         size = 0
-        async for chunk in response.content.iter_any():
-            size += len(chunk)
-            self._received = size
-            if size > self._max_bytes:
-                raise self._too_large()
-            digest.update(chunk)
-            try:
-                await upload.write(chunk)
-            except StorageError as exc:
-                raise self._failed(f"archive storage failed: {exc}") from None
+        try:
+            async for chunk in response.content.iter_any():
+                size += len(chunk)
+                if size > self._max_bytes:
+                    raise self._too_large()
+                digest.update(chunk)
+                try:
+                    await upload.write(chunk)
+                except StorageError as exc:
+                    raise self._failed(f"archive storage failed: {exc}") from None
+        except aiohttp.ClientPayloadError as exc:  # fewer bytes than declared, a cut chunk
+            if decoding := self._decoding_failure(exc, target):
+                raise decoding from None
+            got = f": {size} of {declared} bytes" if declared is not None else ""
+            raise self._failed(f"answer from {host_port(target)} broken off{got}") from None
         return size, digest.hexdigest()
 
     async def _open_upload(self) -> Upload:
