@@ -201,5 +201,9 @@ def archive_window(rows: list[ArtifactRow]) -> dict[str, Any]:
         "pending": sum(r.state == "pending" for r in rows),
         "bytes": total,
         "seconds": None if seconds is None else round(seconds, 3),
+        # a record transaction stamps its files with one stored_at
+        "files_per_record": (
+            round(len(stored) / len({r.stored_at for r in stored}), 2) if stored else None
+        ),
         "errors": errors[:5],
     }

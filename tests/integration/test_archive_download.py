@@ -29,6 +29,7 @@ from tracker.archive.download import (
     download,
     make_download_client,
 )
+from tracker.archive.local import BLOCK as UPLOAD_BLOCK
 from tracker.archive.storage import ArchiveStorage, open_storage
 from tracker.net.policy import parse_policy
 
@@ -303,6 +304,35 @@ async def test_a_file_is_stored_whole_with_hash_size_and_type(
     )
     assert (root / KEY).read_bytes() == body_of(size)
     assert files_in(root) == [KEY]  # no .part- left
+
+
+async def test_with_defer_a_small_file_waits_in_memory_for_its_commit(
+    client: aiohttp.ClientSession, files: FileHost, storage: ArchiveStorage, tmp_path: Path
+) -> None:
+    root = tmp_path / "archive"
+
+    async def deferred(url: str, key: str) -> Downloaded:
+        return await download(
+            client,
+            url,
+            storage,
+            key,
+            max_bytes=10 * 1024 * 1024,
+            api_base="http://127.0.0.1:1/v1",
+            api_key=API_KEY,
+            timeout=5.0,
+            defer=True,
+        )
+
+    small = await deferred(files.url("file/out.png?size=5000&type=image/png"), KEY)
+    assert small.commit is not None and files_in(root) == []  # nothing on disk yet
+    assert await asyncio.to_thread(small.commit) == small.stored_url == (root / KEY).as_uri()
+    assert (root / KEY).read_bytes() == body_of(5000)
+    assert small.sha256 == sha256_of_blocks(5000) and small.bytes == 5000
+    size = UPLOAD_BLOCK + 1  # a block went to disk as it came: committed by the download
+    big = await deferred(files.url(f"file/big.bin?size={size}"), "p1/1-big.bin")
+    assert big.commit is None and (root / "p1" / "1-big.bin").read_bytes() == body_of(size)
+    assert files_in(root) == [KEY, "p1/1-big.bin"]
 
 
 async def test_the_content_type_is_cleaned_and_cut(

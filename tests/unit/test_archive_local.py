@@ -283,3 +283,48 @@ async def test_a_full_disk_is_a_storage_error(tmp_path: Path) -> None:
         await upload.write(b"x" * BLOCK)
     await upload.abort()
     assert parts(tmp_path) == []
+
+
+async def test_a_small_upload_can_be_committed_later_by_a_blocking_call(tmp_path: Path) -> None:
+    storage = local(tmp_path)
+    upload = await storage.open_upload("p1/0-small.png")
+    await upload.write(b"a" * 100)
+    await upload.write(b"b" * 50)
+    commit = upload.commit_later()
+    assert commit is not None
+    final = tmp_path / "p1" / "0-small.png"
+    assert not final.exists() and parts(tmp_path) == []  # held in memory until then
+    assert await asyncio.to_thread(commit) == final.as_uri() == storage.stored_url("p1/0-small.png")
+    assert final.read_bytes() == b"a" * 100 + b"b" * 50
+    assert parts(tmp_path) == []
+
+
+async def test_an_upload_with_a_block_on_disk_is_not_committed_later(tmp_path: Path) -> None:
+    storage = local(tmp_path)
+    upload = await storage.open_upload("p1/0-big")
+    await upload.write(b"x" * (BLOCK + 1))  # a block went to its part file
+    assert upload.commit_later() is None
+    assert await upload.commit() == (tmp_path / "p1" / "0-big").as_uri()
+    assert (tmp_path / "p1" / "0-big").stat().st_size == BLOCK + 1
+
+
+async def test_a_later_commit_that_fails_is_a_storage_error_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    storage = local(tmp_path)
+    (tmp_path / "p1" / "0-a").mkdir(parents=True)  # a folder where the file must go
+    upload = await storage.open_upload("p1/0-a")
+    await upload.write(b"x")
+    commit = upload.commit_later()
+    assert commit is not None
+    with pytest.raises(StorageError, match="cannot store"):
+        commit()
+    assert parts(tmp_path) == [] and (tmp_path / "p1" / "0-a").is_dir()
+    aborted = await storage.open_upload("p1/0-b")
+    await aborted.write(b"y")
+    later = aborted.commit_later()
+    await aborted.abort()
+    assert later is not None
+    with pytest.raises(StorageError, match="cannot store"):
+        later()
+    assert not (tmp_path / "p1" / "0-b").exists()

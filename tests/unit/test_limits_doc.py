@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tracker import config, domain, inputs
-from tracker.archive import archiver, download, fetch
+from tracker.archive import archiver, download, fetch, recording
 from tracker.callbacks import retry, webhook
 from tracker.poll import cancel, daemon, deadlines, observe, upstream
 from tracker.service import push
@@ -112,6 +112,10 @@ EXPECTED: dict[str, Callable[[], tuple[str, str]]] = {
     ),
     "downloads in flight at once, per daemon": lambda: (
         str(archiver.DEFAULT_ARCHIVE_CONCURRENCY),
+        "",
+    ),
+    "downloaded files held in memory until their group is written, per daemon": lambda: (
+        f"{recording.MAX_DEFERRED_BYTES // MiB} MiB",
         "",
     ),
 }

@@ -294,7 +294,7 @@ class Archiver:
                 job, DownloadFailed(f"internal error: {type(exc).__name__}", retry=True)
             )
         else:
-            self.recorder.stored_file(job, downloaded)
+            await self.recorder.stored_file(job, downloaded)
         # Claim again when more may be due and half the slots are free (this one still
         # counts as busy): a claim per finished file would cost a transaction per
         # file. New files come handed over; the daemon's tick wakes the archiver

@@ -35,7 +35,8 @@ import asyncio
 import hashlib
 import logging
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import aiohttp
 import httpx
@@ -84,6 +85,9 @@ class Downloaded:
     bytes: int
     sha256: str  #: hex
     content_type: str | None  #: as the file host said, cleaned and cut to 100 characters
+    #: a download with ``defer``: the blocking commit still to be made (``Upload.
+    #: commit_later``; the file is not under ``stored_url`` before), or None: in place
+    commit: Callable[[], str] | None = field(default=None, compare=False, repr=False)
 
 
 class DownloadFailed(TrackerError):
@@ -109,9 +113,11 @@ async def download(
     api_base: str,
     api_key: str | None,
     timeout: float,
+    defer: bool = False,
 ) -> Downloaded:
     """Store the file at ``url`` under ``key``, or raise ``DownloadFailed`` (see the
-    module docstring for the rules)."""
+    module docstring for the rules). With ``defer``, a file the upload still holds
+    whole may come back with its commit left to the caller (``Downloaded.commit``)."""
     job = _Download(
         client,
         storage,
@@ -120,6 +126,7 @@ async def download(
         api_base=api_base,
         api_key=api_key,
         timeout=timeout,
+        defer=defer,
     )
     return await job.run(url)
 
@@ -135,8 +142,10 @@ class _Download:
         api_base: str,
         api_key: str | None,
         timeout: float,
+        defer: bool,
     ) -> None:
         self._client = client
+        self._defer = defer
         self._storage = storage
         self._key = key
         self._max_bytes = max_bytes
@@ -245,6 +254,10 @@ class _Download:
         upload = await self._open_upload()
         try:
             size, sha256 = await self._copy(target, response, upload, declared)
+            later = upload.commit_later() if self._defer else None
+            if later is not None:
+                stored_url = self._storage.stored_url(self._key)
+                return Downloaded(stored_url, size, sha256, content_type, commit=later)
             stored_url = await self._commit(upload)
         except BaseException:
             await asyncio.shield(upload.abort())

@@ -54,6 +54,7 @@ async def open_fetch(
             api_base=settings.api_base,
             api_key=settings.api_key,
             timeout=ARCHIVE_TIMEOUT,
+            defer=True,  # a small file is committed with the others the recorder writes
         )
 
     return fetch

@@ -2,7 +2,10 @@
 
 Files stored are recorded together, one transaction for those that end within
 ``RECORD_LINGER`` of each other (group commit, as the observation writer does); they
-stay held by the archiver (their claims renewed) until that write ended. A failure
+stay held by the archiver (their claims renewed) until that write ended. A small file
+comes still in memory, its commit left to the recorder (``Downloaded.commit``): the
+commits of a group are made in one trip to a worker thread, before the transaction
+that says they are stored, while at most ``MAX_DEFERRED_BYTES`` wait so. A failure
 that may pass (a timeout, a 404 while the file host catches up, a 5xx) is tried again
 with growing delays (``retry_at``) until the upstream says it removed the output or
 ``GIVE_UP_AFTER`` has passed since the file was found; one that cannot pass (too large,
@@ -18,10 +21,12 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from tracker.archive.download import Downloaded, DownloadFailed
+from tracker.archive.storage import StorageError
 from tracker.config import DEFAULT_ARCHIVE_RETRY_SCHEDULE
 from tracker.domain import ArtifactJob, CallbackSpec
 from tracker.exceptions import StoreError
 from tracker.net.failurelog import FailureLog
+from tracker.net.read import MiB
 from tracker.store.artifacts import StoredFile
 from tracker.store.interfaces import ArtifactQueue
 from tracker.store.runner import Runner
@@ -41,6 +46,9 @@ GIVE_UP_AFTER = timedelta(hours=3)
 RECORD_LINGER = 0.25
 #: files recorded in one transaction at most
 MAX_RECORD_BATCH = 200
+#: bytes of downloaded files held in memory until their group's commit; a file beyond
+#: this is committed at once, on its own
+MAX_DEFERRED_BYTES = 16 * MiB
 
 
 def retry_at(
@@ -96,6 +104,9 @@ class Recorder:
         self.failure_log = failure_log
         #: downloaded, waiting to be recorded (still claimed)
         self.unrecorded: list[StoredFile] = []
+        #: the commits still to be made of those held in memory, by artifact ID
+        self._commits: dict[int, Callable[[], str]] = {}
+        self.deferred_bytes = 0  #: their bytes
         self._task: asyncio.Task[None] | None = None
         #: set when the archiver stops: record at once, no lingering
         self.stopping = False
@@ -103,8 +114,20 @@ class Recorder:
         self.stored_bytes = 0  #: their bytes
         self.failed = 0  #: files given up
 
-    def stored_file(self, job: ArtifactJob, downloaded: Downloaded) -> None:
-        """Queue a stored file to be recorded with the others that end meanwhile."""
+    async def stored_file(self, job: ArtifactJob, downloaded: Downloaded) -> None:
+        """Queue a stored file to be recorded with the others that end meanwhile (its
+        commit too, when it is left to the recorder and there is room in memory)."""
+        commit = downloaded.commit
+        if commit is not None and self.deferred_bytes + downloaded.bytes > MAX_DEFERRED_BYTES:
+            try:
+                await asyncio.to_thread(commit)
+            except StorageError as exc:
+                await self.failure(job, _storage_failure(exc))
+                return
+            commit = None
+        if commit is not None:
+            self._commits[job.id] = commit
+            self.deferred_bytes += downloaded.bytes
         self.unrecorded.append(
             StoredFile(
                 job,
@@ -128,9 +151,10 @@ class Recorder:
                 await asyncio.sleep(RECORD_LINGER)
             batch = self.unrecorded[:MAX_RECORD_BATCH]
             try:
+                ready = await self._commit(batch)
                 kept, queued = await self._db.write(
                     self.store.artifacts_stored,
-                    batch,
+                    ready,
                     owner=self.owner,
                     now=utcnow(),
                     default_callbacks=self._defaults,
@@ -142,10 +166,28 @@ class Recorder:
                 continue
             finally:  # held (and their leases renewed) until this write ended
                 del self.unrecorded[: len(batch)]
-            for done, held in zip(batch, kept, strict=True):
+                self._forget(batch)
+            for done, held in zip(ready, kept, strict=True):
                 self._note_stored(done, held)
             if queued:
                 self._on_deliveries()
+
+    async def _commit(self, batch: list[StoredFile]) -> list[StoredFile]:
+        """Make the commits left to the recorder, in one worker thread; the files now in
+        the archive (those whose commit failed are recorded as failures)."""
+        commits = [(done, c) for done in batch if (c := self._commits.get(done.job.id))]
+        if not commits:
+            return batch
+        failed = await asyncio.to_thread(_commit_all, commits)
+        for done in batch:
+            if (error := failed.get(done.job.id)) is not None:
+                await self.failure(done.job, _storage_failure(error))
+        return [done for done in batch if done.job.id not in failed]
+
+    def _forget(self, batch: list[StoredFile]) -> None:
+        for done in batch:
+            if self._commits.pop(done.job.id, None) is not None:
+                self.deferred_bytes -= done.bytes
 
     def _note_stored(self, done: StoredFile, kept: bool) -> None:
         job = done.job
@@ -198,6 +240,21 @@ class Recorder:
             given_up=given_up,
             prediction_id=job.prediction_id,
         )
+
+
+def _commit_all(commits: list[tuple[StoredFile, Callable[[], str]]]) -> dict[int, StorageError]:
+    """Run each commit (in a worker thread); the errors of those that failed, by ID."""
+    failed: dict[int, StorageError] = {}
+    for done, commit in commits:
+        try:
+            commit()
+        except StorageError as exc:
+            failed[done.job.id] = exc
+    return failed
+
+
+def _storage_failure(exc: StorageError) -> DownloadFailed:
+    return DownloadFailed(f"archive storage failed: {exc}", retry=True)
 
 
 def _host(url: str) -> str:

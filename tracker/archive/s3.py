@@ -256,6 +256,9 @@ class S3Upload:
         self._state = "committed"
         return self._url
 
+    def commit_later(self) -> None:
+        return None  # the commit is network I/O, made by the event loop
+
     async def abort(self) -> None:
         if self._state != "open":
             return

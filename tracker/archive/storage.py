@@ -21,7 +21,7 @@ import hashlib
 import os
 import re
 import unicodedata
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -69,6 +69,14 @@ class Upload(Protocol):
 
     async def abort(self) -> None:
         """Drop what was written; never raises, and does nothing after ``commit``."""
+        ...
+
+    def commit_later(self) -> Callable[[], str] | None:
+        """Instead of ``commit``: a blocking function that commits (returns the stored
+        URL or raises ``StorageError``), for the caller to run in a worker thread with
+        the commits of other uploads; or None when this upload must be committed with
+        ``commit`` (the object is not held whole in memory, or the storage has no
+        blocking commit). Nothing may be written after it."""
         ...
 
 

@@ -1,0 +1,113 @@
+"""Small files whose commit the download leaves to the recorder (``Downloaded.commit``):
+made in one worker thread per group, before the transaction that says they are stored,
+with a bound on the bytes held in memory meanwhile. A real store (both engines) and
+a real archive directory; the download itself is a stand-in (its ``defer`` is tested
+in test_archive_download)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_archiver import archiver, queue
+from tracker.archive import recording
+from tracker.archive.download import Downloaded
+from tracker.archive.local import LocalStorage
+from tracker.archive.storage import artifact_key
+from tracker.domain import ArtifactJob
+from tracker.store.store import Store
+
+URLS = ["https://f.example/a.png", "https://f.example/b.png", "https://f.example/c.png"]
+
+
+class Deferring:
+    """Writes each file into a real local archive and leaves its commit to the caller,
+    noting which thread made each commit and what the store had recorded by then."""
+
+    def __init__(self, root: Path, store: Store) -> None:
+        self.storage = LocalStorage(root)
+        self.store = store
+        self.committed: list[tuple[str, int, list[str]]] = []  #: key, thread, states then
+
+    async def __call__(self, job: ArtifactJob) -> Downloaded:
+        key = artifact_key(job.prediction_id, job.position, job.source_url)
+        upload = await self.storage.open_upload(key)
+        body = job.source_url.encode()
+        await upload.write(body)
+        commit = upload.commit_later()
+        assert commit is not None
+
+        def noted() -> str:
+            states = [a.state for a in self.store.list_artifacts([job.prediction_id])]
+            self.committed.append((key, threading.get_ident(), states))
+            return commit()
+
+        return Downloaded(self.storage.stored_url(key), len(body), "00" * 32, None, commit=noted)
+
+
+async def test_a_group_is_committed_in_one_worker_thread_before_it_is_recorded(
+    store: Store, tmp_path: Path
+) -> None:
+    queue(store, "p", URLS)
+    fetch = Deferring(tmp_path, store)
+    loop, db = archiver(store, fetch)
+    try:
+        await loop.archive_due_once()
+    finally:
+        db.shutdown()
+    assert sorted(key for key, _, _ in fetch.committed) == ["p/0-a.png", "p/1-b.png", "p/2-c.png"]
+    assert len({thread for _, thread, _ in fetch.committed}) == 1  # one trip for the group
+    assert threading.get_ident() not in {thread for _, thread, _ in fetch.committed}
+    assert all(states == ["pending"] * 3 for _, _, states in fetch.committed)  # then recorded
+    artifacts = store.list_artifacts(["p"])
+    assert [a.state for a in artifacts] == ["stored"] * 3
+    for artifact, url in zip(artifacts, URLS, strict=True):
+        assert artifact.stored_url is not None
+        assert Path(artifact.stored_url.removeprefix("file://")).read_bytes() == url.encode()
+    assert loop.recorder.deferred_bytes == 0
+
+
+async def test_a_commit_that_fails_is_tried_again_and_the_others_are_stored(
+    store: Store, tmp_path: Path
+) -> None:
+    queue(store, "p", URLS)
+    (tmp_path / "p" / "1-b.png").mkdir(parents=True)  # a folder where a file must go
+    loop, db = archiver(store, Deferring(tmp_path, store))
+    try:
+        await loop.archive_due_once()
+    finally:
+        db.shutdown()
+    a, b, c = store.list_artifacts(["p"])
+    assert (a.state, c.state) == ("stored", "stored")
+    assert (b.state, b.attempts) == ("pending", 1)
+    assert b.last_error is not None
+    assert b.last_error.startswith("archive storage failed: cannot store ")
+    assert b.last_error.endswith("1-b.png: Is a directory")
+    assert [p.name for p in (tmp_path / "p").iterdir() if p.name.startswith(".")] == []
+    assert loop.stored == 2 and loop.recorder.deferred_bytes == 0
+
+
+async def test_beyond_the_memory_bound_a_file_is_committed_at_once(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue(store, "p", URLS[:2])
+    fetch = Deferring(tmp_path, store)
+    first, second = store.claim_artifacts(
+        now=recording.utcnow(), limit=2, owner="me", lease_until=recording.utcnow()
+    )
+    loop, db = archiver(store, fetch)
+    monkeypatch.setattr(recording, "MAX_DEFERRED_BYTES", len(URLS[0]) + 10)
+    try:
+        await loop.recorder.stored_file(first, await fetch(first))
+        assert fetch.committed == [] and loop.recorder.deferred_bytes == len(URLS[0])
+        await loop.recorder.stored_file(second, await fetch(second))
+        assert [key for key, _, _ in fetch.committed] == ["p/1-b.png"]  # at once
+        assert loop.recorder.deferred_bytes == len(URLS[0])
+        await loop.recorder.recorded()
+    finally:
+        db.shutdown()
+    assert [key for key, _, _ in fetch.committed] == ["p/1-b.png", "p/0-a.png"]
+    assert [a.state for a in store.list_artifacts(["p"])] == ["stored", "stored"]
+    assert loop.recorder.deferred_bytes == 0
