@@ -417,3 +417,52 @@ def test_0012_compresses_payloads_and_reads_the_old_ones_as_they_were(empty_url:
         assert store.schema_revision() == SCHEMA_HEAD
     finally:
         store.close()
+
+
+def _labels(store: Store) -> list[tuple[str, str, str]]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            text("select prediction_id, key, value from prediction_labels order by 1, 2")
+        )
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def test_0013_indexes_the_labels_stored_and_keeps_them(empty_url: str) -> None:
+    """The upgrade fills prediction_labels from the rows (text values of an object
+    only); the triggers follow tracker add, a merge, anyone's SQL and a delete; a
+    downgrade drops the table and leaves the labels in their column."""
+    store = Store.from_url(empty_url)
+    at = datetime(2026, 12, 7, tzinfo=UTC)
+    try:
+        migrate.upgrade(store, "0012")
+        store.add_predictions(["a", "b"], now=at, first_poll_at=at, labels={"team": "x"})
+        store.add_predictions(["c"], now=at, first_poll_at=at)
+        with store.engine.begin() as conn:  # what only hand-written SQL could store
+            conn.execute(
+                text("""update predictions set labels = '{"n": 5, "t": "y"}' where id = 'b'""")
+            )
+            conn.execute(text("update predictions set labels = '[1, 2]' where id = 'c'"))
+        migrate.upgrade(store, "0013")
+        assert _labels(store) == [("a", "team", "x"), ("b", "t", "y")]
+        store.add_predictions(
+            ["a", "d"], now=at, first_poll_at=at, labels={"team": "z", "env": "p"}
+        )
+        assert _labels(store) == [
+            ("a", "env", "p"),
+            ("a", "team", "z"),
+            ("b", "t", "y"),
+            ("d", "env", "p"),
+            ("d", "team", "z"),
+        ]
+        with store.engine.begin() as conn:
+            conn.execute(text("""update predictions set labels = '{"k": "v"}' where id = 'c'"""))
+            conn.execute(text("delete from predictions where id in ('a', 'b')"))
+        assert _labels(store) == [("c", "k", "v"), ("d", "env", "p"), ("d", "team", "z")]
+        migrate.downgrade(store, "0012")
+        assert "prediction_labels" not in inspect(store.engine).get_table_names()
+        store.add_predictions(["e"], now=at, first_poll_at=at, labels={"team": "x"})
+        migrate.upgrade(store)
+        assert store.schema_revision() == SCHEMA_HEAD
+        assert ("e", "team", "x") in _labels(store)
+    finally:
+        store.close()

@@ -351,6 +351,22 @@ Index(
     postgresql_where=text("deadline_at IS NOT NULL OR cancel_reason = 'deadline'"),
     sqlite_where=text("deadline_at IS NOT NULL OR cancel_reason = 'deadline'"),
 )
+# Each text label of each prediction (migration 0013), kept by triggers on
+# ``predictions``: reports filtered by label read only the predictions that carry it.
+prediction_labels = Table(
+    "prediction_labels",
+    metadata,
+    Column("prediction_id", String(128), primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+    sqlite_with_rowid=False,
+)
+Index(
+    "ix_prediction_labels_key_value",
+    prediction_labels.c.key,
+    prediction_labels.c.value,
+    prediction_labels.c.prediction_id,
+)
 # Counts of values by bucket (the value to two significant digits): metric 1
 # predict_time, 2 queue_seconds, 3 run_seconds by UTC day of registration (period);
 # 11-13 the same by UTC hour of registration; 4 run_seconds by UTC hour of completion.
