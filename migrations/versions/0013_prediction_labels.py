@@ -12,11 +12,12 @@ report reads only the predictions that carry the label.
 
 Triggers on ``predictions`` keep it in the transaction that writes the row (``tracker
 add`` and the labels it merges, pruning, and any user's SQL): an insert adds the row's
-labels, an update of ``labels`` replaces them, a delete removes them. Only text
-values are rows (``tracker`` writes no other kind); a ``labels`` that is not a JSON
-object has none. Upgrading fills the table from the rows already stored; on
-PostgreSQL the trigger exists, holding its lock on ``predictions``, before the fill
-starts, so no write slips between them.
+labels, an update of ``labels`` (or ``id``) replaces them, a delete removes them. Only
+text values are rows (``tracker`` writes no other kind); a ``labels`` that is not a
+JSON object has none; a key written twice (by hand) counts once, with its last value.
+Upgrading fills the table from the rows already stored; on PostgreSQL the trigger
+exists, holding its lock on ``predictions``, before the fill starts, so no write
+slips between them.
 """
 
 from collections.abc import Sequence
@@ -54,16 +55,23 @@ def _select_labels(row: str, dialect: str, source: str = "") -> str:
 
 
 _INSERT = "INSERT INTO prediction_labels (prediction_id, key, value) "
+#: SQLite's json_each lists a key written twice twice: the last is kept, as jsonb does
+_INSERT_SQLITE = "INSERT OR REPLACE INTO prediction_labels (prediction_id, key, value) "
 _DELETE = "DELETE FROM prediction_labels WHERE prediction_id = OLD.id"
 
 
+def _insert(dialect: str) -> str:
+    return _INSERT if dialect == "postgresql" else _INSERT_SQLITE
+
+
 def _sqlite_triggers() -> list[str]:
+    fill = _INSERT_SQLITE + _select_labels("NEW", "sqlite")
     return [
         "CREATE TRIGGER tr_predictions_labels_insert AFTER INSERT ON predictions"
-        f" BEGIN {_INSERT}{_select_labels('NEW', 'sqlite')}; END",
-        "CREATE TRIGGER tr_predictions_labels_update AFTER UPDATE OF labels ON predictions"
-        " WHEN OLD.labels IS NOT NEW.labels"
-        f" BEGIN {_DELETE}; {_INSERT}{_select_labels('NEW', 'sqlite')}; END",
+        f" WHEN NEW.labels IS NOT '{{}}' BEGIN {fill}; END",
+        "CREATE TRIGGER tr_predictions_labels_update AFTER UPDATE OF labels, id ON predictions"
+        " WHEN OLD.labels IS NOT NEW.labels OR OLD.id IS NOT NEW.id"
+        f" BEGIN {_DELETE}; {fill}; END",
         f"CREATE TRIGGER tr_predictions_labels_delete AFTER DELETE ON predictions"
         f" BEGIN {_DELETE}; END",
     ]
@@ -84,9 +92,11 @@ def _postgresql_triggers() -> list[str]:
     run = "FOR EACH ROW EXECUTE FUNCTION tracker_labels_trigger()"
     return [
         function,
-        f"CREATE TRIGGER tr_predictions_labels_insert AFTER INSERT ON predictions {run}",
-        "CREATE TRIGGER tr_predictions_labels_update AFTER UPDATE OF labels ON predictions"
-        " FOR EACH ROW WHEN (OLD.labels IS DISTINCT FROM NEW.labels)"
+        "CREATE TRIGGER tr_predictions_labels_insert AFTER INSERT ON predictions"
+        " FOR EACH ROW WHEN (NEW.labels <> '{}'::jsonb)"
+        " EXECUTE FUNCTION tracker_labels_trigger()",
+        "CREATE TRIGGER tr_predictions_labels_update AFTER UPDATE OF labels, id ON predictions"
+        " FOR EACH ROW WHEN (OLD.labels IS DISTINCT FROM NEW.labels OR OLD.id <> NEW.id)"
         " EXECUTE FUNCTION tracker_labels_trigger()",
         f"CREATE TRIGGER tr_predictions_labels_delete AFTER DELETE ON predictions {run}",
     ]
@@ -107,7 +117,7 @@ def upgrade() -> None:
     triggers = _postgresql_triggers() if dialect == "postgresql" else _sqlite_triggers()
     for statement in triggers:
         op.execute(statement)
-    op.execute(_INSERT + _select_labels("p", dialect, source="predictions AS p, "))
+    op.execute(_insert(dialect) + _select_labels("p", dialect, source="predictions AS p, "))
 
 
 def downgrade() -> None:

@@ -7,7 +7,9 @@ in test_archive_download)."""
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,7 +19,9 @@ from tracker.archive.download import Downloaded
 from tracker.archive.local import LocalStorage
 from tracker.archive.storage import artifact_key
 from tracker.domain import ArtifactJob
+from tracker.exceptions import StoreError
 from tracker.store.store import Store
+from tracker.store.tables import artifacts
 
 URLS = ["https://f.example/a.png", "https://f.example/b.png", "https://f.example/c.png"]
 
@@ -111,3 +115,83 @@ async def test_beyond_the_memory_bound_a_file_is_committed_at_once(
     assert [key for key, _, _ in fetch.committed] == ["p/1-b.png", "p/0-a.png"]
     assert [a.state for a in store.list_artifacts(["p"])] == ["stored", "stored"]
     assert loop.recorder.deferred_bytes == 0
+
+
+async def test_a_commit_that_raises_anything_fails_alone_and_recording_goes_on(
+    store: Store, tmp_path: Path
+) -> None:
+    queue(store, "p", URLS)
+    real = Deferring(tmp_path, store)
+
+    async def fetch(job: ArtifactJob) -> Downloaded:
+        got = await real(job)
+        if job.position != 1:
+            return got
+
+        def broken() -> str:
+            raise RuntimeError("a bug")
+
+        return Downloaded(got.stored_url, got.bytes, got.sha256, None, commit=broken)
+
+    loop, db = archiver(store, fetch)
+    try:
+        await loop.archive_due_once()
+    finally:
+        db.shutdown()
+    a, b, c = store.list_artifacts(["p"])
+    assert (a.state, c.state) == ("stored", "stored")
+    assert (b.state, b.last_error) == (
+        "pending",
+        "archive storage failed: internal error: RuntimeError",
+    )
+    assert loop.recorder.deferred_bytes == 0
+
+
+async def test_files_waiting_to_be_recorded_keep_their_claims(store: Store, tmp_path: Path) -> None:
+    queue(store, "p", URLS[:1])
+    fetch = Deferring(tmp_path, store)
+    loop, db = archiver(store, fetch)
+    (job,) = store.claim_artifacts(
+        now=recording.utcnow(), limit=1, owner="me", lease_until=recording.utcnow()
+    )
+    try:
+        await loop.recorder.stored_file(job, await fetch(job))
+        assert loop.in_flight == [job.id] and not loop._in_flight  # only waiting to be recorded
+        await loop.renew_leases()
+        with store.engine.connect() as conn:
+            lease = (
+                conn.execute(artifacts.select().where(artifacts.c.id == job.id))
+                .one()
+                .next_attempt_at
+            )
+        assert lease > recording.utcnow() + timedelta(seconds=50)  # renewed for 60 s
+        await loop.recorder.recorded()
+    finally:
+        db.shutdown()
+    assert [a.state for a in store.list_artifacts(["p"])] == ["stored"]
+
+
+async def test_a_group_the_database_refuses_is_let_go_and_its_memory_freed(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue(store, "p", URLS[:2])
+    fetch = Deferring(tmp_path, store)
+    jobs = store.claim_artifacts(
+        now=recording.utcnow(), limit=2, owner="me", lease_until=recording.utcnow()
+    )
+
+    def refuse(*_args: object, **_kwargs: object) -> tuple[list[bool], int]:
+        raise StoreError("the database refused")
+
+    loop, db = archiver(store, fetch)
+    loop.recorder.store = SimpleNamespace(artifacts_stored=refuse)  # type: ignore[assignment]
+    try:
+        for job in jobs:
+            await loop.recorder.stored_file(job, await fetch(job))
+        assert loop.recorder.deferred_bytes > 0
+        await loop.recorder.recorded()
+    finally:
+        db.shutdown()
+    assert loop.recorder.deferred_bytes == 0 and loop.recorder.unrecorded == []
+    assert "could not record 2 archived files (fetched again later)" in caplog.text
+    assert [a.state for a in store.list_artifacts(["p"])] == ["pending", "pending"]

@@ -456,8 +456,13 @@ def test_0013_indexes_the_labels_stored_and_keeps_them(empty_url: str) -> None:
         ]
         with store.engine.begin() as conn:
             conn.execute(text("""update predictions set labels = '{"k": "v"}' where id = 'c'"""))
+            twice = """update predictions set labels = '{"k": "1", "k": "2"}' where id = 'b'"""
+            conn.execute(text(twice))  # only by hand; the last value counts, as in jsonb
+        assert [row for row in _labels(store) if row[0] == "b"] == [("b", "k", "2")]
+        with store.engine.begin() as conn:
+            conn.execute(text("update predictions set id = 'd2' where id = 'd'"))
             conn.execute(text("delete from predictions where id in ('a', 'b')"))
-        assert _labels(store) == [("c", "k", "v"), ("d", "env", "p"), ("d", "team", "z")]
+        assert _labels(store) == [("c", "k", "v"), ("d2", "env", "p"), ("d2", "team", "z")]
         migrate.downgrade(store, "0012")
         assert "prediction_labels" not in inspect(store.engine).get_table_names()
         store.add_predictions(["e"], now=at, first_poll_at=at, labels={"team": "x"})

@@ -205,8 +205,9 @@ class Archiver:
         await self.recorder.recorded()
 
     async def renew_leases(self) -> None:
-        """Keep the claims of long downloads (called with the daemon's heartbeat)."""
-        if not self._in_flight:
+        """Keep the claims of long downloads, and of the files waiting for a slot or to
+        be recorded (called with the daemon's heartbeat)."""
+        if not self.in_flight:
             return
         try:
             await self._db.read(

@@ -82,7 +82,8 @@ class LocalStorage:
 class LocalUpload:
     """An upload into a part file beside the target, made at the first block written:
     a file smaller than a block costs one trip to a worker thread in all (create,
-    write, fsync, rename), which matters when thousands of images are archived."""
+    write, fsync, rename), or a share of one with ``commit_later``, which matters when
+    thousands of images are archived."""
 
     def __init__(self, target: Path) -> None:
         self._fd: int | None = None
@@ -123,7 +124,8 @@ class LocalUpload:
         try:
             self._finish(tail)
         except OSError as exc:
-            self._drop()  # no caller is left to abort it
+            with contextlib.suppress(OSError):
+                self._drop()  # no caller is left to abort it
             raise StorageError(_os_text("cannot store", self._target, exc)) from None
         return self._target.as_uri()
 
@@ -161,8 +163,11 @@ class LocalUpload:
                 raise OSError(f"the upload is {self._state}")
             self._write_locked(tail)  # creates the part file of an empty upload too
             assert self._fd is not None and self._part is not None
-            os.fsync(self._fd)
-            os.close(self._fd)
+            fd, self._fd = self._fd, None  # closed below whatever happens: never twice
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             self._state = "closed"
             os.replace(self._part, self._target)
             self._state = "committed"

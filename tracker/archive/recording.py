@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -102,11 +103,9 @@ class Recorder:
         self._defaults = tuple(default_callbacks)
         self._on_deliveries = on_deliveries
         self.failure_log = failure_log
-        #: downloaded, waiting to be recorded (still claimed)
-        self.unrecorded: list[StoredFile] = []
-        #: the commits still to be made of those held in memory, by artifact ID
-        self._commits: dict[int, Callable[[], str]] = {}
-        self.deferred_bytes = 0  #: their bytes
+        #: downloaded, waiting to be recorded (still claimed), with their commits
+        self._held: list[_Held] = []
+        self.deferred_bytes = 0  #: bytes of those whose commit is left to the recorder
         self._task: asyncio.Task[None] | None = None
         #: set when the archiver stops: record at once, no lingering
         self.stopping = False
@@ -119,26 +118,24 @@ class Recorder:
         commit too, when it is left to the recorder and there is room in memory)."""
         commit = downloaded.commit
         if commit is not None and self.deferred_bytes + downloaded.bytes > MAX_DEFERRED_BYTES:
-            try:
-                await asyncio.to_thread(commit)
-            except StorageError as exc:
-                await self.failure(job, _storage_failure(exc))
+            (error,) = await asyncio.to_thread(_commit_all, [commit])
+            if error is not None:
+                await self.failure(job, _storage_failure(error))
                 return
             commit = None
         if commit is not None:
-            self._commits[job.id] = commit
             self.deferred_bytes += downloaded.bytes
-        self.unrecorded.append(
-            StoredFile(
-                job,
-                downloaded.stored_url,
-                downloaded.bytes,
-                downloaded.sha256,
-                downloaded.content_type,
-            )
+        done = StoredFile(
+            job, downloaded.stored_url, downloaded.bytes, downloaded.sha256, downloaded.content_type
         )
+        self._held.append(_Held(done, commit))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._record_all(), name="archive records")
+
+    @property
+    def unrecorded(self) -> list[StoredFile]:
+        """Downloaded, waiting to be recorded (still claimed)."""
+        return [held.done for held in self._held]
 
     async def recorded(self) -> None:
         """Wait until every stored file is recorded."""
@@ -146,10 +143,11 @@ class Recorder:
             await asyncio.shield(self._task)
 
     async def _record_all(self) -> None:
-        while self.unrecorded:
+        while self._held:
             if not self.stopping:
                 await asyncio.sleep(RECORD_LINGER)
-            batch = self.unrecorded[:MAX_RECORD_BATCH]
+            batch = self._held[:MAX_RECORD_BATCH]
+            ready: list[StoredFile] = []
             try:
                 ready = await self._commit(batch)
                 kept, queued = await self._db.write(
@@ -161,33 +159,37 @@ class Recorder:
                 )
             except StoreError as exc:
                 log.error(
-                    "could not record %d archived files (fetched again later): %s", len(batch), exc
+                    "could not record %d archived files (fetched again later): %s", len(ready), exc
+                )
+                continue
+            except Exception:  # a bug must not stop the recording of later files
+                log.exception(
+                    "recording %d archived files failed (fetched again later)", len(batch)
                 )
                 continue
             finally:  # held (and their leases renewed) until this write ended
-                del self.unrecorded[: len(batch)]
-                self._forget(batch)
+                del self._held[: len(batch)]
+                self.deferred_bytes -= sum(h.done.bytes for h in batch if h.commit is not None)
             for done, held in zip(ready, kept, strict=True):
                 self._note_stored(done, held)
             if queued:
                 self._on_deliveries()
 
-    async def _commit(self, batch: list[StoredFile]) -> list[StoredFile]:
+    async def _commit(self, batch: list[_Held]) -> list[StoredFile]:
         """Make the commits left to the recorder, in one worker thread; the files now in
         the archive (those whose commit failed are recorded as failures)."""
-        commits = [(done, c) for done in batch if (c := self._commits.get(done.job.id))]
+        commits = [held.commit for held in batch if held.commit is not None]
         if not commits:
-            return batch
-        failed = await asyncio.to_thread(_commit_all, commits)
-        for done in batch:
-            if (error := failed.get(done.job.id)) is not None:
-                await self.failure(done.job, _storage_failure(error))
-        return [done for done in batch if done.job.id not in failed]
-
-    def _forget(self, batch: list[StoredFile]) -> None:
-        for done in batch:
-            if self._commits.pop(done.job.id, None) is not None:
-                self.deferred_bytes -= done.bytes
+            return [held.done for held in batch]
+        errors = iter(await asyncio.to_thread(_commit_all, commits))
+        ready: list[StoredFile] = []
+        for held in batch:
+            error = next(errors) if held.commit is not None else None
+            if error is None:
+                ready.append(held.done)
+            else:
+                await self.failure(held.done.job, _storage_failure(error))
+        return ready
 
     def _note_stored(self, done: StoredFile, kept: bool) -> None:
         job = done.job
@@ -242,19 +244,31 @@ class Recorder:
         )
 
 
-def _commit_all(commits: list[tuple[StoredFile, Callable[[], str]]]) -> dict[int, StorageError]:
-    """Run each commit (in a worker thread); the errors of those that failed, by ID."""
-    failed: dict[int, StorageError] = {}
-    for done, commit in commits:
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A stored file waiting to be recorded, and its commit when that is left to the
+    recorder (the file is not in the archive before)."""
+
+    done: StoredFile
+    commit: Callable[[], str] | None
+
+
+def _commit_all(commits: list[Callable[[], str]]) -> list[Exception | None]:
+    """Run each commit (in a worker thread); each one's error, or None."""
+    errors: list[Exception | None] = []
+    for commit in commits:
         try:
             commit()
-        except StorageError as exc:
-            failed[done.job.id] = exc
-    return failed
+        except Exception as exc:  # one file's failure is not the others'
+            errors.append(exc)
+        else:
+            errors.append(None)
+    return errors
 
 
-def _storage_failure(exc: StorageError) -> DownloadFailed:
-    return DownloadFailed(f"archive storage failed: {exc}", retry=True)
+def _storage_failure(exc: Exception) -> DownloadFailed:
+    reason = str(exc) if isinstance(exc, StorageError) else f"internal error: {type(exc).__name__}"
+    return DownloadFailed(f"archive storage failed: {reason}", retry=True)
 
 
 def _host(url: str) -> str:
