@@ -44,6 +44,39 @@ from tracker.store.views import prediction_timings as pt
 __all__ = ["TERMINAL", "ReportFilter", "ReportOps", "Row", "_r", "utc_day"]
 
 
+#: the metrics of ``models``, in the order of its columns
+METRICS = ("predict_time", "queue_seconds", "run_seconds")
+
+
+def _model_counts(src: Any) -> list[Any]:
+    """``models``' columns before the metrics: predictions, each final status, success."""
+
+    def count_status(status: str) -> Any:
+        return func.sum(case((src.c.status == status, 1), else_=0))
+
+    terminal = func.sum(case((src.c.status.in_(TERMINAL), 1), else_=0))
+    success = cast(count_status("succeeded"), Float) / func.nullif(terminal, 0)
+    return [
+        src.c.model,
+        func.count().label("predictions"),
+        *(count_status(s).label(s) for s in TERMINAL),
+        success.label("success_rate"),
+    ]
+
+
+def _metric_stats(src: Any) -> list[Any]:
+    """Mean, p50 and p95 of every metric as aggregates of one GROUP BY (PostgreSQL)."""
+    return [
+        aggregate.label(f"{m}_{name}")
+        for m in METRICS
+        for name, aggregate in (
+            ("mean", func.avg(src.c[m])),
+            ("p50", func.percentile_cont(0.5).within_group(src.c[m])),
+            ("p95", func.percentile_cont(0.95).within_group(src.c[m])),
+        )
+    ]
+
+
 def _scope(flt: ReportFilter) -> Scope:
     return Scope(since=flt.since, until=flt.until, model=flt.model)
 
@@ -81,36 +114,36 @@ class ReportOps(ReportBase):
             return [dict(r) for r in conn.execute(stmt).mappings()]
 
     def report_models_from_rows(self, flt: ReportFilter) -> list[Row]:
-        where = flt.conditions(pt)
-
-        def count_status(status: str) -> Any:
-            return func.sum(case((pt.c.status == status, 1), else_=0))
-
-        terminal = func.sum(case((pt.c.status.in_(TERMINAL), 1), else_=0))
-        counts = (
-            select(
-                pt.c.model,
-                func.count().label("predictions"),
-                *(count_status(s).label(s) for s in TERMINAL),
-                (cast(count_status("succeeded"), Float) / func.nullif(terminal, 0)).label(
-                    "success_rate"
-                ),
+        """``models`` from the rows that match ``flt``: on PostgreSQL one statement (its
+        percentile_cont goes in the same GROUP BY), on SQLite the counts and a ranking
+        statement per metric over the matching rows, copied once."""
+        with self._reading() as conn, self._matching_rows(conn, flt) as (src, where):
+            in_one = self.dialect == "postgresql"
+            counts = (
+                select(*_model_counts(src), *(_metric_stats(src) if in_one else ()))
+                .where(*where)
+                .group_by(src.c.model)
+                .order_by(func.count().desc(), src.c.model.nulls_last())
             )
-            .where(*where)
-            .group_by(pt.c.model)
-            .order_by(func.count().desc(), pt.c.model.nulls_last())
-        )
-        metrics = ("predict_time", "queue_seconds", "run_seconds")
-        with self._reading() as conn:
             rows = [dict(r) for r in conn.execute(counts).mappings()]
-            stats = {m: self._stats(conn, pt.c[m], [pt.c.model], where) for m in metrics}
+            stats = (
+                {}
+                if in_one
+                else {
+                    m: self._stats(conn, src.c[m], [src.c.model], where, from_=src) for m in METRICS
+                }
+            )
         for row in rows:
             row["success_rate"] = _r(row["success_rate"], 4)
             for s in TERMINAL:
                 row[s] = int(row[s] or 0)
-            for m in metrics:
-                mean, p50, p95 = stats[m].get((row["model"],), (None, None, None))
-                row.update({f"{m}_mean": mean, f"{m}_p50": p50, f"{m}_p95": p95})
+            for m in METRICS:
+                names = (f"{m}_mean", f"{m}_p50", f"{m}_p95")
+                if in_one:
+                    row.update({n: _r(row[n]) for n in names})
+                else:
+                    found = stats[m].get((row["model"],), (None, None, None))
+                    row.update(zip(names, found, strict=True))
         return rows
 
     def run_time_samples(
@@ -138,11 +171,10 @@ class ReportOps(ReportBase):
         return samples
 
     def report_daily_from_rows(self, flt: ReportFilter) -> list[Row]:
-        where = flt.conditions(pt)
-        registered_day = self._day(pt.c.registered_at)
-        completed_day = self._day(pt.c.completed_at)
-        finished = and_(pt.c.completed_at.is_not(None), pt.c.status.in_(TERMINAL))
-        with self._reading() as conn:
+        with self._reading() as conn, self._matching_rows(conn, flt) as (src, where):
+            registered_day = self._day(src.c.registered_at)
+            completed_day = self._day(src.c.completed_at)
+            finished = and_(src.c.completed_at.is_not(None), src.c.status.in_(TERMINAL))
             registered: dict[Any, int] = dict(
                 conn.execute(
                     select(registered_day, func.count()).where(*where).group_by(registered_day)
@@ -153,8 +185,8 @@ class ReportOps(ReportBase):
                 for row in conn.execute(
                     select(
                         completed_day,
-                        *(func.sum(case((pt.c.status == s, 1), else_=0)) for s in TERMINAL),
-                        func.avg(pt.c.run_seconds),
+                        *(func.sum(case((src.c.status == s, 1), else_=0)) for s in TERMINAL),
+                        func.avg(src.c.run_seconds),
                     )
                     .where(finished, *where)
                     .group_by(completed_day)
