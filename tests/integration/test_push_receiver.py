@@ -378,9 +378,10 @@ async def test_an_unknown_id_is_registered_with_the_default_callbacks(
     got = one(db_url, "push-unknown-7")
     assert (got.tracking, got.status, got.poll_count) == ("active", "processing", 0)
     assert got.registered_at >= before - timedelta(seconds=1)
-    # the safety net: polled only every --poll-max (60 s) from now on
+    # the safety net: polled only every --poll-max (60 s) from the push's write, which
+    # comes a moment after the registration (more than a second on a loaded machine)
     assert got.next_poll_at is not None
-    assert timedelta(seconds=59) <= got.next_poll_at - got.registered_at <= timedelta(seconds=61)
+    assert timedelta(seconds=59) <= got.next_poll_at - got.registered_at <= timedelta(seconds=65)
     # without a daemon here the deliveries wait, pending, for one
     assert sorted(rows(db_url, "select event, state from deliveries")) == [
         ("logs", "pending"),
