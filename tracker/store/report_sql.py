@@ -31,7 +31,7 @@ from sqlalchemy import (
 
 from tracker.domain import Status
 from tracker.store.base import StoreBase
-from tracker.store.tables import prediction_labels
+from tracker.store.tables import prediction_labels, predictions
 from tracker.store.views import prediction_timings as pt
 
 Row = dict[str, Any]
@@ -130,10 +130,18 @@ class ReportBase(StoreBase):
             return
         matching_rows.drop(conn, checkfirst=True)  # left by a report that failed
         matching_rows.create(conn)
-        columns = [pt.c[column.name] for column in matching_rows.columns]
+        # From the table, with the view's own expressions: the view would also join every
+        # prediction's first terminal transition, which none of these columns needs.
+        row = predictions.c
+        computed = {
+            "queue_seconds": self._seconds(row.started_at, row.created_at),
+            "run_seconds": self._seconds(row.completed_at, row.started_at),
+        }
+        names = [column.name for column in matching_rows.columns]
+        columns = [computed[name] if name in computed else row[name] for name in names]
         conn.execute(
             matching_rows.insert().from_select(
-                [c.name for c in columns], select(*columns).where(*flt.conditions(pt))
+                names, select(*columns).where(*flt.conditions(predictions))
             )
         )
         try:
