@@ -15,6 +15,7 @@ import pytest
 
 from tests.integration.test_archiver import archiver, queue
 from tracker.archive import recording
+from tracker.archive.archiver import Archiver
 from tracker.archive.download import Downloaded
 from tracker.archive.local import LocalStorage
 from tracker.archive.storage import artifact_key
@@ -24,6 +25,16 @@ from tracker.store.store import Store
 from tracker.store.tables import artifacts
 
 URLS = ["https://f.example/a.png", "https://f.example/b.png", "https://f.example/c.png"]
+
+
+async def archive_due(store: Store, fetch: object) -> Archiver:
+    """An archiver on ``store`` that downloads what is due once, through ``fetch``."""
+    loop, db = archiver(store, fetch)
+    try:
+        await loop.archive_due_once()
+    finally:
+        db.shutdown()
+    return loop
 
 
 class Deferring:
@@ -56,11 +67,7 @@ async def test_a_group_is_committed_in_one_worker_thread_before_it_is_recorded(
 ) -> None:
     queue(store, "p", URLS)
     fetch = Deferring(tmp_path, store)
-    loop, db = archiver(store, fetch)
-    try:
-        await loop.archive_due_once()
-    finally:
-        db.shutdown()
+    loop = await archive_due(store, fetch)
     assert sorted(key for key, _, _ in fetch.committed) == ["p/0-a.png", "p/1-b.png", "p/2-c.png"]
     assert len({thread for _, thread, _ in fetch.committed}) == 1  # one trip for the group
     assert threading.get_ident() not in {thread for _, thread, _ in fetch.committed}
@@ -78,11 +85,7 @@ async def test_a_commit_that_fails_is_tried_again_and_the_others_are_stored(
 ) -> None:
     queue(store, "p", URLS)
     (tmp_path / "p" / "1-b.png").mkdir(parents=True)  # a folder where a file must go
-    loop, db = archiver(store, Deferring(tmp_path, store))
-    try:
-        await loop.archive_due_once()
-    finally:
-        db.shutdown()
+    loop = await archive_due(store, Deferring(tmp_path, store))
     a, b, c = store.list_artifacts(["p"])
     assert (a.state, c.state) == ("stored", "stored")
     assert (b.state, b.attempts) == ("pending", 1)
@@ -133,11 +136,7 @@ async def test_a_commit_that_raises_anything_fails_alone_and_recording_goes_on(
 
         return Downloaded(got.stored_url, got.bytes, got.sha256, None, commit=broken)
 
-    loop, db = archiver(store, fetch)
-    try:
-        await loop.archive_due_once()
-    finally:
-        db.shutdown()
+    loop = await archive_due(store, fetch)
     a, b, c = store.list_artifacts(["p"])
     assert (a.state, c.state) == ("stored", "stored")
     assert (b.state, b.last_error) == (
