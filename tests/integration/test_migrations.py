@@ -471,3 +471,51 @@ def test_0013_indexes_the_labels_stored_and_keeps_them(empty_url: str) -> None:
         assert ("e", "team", "x") in _labels(store)
     finally:
         store.close()
+
+
+def test_0014_rolls_up_the_files_stored_and_keeps_the_rollup(empty_url: str) -> None:
+    """The upgrade fills artifact_rollup from the files already stored (a prediction
+    once per day it has files on); its triggers follow new files, a stored one and a
+    delete; a downgrade drops it and leaves the files; upgrading again refills it."""
+    from tests.integration.test_artifact_rollup import counts, recount, rollup
+
+    store = Store.from_url(empty_url)
+    at = datetime(2026, 12, 7, 23, 30, tzinfo=UTC)
+    try:
+        migrate.upgrade(store, "0013")
+        store.add_predictions(["a", "b"], now=at, first_poll_at=at)
+        store.add_artifacts(
+            [
+                ("a", [(0, "https://f.example/a0.png"), (1, "https://f.example/a1.png")], at),
+                ("b", [(0, "https://f.example/b0.png")], at + timedelta(hours=1)),
+            ]
+        )
+        with store.engine.begin() as conn:
+            conn.execute(text("update predictions set model = 'acme/flux' where id = 'a'"))
+            conn.execute(
+                text(
+                    "update artifacts set state = 'stored', bytes = 100"
+                    " where prediction_id = 'a' and position = 0"
+                )
+            )
+        migrate.upgrade(store, "0014")
+        expected = recount(store)
+        assert rollup(store) == expected
+        assert sorted(expected.values(), key=lambda c: c["files"]) == [
+            counts(1, 1, 0, 0, 1, 0),
+            counts(1, 2, 1, 0, 1, 100),
+        ]
+        store.add_artifacts([("b", [(1, "https://f.example/b1.png")], at)])
+        with store.engine.begin() as conn:
+            conn.execute(text("delete from artifacts where prediction_id = 'a'"))
+        assert rollup(store) == recount(store)
+        assert len(rollup(store)) == 2  # b's files on two days; a's row is gone
+        migrate.downgrade(store, "0013")
+        assert "artifact_rollup" not in inspect(store.engine).get_table_names()
+        store.add_artifacts([("a", [(5, "https://f.example/a5.png")], at)])
+        migrate.upgrade(store)
+        assert store.schema_revision() == SCHEMA_HEAD
+        assert rollup(store) == recount(store)
+        assert len(rollup(store)) == 3
+    finally:
+        store.close()

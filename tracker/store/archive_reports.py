@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import Connection, case, func, select, update
 
 from tracker.domain import ArtifactState
 from tracker.store.base import StoreBase, batches
 from tracker.store.reports import ReportFilter, Row, utc_day
-from tracker.store.tables import artifacts, predictions
+from tracker.store.rollup import HOUR, Scope, day_text
+from tracker.store.tables import artifact_rollup, artifacts, predictions
 
 #: IDs per IN list (both engines take far more; this keeps statements small)
 ID_BATCH = 500
@@ -111,35 +112,98 @@ class ArchiveReportOps(StoreBase):
         return changed
 
     def report_archive(self, flt: ReportFilter) -> list[Row]:
-        """Per UTC day a file was found and per model: files, their states, bytes stored."""
-        day = utc_day(self.dialect, artifacts.c.created_at).label("day")
-
-        def count_state(state: str) -> Any:
-            return func.sum(case((artifacts.c.state == state, 1), else_=0))
-
-        stored_bytes = func.sum(case((artifacts.c.state == _STORED, artifacts.c.bytes), else_=0))
-        stmt = (
-            select(
-                day,
-                predictions.c.model,
-                func.count(func.distinct(artifacts.c.prediction_id)).label("predictions"),
-                func.count().label("files"),
-                count_state(_STORED).label("stored"),
-                count_state(_FAILED).label("failed"),
-                count_state(_PENDING).label("pending"),
-                stored_bytes.label("stored_bytes"),
-            )
-            .select_from(artifacts.join(predictions, predictions.c.id == artifacts.c.prediction_id))
-            .where(*flt.conditions(predictions))
-            .group_by(day, predictions.c.model)
-            .order_by(day, predictions.c.model.nulls_last())
-        )
+        """Per UTC day a file was found and per model: predictions, files, their
+        states, bytes stored. From ``artifact_rollup`` for the whole registration hours
+        the filter covers, from the rows for the partial hours at its edges; a label
+        filter reads the rows of the predictions that carry the label."""
+        if flt.labels:
+            return self.report_archive_from_rows(flt)
+        scope = Scope(since=flt.since, until=flt.until, model=flt.model)
+        found: list[Row] = []
         with self._reading() as conn:
-            rows = [dict(r) for r in conn.execute(stmt).mappings()]
-        for row in rows:
-            for name in ("stored", "failed", "pending", "stored_bytes"):
-                row[name] = int(row[name] or 0)  # numeric on PostgreSQL, NULL never
-        return rows
+            hours = scope.whole(HOUR)
+            if hours is not None:
+                found += _rollup_rows(conn, scope, *hours)
+            for edge in scope.edges(HOUR):
+                found += _archive_rows(conn, self.dialect, [edge, *scope.model_condition()])
+        return _sorted(_merged(found))
+
+    def report_archive_from_rows(self, flt: ReportFilter) -> list[Row]:
+        """``report_archive`` counted from the files of every prediction ``flt`` covers."""
+        with self._reading() as conn:
+            return _sorted(_archive_rows(conn, self.dialect, flt.conditions(predictions)))
+
+
+_ROLLUP_COUNTS = ("predictions", "files", "stored", "failed", "pending", "stored_bytes")
+
+
+def _archive_rows(conn: Connection, dialect: str, where: Sequence[Any]) -> list[Row]:
+    """The report's rows counted from the files of the predictions ``where`` selects."""
+    day = utc_day(dialect, artifacts.c.created_at).label("day")
+
+    def count_state(state: str) -> Any:
+        return func.sum(case((artifacts.c.state == state, 1), else_=0))
+
+    stored_bytes = func.sum(case((artifacts.c.state == _STORED, artifacts.c.bytes), else_=0))
+    stmt = (
+        select(
+            day,
+            predictions.c.model,
+            func.count(func.distinct(artifacts.c.prediction_id)).label("predictions"),
+            func.count().label("files"),
+            count_state(_STORED).label("stored"),
+            count_state(_FAILED).label("failed"),
+            count_state(_PENDING).label("pending"),
+            stored_bytes.label("stored_bytes"),
+        )
+        .select_from(artifacts.join(predictions, predictions.c.id == artifacts.c.prediction_id))
+        .where(*where)
+        .group_by(day, predictions.c.model)
+    )
+    rows = [dict(r) for r in conn.execute(stmt).mappings()]
+    for row in rows:
+        for name in _ROLLUP_COUNTS:
+            row[name] = int(row[name] or 0)  # numeric on PostgreSQL, NULL never
+    return rows
+
+
+def _rollup_rows(conn: Connection, scope: Scope, first: int | None, end: int | None) -> list[Row]:
+    """The report's rows of the registration hours ``[first, end)`` (None: unbounded)."""
+    r = artifact_rollup.c
+    where = [] if scope.model is None else [r.model == scope.model]
+    if first is not None:
+        where.append(r.registered_hour >= first)
+    if end is not None:
+        where.append(r.registered_hour < end)
+    sums = (func.sum(r[name]).label(name) for name in _ROLLUP_COUNTS)
+    stmt = select(r.day, r.model, *sums).where(*where).group_by(r.day, r.model)
+    return [
+        {
+            "day": day_text(row.day, is_day=True),
+            "model": row.model or None,  # '' is the rollup's key for a missing model
+            **{name: int(row[name]) for name in _ROLLUP_COUNTS},
+        }
+        for row in conn.execute(stmt).mappings()
+    ]
+
+
+def _merged(rows: Sequence[Row]) -> list[Row]:
+    """Rows of the same day and model added up (the rollup's and the edges' count
+    different predictions: each is registered in one hour)."""
+    merged: dict[tuple[str, str | None], Row] = {}
+    for row in rows:
+        key = (row["day"], row["model"])
+        if key in merged:
+            for name in _ROLLUP_COUNTS:
+                merged[key][name] += row[name]
+        else:
+            merged[key] = dict(row)
+    return [row for row in merged.values() if row["files"]]
+
+
+def _sorted(rows: list[Row]) -> list[Row]:
+    """By day, then model (a missing model last), as the report prints them."""
+    return sorted(rows, key=lambda row: (row["day"], row["model"] is None, row["model"] or ""))
 
 
 def _counted(state: ArchiveState, row: Any) -> ArchiveState:

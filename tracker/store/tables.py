@@ -367,6 +367,24 @@ Index(
     prediction_labels.c.value,
     prediction_labels.c.prediction_id,
 )
+# The archive per model, UTC hour of the prediction's registration and UTC day the file
+# was found (migration 0014), kept by triggers on ``artifacts`` and ``predictions``:
+# `tracker report archive` reads it for whole hours instead of joining every file.
+# ``model`` '' stands for a missing model; hours and days are counted since 1970.
+artifact_rollup = Table(
+    "artifact_rollup",
+    metadata,
+    Column("registered_hour", BigInteger, primary_key=True, autoincrement=False),
+    Column("model", Text, primary_key=True),
+    Column("day", BigInteger, primary_key=True, autoincrement=False),
+    Column("predictions", BigInteger, nullable=False),
+    Column("files", BigInteger, nullable=False),
+    Column("stored", BigInteger, nullable=False),
+    Column("failed", BigInteger, nullable=False),
+    Column("pending", BigInteger, nullable=False),
+    Column("stored_bytes", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
 # Counts of values by bucket (the value to two significant digits): metric 1
 # predict_time, 2 queue_seconds, 3 run_seconds by UTC day of registration (period);
 # 11-13 the same by UTC hour of registration; 4 run_seconds by UTC hour of completion.
