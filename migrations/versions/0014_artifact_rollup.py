@@ -105,6 +105,34 @@ def _empty_of(r: str, dialect: str) -> str:
     return f"{_EMPTY} AND model = coalesce({r}.model, '') AND registered_hour = {hour}"
 
 
+def _restate(dialect: str) -> str:
+    """The update of a file whose keys stay (the daemon storing it, a failure): its
+    row's state counts and bytes change, in one statement."""
+
+    def delta(state: str, value: str = "1") -> str:
+        return (
+            f"(CASE WHEN NEW.state = '{state}' THEN {value} ELSE 0 END)"
+            f" - (CASE WHEN OLD.state = '{state}' THEN {value.replace('NEW.', 'OLD.')} ELSE 0 END)"
+        )
+
+    sets = (
+        ", ".join(f"{c} = {c} + {delta(c)}" for c in ("stored", "failed", "pending"))
+        + f", stored_bytes = stored_bytes + {delta('stored', 'coalesce(NEW.bytes, 0)')}"
+    )
+    keys = (
+        f"SELECT {_period('p.registered_at', dialect, 3600)}, coalesce(p.model, ''),"
+        f" {_period('NEW.created_at', dialect, 86400)}"
+        " FROM predictions AS p WHERE p.id = NEW.prediction_id"
+    )
+    return f"UPDATE artifact_rollup SET {sets} WHERE (registered_hour, model, day) = ({keys})"
+
+
+#: an update that leaves a file's keys (its day, prediction and id) as they were
+_SAME_KEYS = (
+    "OLD.id = NEW.id AND OLD.prediction_id = NEW.prediction_id AND OLD.created_at = NEW.created_at"
+)
+
+
 # -- SQLite ------------------------------------------------------------------------------
 
 
@@ -142,10 +170,14 @@ def _sqlite_triggers() -> list[str]:
 {_sqlite_file("NEW", "1", "NEW.id")}
 END""",
         f"""CREATE TRIGGER tr_artifacts_rollup_update AFTER UPDATE OF {watched} ON artifacts
-WHEN {changed} BEGIN
+WHEN ({changed}) AND NOT ({_SAME_KEYS}) BEGIN
 {_sqlite_file("OLD", "-1", both)}
 {_sqlite_file("NEW", "1", both)}
 {_sqlite_empty_file("OLD")}
+END""",
+        f"""CREATE TRIGGER tr_artifacts_rollup_restate AFTER UPDATE OF state, bytes ON artifacts
+WHEN ({changed}) AND {_SAME_KEYS} BEGIN
+{_restate("sqlite")};
 END""",
         f"""CREATE TRIGGER tr_artifacts_rollup_delete AFTER DELETE ON artifacts BEGIN
 {_sqlite_file("OLD", "-1", "OLD.id")}
@@ -201,6 +233,10 @@ $$""")
 LANGUAGE plpgsql AS $$
 BEGIN
     {lock}
+    IF {_SAME_KEYS} THEN
+        {_restate("postgresql")};
+        RETURN NULL;
+    END IF;
     {_INSERT}{_files_of("(SELECT OLD.*)", "postgresql", "-1", ids)}{_UPSERT};
     {_INSERT}{_files_of("(SELECT NEW.*)", "postgresql", "1", ids)}{_UPSERT};
     {_pg_emptied("(SELECT OLD.*)")};
@@ -291,6 +327,7 @@ def downgrade() -> None:
             (
                 "tr_artifacts_rollup_insert",
                 "tr_artifacts_rollup_update",
+                "tr_artifacts_rollup_restate",
                 "tr_artifacts_rollup_delete",
             ),
         ),

@@ -30,16 +30,17 @@ COUNTS = ("predictions", "files", "stored", "failed", "pending", "stored_bytes")
 
 index = st.integers(0, IDS - 1)
 position = st.integers(0, 2)
+nth = st.integers(0, 20)  #: the nth file of the example (modulo how many there are)
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("add"), index),
         st.tuples(st.just("files"), index, st.lists(position, min_size=1, max_size=3)),
-        st.tuples(st.just("stored"), index, position, st.integers(0, 10**12)),
-        st.tuples(st.just("fail"), index, position),
-        st.tuples(st.just("sql_day"), index, position, st.integers(-2, 2)),
+        st.tuples(st.just("stored"), nth, st.integers(0, 10**12)),
+        st.tuples(st.just("fail"), nth),
+        st.tuples(st.just("sql_day"), nth, st.integers(-2, 2)),
         st.tuples(st.just("sql_model"), index, st.sampled_from(MODELS)),
         st.tuples(st.just("sql_registered"), index, st.integers(-3000, 3000)),
-        st.tuples(st.just("sql_delete_file"), index, position),
+        st.tuples(st.just("sql_delete_file"), nth),
         st.tuples(st.just("sql_delete"), index),
         st.tuples(st.just("forget_and_prune"), index),
         st.tuples(st.just("wait"), st.integers(1, 1500)),
@@ -66,11 +67,12 @@ class Run:
 
     def files(self, i: int, positions: list[int]) -> None:
         found = [(p, f"https://files.example/{self.ids[i]}/{p}.png") for p in positions]
-        if self._known(i):
-            self.store.add_artifacts([(self.ids[i], found, self.now)])
+        if not self._known(i):
+            self.add(i)
+        self.store.add_artifacts([(self.ids[i], found, self.now)])
 
-    def stored(self, i: int, pos: int, size: int) -> None:
-        row = self._file(i, pos)
+    def stored(self, n: int, size: int) -> None:
+        row = self._file(n)
         if row is None or row.state != "pending":
             return
         owner = "prop"
@@ -78,7 +80,9 @@ class Run:
             conn.execute(
                 artifacts.update().where(artifacts.c.id == row.id).values(claimed_by=owner)
             )
-        job = ArtifactJob(row.id, self.ids[i], pos, row.source_url, 0, row.created_at)
+        job = ArtifactJob(
+            row.id, row.prediction_id, row.position, row.source_url, 0, row.created_at
+        )
         kept, _ = self.store.artifact_stored(
             job,
             owner=owner,
@@ -90,11 +94,11 @@ class Run:
         )
         assert kept
 
-    def fail(self, i: int, pos: int) -> None:
-        self._sql("UPDATE artifacts SET state = 'failed' WHERE id = :a", i, pos)
+    def fail(self, n: int) -> None:
+        self._sql("UPDATE artifacts SET state = 'failed' WHERE id = :a", n)
 
-    def sql_day(self, i: int, pos: int, days: int) -> None:
-        row = self._file(i, pos)
+    def sql_day(self, n: int, days: int) -> None:
+        row = self._file(n)
         if row is not None:
             with self.store.engine.begin() as conn:
                 conn.execute(
@@ -118,8 +122,8 @@ class Run:
                 .values(registered_at=moved)
             )
 
-    def sql_delete_file(self, i: int, pos: int) -> None:
-        self._sql("DELETE FROM artifacts WHERE id = :a", i, pos)
+    def sql_delete_file(self, n: int) -> None:
+        self._sql("DELETE FROM artifacts WHERE id = :a", n)
 
     def sql_delete(self, i: int) -> None:
         with self.store.engine.begin() as conn:
@@ -143,15 +147,15 @@ class Run:
             found = conn.execute(select(predictions.c.id).where(predictions.c.id == self.ids[i]))
             return found.first() is not None
 
-    def _file(self, i: int, pos: int) -> Any:
-        query = select(artifacts).where(
-            artifacts.c.prediction_id == self.ids[i], artifacts.c.position == pos
-        )
+    def _file(self, n: int) -> Any:
+        """The nth file of this example's predictions (modulo their number), or None."""
+        query = select(artifacts).where(artifacts.c.prediction_id.in_(self.ids))
         with self.store.engine.connect() as conn:
-            return conn.execute(query).first()
+            rows = conn.execute(query.order_by(artifacts.c.id)).all()
+        return rows[n % len(rows)] if rows else None
 
-    def _sql(self, statement: str, i: int, pos: int) -> None:
-        row = self._file(i, pos)
+    def _sql(self, statement: str, n: int) -> None:
+        row = self._file(n)
         if row is not None:
             with self.store.engine.begin() as conn:
                 conn.execute(text(statement), {"a": row.id})
@@ -245,13 +249,13 @@ def test_files_of_one_prediction_on_two_days_count_it_on_each(store: Store) -> N
     run = Run(store)
     run.add(0)
     run.files(0, [0, 1])
-    run.sql_day(0, 1, 1)
+    run.sql_day(1, 1)
     rows = store.report_archive(ReportFilter())
     assert [(r["day"], r["predictions"], r["files"]) for r in rows] == [
         ("2026-03-01", 1, 1),
         ("2026-03-02", 1, 1),
     ]
-    run.sql_day(0, 1, -1)  # both on the first day again: one prediction, two files
+    run.sql_day(1, -1)  # both on the first day again: one prediction, two files
     rows = store.report_archive(ReportFilter())
     assert [(r["day"], r["predictions"], r["files"]) for r in rows] == [("2026-03-01", 1, 2)]
     assert_rollup_is_a_recount(store)
@@ -263,7 +267,7 @@ def test_deleting_a_prediction_takes_its_files_out_of_the_rollup(store: Store) -
     run.add(1)
     run.files(0, [0, 1, 2])
     run.files(1, [0])
-    run.stored(0, 0, 500)
+    run.stored(0, 500)
     run.sql_delete(0)
     assert rollup(store) == {(_period(T0, 3600), "", _period(T0, 86400)): counts(1, 1, 0, 0, 1, 0)}
     run.sql_delete(1)
