@@ -57,33 +57,49 @@ def _period(ts: str, dialect: str, seconds: int) -> str:
     return f"(CAST(strftime('%s', {ts}) AS INTEGER) / {seconds})"
 
 
-def _file_counts(a: str, sign: str) -> str:
-    """files, stored, failed, pending, stored_bytes of file rows ``a``, summed, times
-    ``sign``."""
+def _file_values(a: str) -> list[str]:
+    """files, stored, failed, pending, stored_bytes of one file row ``a``."""
 
     def state(name: str) -> str:
-        return f"sum(CASE WHEN {a}.state = '{name}' THEN 1 ELSE 0 END)"
+        return f"CASE WHEN {a}.state = '{name}' THEN 1 ELSE 0 END"
 
-    stored_bytes = f"sum(CASE WHEN {a}.state = 'stored' THEN coalesce({a}.bytes, 0) ELSE 0 END)"
-    parts = ["count(*)", state("stored"), state("failed"), state("pending"), stored_bytes]
-    return ", ".join(f"{sign} * {part}" for part in parts)
+    stored_bytes = f"CASE WHEN {a}.state = 'stored' THEN coalesce({a}.bytes, 0) ELSE 0 END"
+    return ["1", state("stored"), state("failed"), state("pending"), stored_bytes]
 
 
-def _files_of(source: str, dialect: str, sign: str, others: str) -> str:
-    """Rows of ``artifact_rollup`` for the files in ``source`` (a table or a transition
-    table, alias ``a``), times ``sign``: their prediction counted for a day when no
-    file outside ``others`` (a condition on ``o``) has it on that day."""
+def _file_counts(a: str, sign: str) -> str:
+    """The same summed over file rows ``a``, times ``sign``."""
+    return ", ".join(f"{sign} * sum({value})" for value in _file_values(a))
+
+
+def _files_of(
+    source: str, dialect: str, sign: str, *, expected: str = "0", exclude: str = "TRUE"
+) -> str:
+    """The upsert of the files in ``source`` (a transition table, or one row), times
+    ``sign``. A prediction counts for a day when the files of it found that day, in
+    ``artifacts`` and ``exclude`` (a condition on ``o``), number ``expected``: those
+    of ``source`` itself after an insert (``n``), none after a delete. Linear in the
+    files: a bulk insert of many files is not compared file by file."""
     day = _period("a.created_at", dialect, 86400)
     hour = _period("p.registered_at", dialect, 3600)
-    alone = f"""NOT EXISTS (SELECT 1 FROM artifacts AS o WHERE o.prediction_id = a.prediction_id
-            AND {_period("o.created_at", dialect, 86400)} = {day} AND {others})"""
-    first = f"""a.id = (SELECT min(f.id) FROM {source} AS f WHERE f.prediction_id = a.prediction_id
-            AND {_period("f.created_at", dialect, 86400)} = {day})"""
-    newly = f"CASE WHEN {first} AND {alone} THEN 1 ELSE 0 END"
-    return f"""SELECT coalesce(p.model, '') AS model, {hour} AS registered_hour, {day} AS day,
-        {sign} * sum({newly}), {_file_counts("a", sign)}
-    FROM {source} AS a JOIN predictions AS p ON p.id = a.prediction_id
-    GROUP BY coalesce(p.model, ''), {hour}, {day}"""
+    same_day = f"{_period('o.created_at', dialect, 86400)} = x.day"
+    alone = f"""(SELECT count(*) FROM artifacts AS o WHERE o.prediction_id = x.prediction_id
+            AND {same_day} AND {exclude}) = {expected}"""
+    values = ", ".join(f"{v} AS {c}" for v, c in zip(_file_values("a"), COUNTS[1:], strict=True))
+    sums = ", ".join(f"{sign} * sum({c})" for c in COUNTS)
+    return f"""WITH pairs AS (
+        SELECT a.prediction_id, {day} AS day, count(*) AS n FROM {source} AS a
+        GROUP BY a.prediction_id, {day}
+    ), counted AS (
+        SELECT coalesce(p.model, '') AS model, {hour} AS registered_hour, {day} AS day,
+            0 AS predictions, {values}
+        FROM {source} AS a JOIN predictions AS p ON p.id = a.prediction_id
+        UNION ALL
+        SELECT coalesce(p.model, ''), {hour}, x.day, 1, 0, 0, 0, 0, 0
+        FROM pairs AS x JOIN predictions AS p ON p.id = x.prediction_id WHERE {alone}
+    )
+    {_INSERT}SELECT model, registered_hour, day, {sums} FROM counted
+    GROUP BY model, registered_hour, day{_UPSERT}"""
 
 
 def _prediction_files(r: str, dialect: str, sign: str) -> str:
@@ -214,8 +230,7 @@ def _pg_emptied(source: str) -> str:
 def _pg_functions() -> list[str]:
     lock = f"PERFORM pg_advisory_xact_lock({ROLLUP_LOCK});"
     statement = []
-    for name, sign in (("insert", "1"), ("delete", "-1")):
-        others = "NOT EXISTS (SELECT 1 FROM changed AS z WHERE z.id = o.id)"
+    for name, sign, expected in (("insert", "1", "x.n"), ("delete", "-1", "0")):
         emptied = f"\n    {_pg_emptied('changed')};" if sign == "-1" else ""
         statement.append(f"""CREATE FUNCTION tracker_artifact_rollup_{name}() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -224,11 +239,11 @@ BEGIN
         RETURN NULL;
     END IF;
     {lock}
-    {_INSERT}{_files_of("changed", "postgresql", sign, others)}{_UPSERT};{emptied}
+    {_files_of("changed", "postgresql", sign, expected=expected)};{emptied}
     RETURN NULL;
 END
 $$""")
-    ids = "o.id NOT IN (OLD.id, NEW.id)"
+    others = "o.id NOT IN (OLD.id, NEW.id)"
     row = f"""CREATE FUNCTION tracker_artifact_rollup_update() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -237,8 +252,8 @@ BEGIN
         {_restate("postgresql")};
         RETURN NULL;
     END IF;
-    {_INSERT}{_files_of("(SELECT OLD.*)", "postgresql", "-1", ids)}{_UPSERT};
-    {_INSERT}{_files_of("(SELECT NEW.*)", "postgresql", "1", ids)}{_UPSERT};
+    {_files_of("(SELECT OLD.*)", "postgresql", "-1", exclude=others)};
+    {_files_of("(SELECT NEW.*)", "postgresql", "1", exclude=others)};
     {_pg_emptied("(SELECT OLD.*)")};
     RETURN NULL;
 END
@@ -247,7 +262,9 @@ $$"""
 LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        DELETE FROM artifacts WHERE prediction_id = OLD.id;
+        IF EXISTS (SELECT 1 FROM artifacts WHERE prediction_id = OLD.id) THEN
+            DELETE FROM artifacts WHERE prediction_id = OLD.id;
+        END IF;
         RETURN OLD;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM artifacts WHERE prediction_id = OLD.id) THEN
