@@ -148,12 +148,15 @@ class Databases:
         return url
 
     def drop_all(self) -> None:
-        if self.keep:
-            return
+        """Drop the PostgreSQL databases made here; with ``keep``, only the templates
+        (nothing is measured in them, and they would stay behind unnamed)."""
+        templates = {self._templates.get("postgresql")}
         for name in reversed(self._pg):
+            if self.keep and name not in templates:
+                continue
             with contextlib.suppress(psycopg.Error):
                 pg_drop(name)
-        self._pg.clear()
+        self._pg = [name for name in self._pg if self.keep and name not in templates]
 
 
 # -- sizes ---------------------------------------------------------------------------------
