@@ -38,7 +38,7 @@ operations = st.lists(
         st.tuples(st.just("stored"), nth, st.integers(0, 10**12)),
         st.tuples(st.just("fail"), nth),
         st.tuples(st.just("sql_day"), nth, st.integers(-2, 2)),
-        st.tuples(st.just("sql_model"), index, st.sampled_from(MODELS)),
+        st.tuples(st.just("sql_model"), index, st.sampled_from([*MODELS, ""])),
         st.tuples(st.just("sql_registered"), index, st.integers(-3000, 3000)),
         st.tuples(st.just("sql_delete_file"), nth),
         st.tuples(st.just("sql_delete"), index),
@@ -272,3 +272,14 @@ def test_deleting_a_prediction_takes_its_files_out_of_the_rollup(store: Store) -
     assert rollup(store) == {(_period(T0, 3600), "", _period(T0, 86400)): counts(1, 1, 0, 0, 1, 0)}
     run.sql_delete(1)
     assert rollup(store) == {}
+
+
+def test_a_model_named_empty_counts_as_none_in_both_reports(store: Store) -> None:
+    run = Run(store)
+    run.files(0, [0])
+    run.files(1, [0])
+    run.sql_model(0, "")  # only by hand: counted with the predictions without a model
+    assert store.report_archive(ReportFilter()) == store.report_archive_from_rows(ReportFilter())
+    assert [(r["model"], r["predictions"]) for r in store.report_archive(ReportFilter())] == [
+        (None, 2)
+    ]

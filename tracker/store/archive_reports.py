@@ -131,7 +131,7 @@ class ArchiveReportOps(StoreBase):
     def report_archive_from_rows(self, flt: ReportFilter) -> list[Row]:
         """``report_archive`` counted from the files of every prediction ``flt`` covers."""
         with self._reading() as conn:
-            return _sorted(_archive_rows(conn, self.dialect, flt.conditions(predictions)))
+            return _sorted(_merged(_archive_rows(conn, self.dialect, flt.conditions(predictions))))
 
 
 _ROLLUP_COUNTS = ("predictions", "files", "stored", "failed", "pending", "stored_bytes")
@@ -162,6 +162,7 @@ def _archive_rows(conn: Connection, dialect: str, where: Sequence[Any]) -> list[
     )
     rows = [dict(r) for r in conn.execute(stmt).mappings()]
     for row in rows:
+        row["model"] = row["model"] or None  # a model named '' counts as none, as in the rollup
         for name in _ROLLUP_COUNTS:
             row[name] = int(row[name] or 0)  # numeric on PostgreSQL, NULL never
     return rows
