@@ -115,6 +115,16 @@ def _prediction_files(r: str, dialect: str, sign: str) -> str:
 _EMPTY = "DELETE FROM artifact_rollup WHERE files = 0 AND predictions = 0"
 
 
+def _emptied(source: str, dialect: str) -> str:
+    """Delete the rows of ``artifact_rollup`` that the files in ``source`` (a table, or
+    one row) were counted in, once they count nothing."""
+    day = _period("a.created_at", dialect, 86400)
+    hour = _period("p.registered_at", dialect, 3600)
+    return f"""{_EMPTY} AND (registered_hour, model, day) IN (
+        SELECT {hour}, coalesce(p.model, ''), {day}
+        FROM {source} AS a JOIN predictions AS p ON p.id = a.prediction_id)"""
+
+
 def _empty_of(r: str, dialect: str) -> str:
     """Delete the emptied rows of prediction row ``r``'s model and hour."""
     hour = _period(f"{r}.registered_at", dialect, 3600)
@@ -158,22 +168,14 @@ def _sqlite_file(r: str, sign: str, ids: str) -> str:
     day = _period(f"{r}.created_at", "sqlite", 86400)
     alone = f"""NOT EXISTS (SELECT 1 FROM artifacts AS o WHERE o.prediction_id = {r}.prediction_id
             AND {_period("o.created_at", "sqlite", 86400)} = {day} AND o.id NOT IN ({ids}))"""
-    stored = f"{r}.state = 'stored'"
-    counts = (
-        f"{sign} * ({alone}), {sign}, {sign} * ({stored}), {sign} * ({r}.state = 'failed'),"
-        f" {sign} * ({r}.state = 'pending'),"
-        f" {sign} * (CASE WHEN {stored} THEN coalesce({r}.bytes, 0) ELSE 0 END)"
-    )
+    counts = ", ".join(f"{sign} * ({value})" for value in [alone, *_file_values(r)])
     hour = _period("p.registered_at", "sqlite", 3600)
     return f"""{_INSERT}SELECT coalesce(p.model, ''), {hour}, {day}, {counts}
     FROM predictions AS p WHERE p.id = {r}.prediction_id{_UPSERT};"""
 
 
-def _sqlite_empty_file(r: str) -> str:
-    day = _period(f"{r}.created_at", "sqlite", 86400)
-    return f"""{_EMPTY} AND day = {day} AND (model, registered_hour) IN (
-    SELECT coalesce(p.model, ''), {_period("p.registered_at", "sqlite", 3600)}
-    FROM predictions AS p WHERE p.id = {r}.prediction_id);"""
+#: the keys of the file row a SQLite trigger removed or changed, as a table
+_OLD_FILE = "(SELECT OLD.prediction_id AS prediction_id, OLD.created_at AS created_at)"
 
 
 def _sqlite_triggers() -> list[str]:
@@ -189,7 +191,7 @@ END""",
 WHEN ({changed}) AND NOT ({_SAME_KEYS}) BEGIN
 {_sqlite_file("OLD", "-1", both)}
 {_sqlite_file("NEW", "1", both)}
-{_sqlite_empty_file("OLD")}
+{_emptied(_OLD_FILE, "sqlite")};
 END""",
         f"""CREATE TRIGGER tr_artifacts_rollup_restate AFTER UPDATE OF state, bytes ON artifacts
 WHEN ({changed}) AND {_SAME_KEYS} BEGIN
@@ -197,7 +199,7 @@ WHEN ({changed}) AND {_SAME_KEYS} BEGIN
 END""",
         f"""CREATE TRIGGER tr_artifacts_rollup_delete AFTER DELETE ON artifacts BEGIN
 {_sqlite_file("OLD", "-1", "OLD.id")}
-{_sqlite_empty_file("OLD")}
+{_emptied(_OLD_FILE, "sqlite")};
 END""",
         f"""CREATE TRIGGER tr_predictions_artifact_rollup_update
 AFTER UPDATE OF model, registered_at ON predictions WHEN {moved} BEGIN
@@ -215,23 +217,11 @@ END""",
 # -- PostgreSQL ----------------------------------------------------------------------------
 
 
-def _pg_emptied(source: str) -> str:
-    """Delete the rows of ``artifact_rollup`` that the files in ``source`` (alias ``a``)
-    were counted in, once they count nothing."""
-    day = _period("a.created_at", "postgresql", 86400)
-    hour = _period("p.registered_at", "postgresql", 3600)
-    return f"""DELETE FROM artifact_rollup AS r USING (
-        SELECT DISTINCT coalesce(p.model, '') AS model, {hour} AS registered_hour, {day} AS day
-        FROM {source} AS a JOIN predictions AS p ON p.id = a.prediction_id) AS k
-    WHERE r.model = k.model AND r.registered_hour = k.registered_hour AND r.day = k.day
-        AND r.files = 0 AND r.predictions = 0"""
-
-
 def _pg_functions() -> list[str]:
     lock = f"PERFORM pg_advisory_xact_lock({ROLLUP_LOCK});"
     statement = []
     for name, sign, expected in (("insert", "1", "x.n"), ("delete", "-1", "0")):
-        emptied = f"\n    {_pg_emptied('changed')};" if sign == "-1" else ""
+        emptied = f"\n    {_emptied('changed', 'postgresql')};" if sign == "-1" else ""
         statement.append(f"""CREATE FUNCTION tracker_artifact_rollup_{name}() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -254,7 +244,7 @@ BEGIN
     END IF;
     {_files_of("(SELECT OLD.*)", "postgresql", "-1", exclude=others)};
     {_files_of("(SELECT NEW.*)", "postgresql", "1", exclude=others)};
-    {_pg_emptied("(SELECT OLD.*)")};
+    {_emptied("(SELECT OLD.*)", "postgresql")};
     RETURN NULL;
 END
 $$"""

@@ -121,9 +121,9 @@ class ArchiveReportOps(StoreBase):
         scope = Scope(since=flt.since, until=flt.until, model=flt.model)
         found: list[Row] = []
         with self._reading() as conn:
-            hours = scope.whole(HOUR)
+            hours = scope.whole_hours(artifact_rollup.c)
             if hours is not None:
-                found += _rollup_rows(conn, scope, *hours)
+                found += _rollup_rows(conn, hours)
             for edge in scope.edges(HOUR):
                 found += _archive_rows(conn, self.dialect, [edge, *scope.model_condition()])
         return _sorted(_merged(found))
@@ -168,14 +168,9 @@ def _archive_rows(conn: Connection, dialect: str, where: Sequence[Any]) -> list[
     return rows
 
 
-def _rollup_rows(conn: Connection, scope: Scope, first: int | None, end: int | None) -> list[Row]:
-    """The report's rows of the registration hours ``[first, end)`` (None: unbounded)."""
+def _rollup_rows(conn: Connection, where: Sequence[Any]) -> list[Row]:
+    """The report's rows from ``artifact_rollup``, of the keys ``where`` selects."""
     r = artifact_rollup.c
-    where = [] if scope.model is None else [r.model == scope.model]
-    if first is not None:
-        where.append(r.registered_hour >= first)
-    if end is not None:
-        where.append(r.registered_hour < end)
     sums = (func.sum(r[name]).label(name) for name in _ROLLUP_COUNTS)
     stmt = select(r.day, r.model, *sums).where(*where).group_by(r.day, r.model)
     return [

@@ -177,6 +177,23 @@ class Scope:
             return None
         return first, end
 
+    def whole_hours(self, rollup: Any) -> list[ColumnElement[bool]] | None:
+        """Conditions on a rollup table keyed by ``registered_hour`` and ``model``
+        (``rollup`` is its ``.c``): the whole hours inside the bounds, and the model;
+        None when no whole hour is inside them."""
+        hours = self.whole(HOUR)
+        if hours is None:
+            return None
+        first, end = hours
+        where: list[ColumnElement[bool]] = []
+        if first is not None:
+            where.append(rollup.registered_hour >= first)
+        if end is not None:
+            where.append(rollup.registered_hour < end)
+        if self.model is not None:
+            where.append(rollup.model == self.model)
+        return where
+
     def edges(self, unit: int) -> list[ColumnElement[bool]]:
         """Conditions of the settled rows read as rows: the partial periods at the
         edges (or the whole range when it holds no whole period)."""
@@ -248,16 +265,8 @@ def counts_source(dialect: str, scope: Scope) -> Any:
     """A subquery with prediction_rollup's columns over everything ``scope`` covers."""
     r = prediction_rollup.c
     parts: list[Select[Any]] = []
-    hours = scope.whole(HOUR)
-    if hours is not None:
-        first, end = hours
-        where: list[ColumnElement[bool]] = []
-        if first is not None:
-            where.append(r.registered_hour >= first)
-        if end is not None:
-            where.append(r.registered_hour < end)
-        if scope.model is not None:
-            where.append(r.model == scope.model)
+    where = scope.whole_hours(r)
+    if where is not None:
         parts.append(select(*(r[name] for name in _COUNT_COLUMNS)).where(*where))
     v = RowValues.of(dialect)
     parts.append(_rows_as_counts(v, active_rows(dialect, scope)))
