@@ -16,6 +16,9 @@ from tracker.settingtypes import Duration
 from tracker.text.display import escape_line, mask_url
 
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9_.:/-]{1,64}$")
+#: longest label value (UTF-8 bytes): each label is also a key of an index (on
+#: PostgreSQL a btree entry holds at most about 2,700 bytes)
+MAX_LABEL_VALUE_BYTES = 1024
 _EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
 #: longest accepted webhook URL (characters)
 MAX_URL_LENGTH = 2048
@@ -87,8 +90,23 @@ def parse_labels(items: Iterable[str]) -> dict[str, str]:
             raise InvalidInput(
                 f"invalid label {item!r}: expected KEY=VALUE, KEY of letters, digits, _.:/-"
             )
+        _check_label_value(key, value)
         labels[key] = value
     return labels
+
+
+def _check_label_value(key: str, value: str) -> None:
+    """A value both engines store and index as it is."""
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate, from a JSON escape
+        size = -1
+    if size < 0 or "\x00" in value:
+        raise InvalidInput(f"invalid label {key}=...: the value must be UTF-8 text without NUL")
+    if size > MAX_LABEL_VALUE_BYTES:
+        raise InvalidInput(
+            f"invalid label {key}=...: the value is longer than {MAX_LABEL_VALUE_BYTES} bytes"
+        )
 
 
 def validate_webhook_url(url: str, allowed: HostPolicy | None = None) -> str:

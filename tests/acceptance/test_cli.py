@@ -54,6 +54,7 @@ def test_bad_line_in_file_names_the_line(cli: Tracker, tmp_path: Path) -> None:
         ["add", "x-1", "--email", "nobody"],
         ["add", "x-1", "--events", "start,finished"],
         ["add", "x-1", "--label", "novalue"],
+        ["add", "x-1", "--label", "k=" + "v" * 1025],  # each label is an index key
         ["daemon", "--poll-min", "0"],
         ["daemon", "--poll-min", "5", "--poll-max", "1"],
         ["list", "--format", "xml"],

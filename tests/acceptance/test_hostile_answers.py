@@ -5,7 +5,9 @@ and nothing unstorable, non-JSON or secret reaches the tables or the webhooks.""
 from __future__ import annotations
 
 import json
+import random
 import signal
+import string
 import time
 from collections.abc import Iterator
 
@@ -23,6 +25,14 @@ OK_IDS = [f"ok-{i:02d}" for i in range(30)]
 def body(prediction_id: str, fields: str) -> bytes:
     """A prediction object; ``fields`` is raw JSON text spliced in as written."""
     return f'{{"id": "{prediction_id}", "model": "m/x", {fields}}}'.encode()
+
+
+#: a model name beyond what a PostgreSQL index entry holds, even compressed
+LONG_MODEL = "".join(random.Random(7).choices(string.ascii_letters + string.digits, k=20_000))
+
+
+def body_with_model(prediction_id: str, model: str) -> bytes:
+    return json.dumps({"id": prediction_id, "status": "succeeded", "model": model}).encode()
 
 
 def script() -> Script:
@@ -56,6 +66,7 @@ def script() -> Script:
                     body("echo", f'"status": "succeeded", "logs": "auth was {SECRET_KEY}\\n"'),
                 )
             ],
+            "long-model": [(200, body_with_model("long-model", LONG_MODEL))],
             "flaky": [
                 (503, b"upstream busy"),
                 (200, body("flaky", '"status": "succeeded"')),
@@ -80,7 +91,7 @@ def wait_until_settled(store: Store, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with store.engine.connect() as conn:
-            if conn.execute(text(settled)).scalar() == len(OK_IDS) + 8:
+            if conn.execute(text(settled)).scalar() == len(OK_IDS) + 9:
                 return
         time.sleep(0.2)
     with store.engine.connect() as conn:
@@ -96,7 +107,7 @@ def test_hostile_answers_cost_only_their_own_prediction(
     tracker = Tracker(database_url=db_url, api_base=upstream.base_url)
     with Receiver() as receiver:
         tracker.ok("add", *OK_IDS, "surrogate", "nul-logs", "nul-status", "deep", "huge", "echo")
-        tracker.ok("add", "flaky")
+        tracker.ok("add", "flaky", "long-model")
         tracker.ok(
             "add", "nan", "--webhook", receiver.url("ok/nan"),
             TRACKER_WEBHOOK_ALLOWED_HOSTS="loopback",
@@ -154,6 +165,12 @@ def test_hostile_answers_cost_only_their_own_prediction(
         assert not [row for row in dump if SECRET_KEY in row]
         shown = tracker.ok("show", "echo")
         assert SECRET_KEY not in shown.stdout and "auth was ***" in shown.stdout
+
+        # A model no index can hold stays only in the stored answer.
+        assert rows["long-model"].status == "succeeded" and rows["long-model"].model is None
+        with store.engine.connect() as conn:
+            raw = conn.execute(text("select raw from predictions where id = 'long-model'")).scalar()
+        assert (json.loads(raw) if isinstance(raw, str) else raw)["model"] == LONG_MODEL
 
         # A good answer ends the error; the count keeps the history.
         assert rows["flaky"].status == "succeeded"

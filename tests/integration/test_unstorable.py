@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import random
+import string
+
+import pytest
 from sqlalchemy import text
 
 from tests.integration.test_store import add, claim, plan
 from tracker.exceptions import UnstorableObservation
+from tracker.poll.observe import MAX_NAME_BYTES
 from tracker.store.store import Store
 
 
@@ -28,3 +34,58 @@ def test_an_unstorable_row_in_a_batch_fails_alone(store: Store) -> None:
         chunks = conn.execute(text("select count(*) from prediction_logs")).scalar()
         bad = conn.execute(text("select status from predictions where id = 'p07'")).scalar()
     assert (written, chunks, bad) == (29, 29, None)
+
+
+def _incompressible(size: int) -> str:
+    """Text PostgreSQL cannot compress into an index entry."""
+    return "".join(random.Random(size).choices(string.ascii_letters + string.digits, k=size))
+
+
+def test_a_model_or_version_too_long_for_an_index_stays_only_in_raw(store: Store) -> None:
+    """An upstream naming a model of 20,000 characters: the column keeps what it had
+    (the whole answer stays in ``raw``) and the batch is written whole."""
+    ids = [f"p{i:02d}" for i in range(10)]
+    add(store, *ids)
+    states = {st.id: st for st in claim(store)}
+    long_name = _incompressible(20_000)
+    items = [plan(states[pid], {"status": "processing", "model": "a/b"}) for pid in ids]
+    items[3] = plan(
+        states["p03"], {"status": "processing", "model": long_name, "version": long_name}
+    )
+    items[4] = plan(states["p04"], {"status": "processing", "model": "é" * MAX_NAME_BYTES})
+    items[5] = plan(states["p05"], {"status": "processing", "model": "m" * MAX_NAME_BYTES})
+    assert store.apply_observations(items).results == [0] * 10
+    with store.engine.connect() as conn:
+        rows = dict(conn.execute(text("select id, model from predictions")).all())
+        raw = conn.execute(text("select raw from predictions where id = 'p03'")).scalar()
+    assert rows.pop("p03") is None and rows.pop("p04") is None
+    assert rows.pop("p05") == "m" * MAX_NAME_BYTES
+    assert set(rows.values()) == {"a/b"}
+    assert long_name in str(raw)
+
+
+@pytest.mark.postgres
+def test_a_row_beyond_an_engine_limit_fails_alone(pg_url: str) -> None:
+    """Should a value still reach an index entry too large for PostgreSQL (SQLSTATE
+    class 54, which psycopg calls operational), it is that row's error, not an
+    outage of the database: the rest of the batch is written."""
+    store = Store.from_url(pg_url)
+    try:
+        ids = [f"p{i:02d}" for i in range(10)]
+        add(store, *ids)
+        states = {st.id: st for st in claim(store)}
+        items = [plan(states[pid], {"status": "processing"}) for pid in ids]
+        update, due, owner = items[6]
+        fields = {**update.fields, "model": _incompressible(20_000)}
+        items[6] = (dataclasses.replace(update, fields=fields), due, owner)
+        results = store.apply_observations(items).results
+        assert isinstance(results[6], UnstorableObservation)
+        assert "index row" in str(results[6])
+        assert results[:6] + results[7:] == [0] * 9
+        with store.engine.connect() as conn:
+            written = conn.execute(
+                text("select count(*) from predictions where status = 'processing'")
+            ).scalar()
+        assert written == 9
+    finally:
+        store.close()

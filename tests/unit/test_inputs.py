@@ -10,6 +10,7 @@ from tracker.domain import validate_id
 from tracker.events import DEFAULT_EVENTS, EVENT_ORDER, Event, canonical_events, parse_events
 from tracker.exceptions import InvalidInput
 from tracker.inputs import (
+    MAX_LABEL_VALUE_BYTES,
     MAX_URL_LENGTH,
     parse_labels,
     read_ids,
@@ -300,3 +301,18 @@ def test_event_order_covers_every_event() -> None:
     assert set(EVENT_ORDER) == set(Event)
     assert len(EVENT_ORDER) == len(Event)
     assert DEFAULT_EVENTS == (Event.COMPLETED,)
+
+
+def test_parse_labels_value_limit_in_utf8_bytes() -> None:
+    """Each label is a key of an index; PostgreSQL's btree holds about 2,700 bytes."""
+    assert parse_labels(["k=" + "x" * MAX_LABEL_VALUE_BYTES]) == {"k": "x" * MAX_LABEL_VALUE_BYTES}
+    for value in ("x" * (MAX_LABEL_VALUE_BYTES + 1), "é" * (MAX_LABEL_VALUE_BYTES // 2 + 1)):
+        with pytest.raises(InvalidInput, match="longer than 1024 bytes") as caught:
+            parse_labels(["k=" + value])
+        assert len(str(caught.value)) < 100  # the value is not echoed
+
+
+@pytest.mark.parametrize("value", ["a\x00b", "\ud800"])
+def test_parse_labels_refuses_what_an_engine_cannot_store(value: str) -> None:
+    with pytest.raises(InvalidInput, match="UTF-8 text without NUL"):
+        parse_labels(["k=" + value])

@@ -51,6 +51,10 @@ EXPECTED: dict[str, Callable[[], tuple[str, str]]] = {
     ),
     "a `status` value": lambda: (f"{observe.MAX_STATUS_LENGTH} printable characters", ""),
     "`predict_time` copied to its column": lambda: (f"0 to {observe.MAX_PREDICT_TIME:,.0f} s", ""),
+    "`model` or `version` copied to its column": lambda: (
+        f"{observe.MAX_NAME_BYTES:,} bytes (UTF-8)",
+        "",
+    ),
     "`Retry-After` from the upstream": lambda: (seconds(upstream.MAX_UPSTREAM_RETRY_AFTER), ""),
     "one webhook attempt in all (connect, send, answer)": lambda: (
         seconds(config.DEFAULT_WEBHOOK_TIMEOUT),
@@ -62,6 +66,10 @@ EXPECTED: dict[str, Callable[[], tuple[str, str]]] = {
         "",
     ),
     "a webhook URL": lambda: (f"{inputs.MAX_URL_LENGTH:,} characters", ""),
+    "a label value (`--label KEY=VALUE`, the API's `labels`)": lambda: (
+        f"{inputs.MAX_LABEL_VALUE_BYTES:,} bytes (UTF-8), no NUL",
+        "",
+    ),
     "a prediction ID": lambda: (f"{_id_length()} characters", ""),
     "a line of `tracker add --file`": lambda: (f"{inputs.MAX_ID_LINE_BYTES:,} bytes", ""),
     "a file given to `tracker add --file`": lambda: (

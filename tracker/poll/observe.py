@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 MAX_STATUS_LENGTH = 64
 #: longest predict_time copied to its column (seconds, about 115 days)
 MAX_PREDICT_TIME = 1e7
+#: longest model or version copied to its column (UTF-8 bytes); a longer one stays
+#: only in ``raw``: both columns are keys of indexes (on PostgreSQL a btree entry
+#: holds at most about 2,700 bytes), and a real one is a few dozen characters
+MAX_NAME_BYTES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +208,7 @@ def _descriptive_fields(observation: Observation) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for name in ("model", "version"):
         value = observation.get(name)
-        if isinstance(value, str):
+        if isinstance(value, str) and len(value.encode("utf-8", "surrogatepass")) <= MAX_NAME_BYTES:
             fields[name] = value
     for name in ("input", "urls", "error"):
         if observation.has(name):

@@ -63,6 +63,8 @@ class StoreBase:
         except OperationalError as exc:
             if _is_missing_table(exc):
                 raise SchemaMissing(SCHEMA_HINT) from exc
+            if _is_data_limit(exc):
+                raise StoreError(f"database error: {_short(exc)}") from exc
             raise StoreUnavailable(f"database unavailable: {_short(exc)}") from exc
         except DBAPIError as exc:
             if _is_missing_table(exc):
@@ -91,6 +93,14 @@ def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 def _is_missing_table(exc: DBAPIError) -> bool:
     text = str(exc.orig).lower()
     return "no such table" in text or ("relation" in text and "does not exist" in text)
+
+
+def _is_data_limit(exc: DBAPIError) -> bool:
+    """A value beyond one of the engine's limits (SQLSTATE class 54, say an index
+    entry too large): psycopg calls it operational, but it belongs to the row being
+    written, not to the database's health, so a batch retries its rows one by one."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith("54")
 
 
 def _short(exc: Exception) -> str:
