@@ -28,6 +28,8 @@ from typing import Any
 import aiohttp
 import httpx
 
+from tracker import eventloop
+
 CLIENTS = ("aiohttp", "httpx")
 #: what a bare loop gets for one prediction: the parsed answer
 Get = Callable[[str], Awaitable[Any]]
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args(argv)
     ids = [f"forever-eff-{i}" for i in range(args.ids)]
-    result = asyncio.run(
+    result = eventloop.run(  # the loop the daemon runs on, so the floor is like for like
         run(args.client, args.base, ids, args.concurrency, args.warmup, args.seconds)
     )
     print(json.dumps({"client": args.client, **result}), flush=True)

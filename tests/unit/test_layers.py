@@ -36,7 +36,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = tuple(
             "foundation",
             "tracker.exceptions tracker.version tracker.timeparse tracker.domain"
             " tracker.events tracker.text tracker.net tracker.settingtypes tracker.inputs"
-            " tracker.logsetup tracker.records tracker.waiting tracker.observer"
+            " tracker.logsetup tracker.records tracker.waiting tracker.observer tracker.eventloop"
             " tracker.config",
         ),
         # the only SQL

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import Any
 
 import click
 
+from tracker import eventloop
 from tracker.cli.common import database_option, open_store
 from tracker.cli.options import daemon_options, daemon_settings
 from tracker.config import Settings, require_api_key
@@ -40,7 +40,7 @@ def daemon_command(once: bool, exit_when_done: bool, **options: Any) -> None:
     settings = daemon_settings(options)
     require_api_key(settings)
     configure_logging(fmt=settings.log_format, level=settings.log_level, secrets=settings.secrets())
-    code = asyncio.run(run_daemon(settings, once=once, exit_when_done=exit_when_done))
+    code = eventloop.run(run_daemon(settings, once=once, exit_when_done=exit_when_done))
     sys.exit(code)
 
 

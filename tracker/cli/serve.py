@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import Any
 
 import click
 
+from tracker import eventloop
 from tracker.cli.options import daemon_options, daemon_settings, database_option
 from tracker.config import require_api_key
 from tracker.logsetup import configure_logging
@@ -59,5 +59,5 @@ def serve_command(host: str, port: int, no_daemon: bool, **options: Any) -> None
     if not no_daemon:
         require_api_key(settings)
     configure_logging(fmt=settings.log_format, level=settings.log_level, secrets=settings.secrets())
-    code = asyncio.run(serve(settings, host=host, port=port, with_daemon=not no_daemon))
+    code = eventloop.run(serve(settings, host=host, port=port, with_daemon=not no_daemon))
     sys.exit(code)

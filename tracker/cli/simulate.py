@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from tracker import eventloop
 from tracker.simulator import SimConfig, Simulator
 
 _SIZE = re.compile(r"(\d+)\s*([KMG]?)(?:I?B)?", re.IGNORECASE)
@@ -199,7 +200,7 @@ def simulate_command(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     try:
-        asyncio.run(_serve(Simulator(config), host, port))
+        eventloop.run(_serve(Simulator(config), host, port))
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
 
