@@ -47,7 +47,7 @@ from tracker.archive.client import MAX_CONNECT_SECONDS, make_download_client
 from tracker.archive.storage import ArchiveStorage, StorageError, Upload
 from tracker.exceptions import TrackerError
 from tracker.net.errors import NETWORK_ERRORS, describe_failure, host_port
-from tracker.net.origin import DEFAULT_PORTS, origin, origin_of
+from tracker.net.origin import DEFAULT_PORTS, configured_origin, origin
 from tracker.net.policy import AddressRefused
 from tracker.net.read import KiB, MiB
 from tracker.text.display import MASK, escape_line
@@ -149,7 +149,7 @@ class _Download:
         self._storage = storage
         self._key = key
         self._max_bytes = max_bytes
-        self._api_origin = origin_of(api_base)  # None (invalid): the key goes nowhere
+        self._api_origin = configured_origin(api_base)  # None (invalid): the key goes nowhere
         self._api_key = api_key or None
         self._timeout = timeout
         self._deadline = asyncio.timeout(None)
