@@ -21,7 +21,6 @@ from datetime import datetime
 from typing import Any, Self, TypeVar, Unpack
 
 from tracker import arguments as args
-from tracker import eventloop
 from tracker.arguments import Window
 from tracker.config import SETTING, Settings
 from tracker.domain import (
@@ -356,6 +355,6 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return eventloop.run(coroutine)
+        return asyncio.run(coroutine)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(eventloop.run, coroutine).result()
+        return pool.submit(asyncio.run, coroutine).result()
