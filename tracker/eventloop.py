@@ -1,16 +1,9 @@
-"""The event loop of the long-running commands (``daemon``, ``serve``, ``simulate``):
-uvloop's where it is installed (a dependency everywhere but Windows), else asyncio's.
+"""The event loop the tracker's commands run on: uvloop's where it is installed (a
+dependency everywhere but Windows), else asyncio's own.
 
 uvloop runs the same code with less CPU around each socket and each hand-over
 from a worker thread: on the archive benchmark it cut the daemon's CPU per archived
 file by about a third and per poll by about 5 % (docs/performance.md, "Archive").
-
-Only commands that handle SIGINT and SIGTERM themselves (``loop.add_signal_handler``,
-which uvloop implements) run on it. The short commands (``archive``, ``prune``,
-``demo``, the Python API's synchronous calls) stay on ``asyncio.run``: their Ctrl-C is
-asyncio.Runner's (the main task cancelled, then ``KeyboardInterrupt``), which uvloop
-does not always deliver while it waits (MagicStack/uvloop#295; a test of
-``tracker archive`` stopped by Ctrl-C hung under load).
 """
 
 from __future__ import annotations
@@ -32,6 +25,6 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)`` on uvloop, for a command that handles its own signals."""
+    """``asyncio.run(main)`` on the tracker's event loop."""
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(main)

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, Self, TypeVar, Unpack
 
 from tracker import arguments as args
+from tracker import eventloop
 from tracker.arguments import Window
 from tracker.config import SETTING, Settings
 from tracker.domain import (
@@ -355,6 +356,6 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coroutine)
+        return eventloop.run(coroutine)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
+        return pool.submit(eventloop.run, coroutine).result()

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import click
 
+from tracker import eventloop
 from tracker.archive.runner import ArchiveRun, archive_outputs, checked_ids, require_archive
 from tracker.cli.common import Col, database_option, emit, format_option, open_store
 from tracker.cli.options import setting_options
@@ -67,7 +66,7 @@ def archive_command(
     )
     require_archive(settings.archive_url)
     with open_store(database_url) as store:
-        run = asyncio.run(archive_outputs(store, settings, wanted, retry=retry))
+        run = eventloop.run(archive_outputs(store, settings, wanted, retry=retry))
     emit((row.record() for row in run.rows), fmt, COLUMNS, data=RECORD_COLUMNS)
     click.echo(summary(run), err=True)
     problems = _problems(run)

@@ -23,6 +23,7 @@ from typing import Any
 import click
 import httpx
 
+from tracker import eventloop
 from tracker.cli.common import emit_rows, open_store
 from tracker.cli.daemon import run_daemon
 from tracker.config import ARCHIVE_HOSTS_VARIABLE, Settings
@@ -109,7 +110,7 @@ def demo_command(database_url: str, quiet: bool, push: bool) -> None:
             # the simulator serves its output files on loopback
             archive_allowed_hosts=parse_policy("loopback", ARCHIVE_HOSTS_VARIABLE),
         )
-        asyncio.run(run_daemon(settings, exit_when_done=True))
+        eventloop.run(run_daemon(settings, exit_when_done=True))
 
     with open_store(database_url) as store:
         rows = [
@@ -171,7 +172,7 @@ def push_demo(database_url: str) -> None:
         poll_max=PUSH_DEMO_POLL_MAX,
         upstream_webhook_secret=secret,
     )
-    ids, pushes = asyncio.run(_push_loop(settings, config))
+    ids, pushes = eventloop.run(_push_loop(settings, config))
     with open_store(database_url) as store:
         rows = [_push_row(store, pid, [p for p in pushes if p.prediction_id == pid]) for pid in ids]
     click.echo()

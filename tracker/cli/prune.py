@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import sys
@@ -11,6 +10,7 @@ from typing import Any
 
 import click
 
+from tracker import eventloop
 from tracker.archive.pruning import FilesDeleted, prune_with_files
 from tracker.archive.runner import require_archive
 from tracker.cli.common import cell, database_option, format_option, open_store
@@ -171,7 +171,7 @@ def prune_command(
             sys.exit(1)
         if archived_files and not dry_run:
             assert archive_url is not None
-            result, files = asyncio.run(prune_with_files(store, archive_url, **options))
+            result, files = eventloop.run(prune_with_files(store, archive_url, **options))
         else:
             result = prune(dry_run=dry_run)
     if fmt == "json":
