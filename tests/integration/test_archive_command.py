@@ -219,6 +219,10 @@ def test_an_archive_that_cannot_be_opened_writes_nothing(
     assert store.list_artifacts(["p1"]) == []
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_without_a_traceback_and_releases_the_claim(
     sqlite_url: str, host: FileHost, tmp_path: Path
 ) -> None:
@@ -231,6 +235,9 @@ def test_ctrl_c_stops_without_a_traceback_and_releases_the_claim(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as a terminal delivers it, even when this test runs under a shell
+        # that started it in the background (which ignores SIGINT for its children).
+        preexec_fn=_sigint_default,
     )
     try:
         wait_for(host.slow_started)
@@ -238,6 +245,7 @@ def test_ctrl_c_stops_without_a_traceback_and_releases_the_claim(
         stdout, stderr = process.communicate(timeout=30)
     finally:
         process.kill()
+        process.communicate()
     assert process.returncode == 130
     # click's own words for Ctrl-C (after an empty line), as for any command
     assert stderr.strip() == "Error: aborted" and stdout == ""
