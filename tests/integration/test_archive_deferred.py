@@ -6,6 +6,7 @@ in test_archive_download)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -194,3 +195,35 @@ async def test_a_group_the_database_refuses_is_let_go_and_its_memory_freed(
     assert loop.recorder.deferred_bytes == 0 and loop.recorder.unrecorded == []
     assert "could not record 2 archived files (fetched again later)" in caplog.text
     assert [a.state for a in store.list_artifacts(["p"])] == ["pending", "pending"]
+
+
+async def test_a_file_is_stored_at_when_it_landed_and_waiting_for_records_cuts_the_linger(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group waits up to RECORD_LINGER for more files, but whoever waits for the
+    records (a stop, `tracker archive`) does not wait that long; each file's
+    ``stored_at`` is when it was in place (committed at once, or with its group), not
+    when the group's transaction ran."""
+    queue(store, "p", URLS[:2])
+    fetch = Deferring(tmp_path, store)
+    first, second = store.claim_artifacts(
+        now=recording.utcnow(), limit=2, owner="me", lease_until=recording.utcnow()
+    )
+    loop, db = archiver(store, fetch)
+    monkeypatch.setattr(recording, "RECORD_LINGER", 3600.0)
+    monkeypatch.setattr(recording, "MAX_DEFERRED_BYTES", len(URLS[0]) + 10)
+    try:
+        await loop.recorder.stored_file(first, await fetch(first))  # deferred
+        before_second = recording.utcnow()
+        await loop.recorder.stored_file(second, await fetch(second))  # committed at once
+        after_second = recording.utcnow()
+        assert [a.state for a in store.list_artifacts(["p"])] == ["pending", "pending"]
+        before_records = recording.utcnow()
+        await asyncio.wait_for(loop.recorder.recorded(), timeout=30)  # not an hour
+    finally:
+        db.shutdown()
+    a, b = store.list_artifacts(["p"])
+    assert (a.state, b.state) == ("stored", "stored")
+    assert a.stored_at is not None and b.stored_at is not None
+    assert before_second <= b.stored_at <= after_second  # in place before the linger
+    assert a.stored_at >= before_records  # its commit was left to the group

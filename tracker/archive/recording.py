@@ -15,6 +15,8 @@ an address the policy refuses) fails at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,9 +44,12 @@ MAX_RETRY_AFTER = 3600.0
 #: outputs about an hour after the end; aggregators keep them no longer)
 GIVE_UP_AFTER = timedelta(hours=3)
 #: seconds a stored file waits for others to be recorded in the same transaction (a
-#: transaction per file would cost the database more than the download; a quarter of a
-#: second late is nothing to a file that stays for months)
-RECORD_LINGER = 0.25
+#: transaction per file would cost the database more than the download, and on
+#: PostgreSQL a record transaction costs the daemon about a millisecond of CPU however
+#: few files it holds; a second late is nothing to a file that stays for months).
+#: Whoever waits for the records (``Recorder.recorded``: a stop, `tracker archive`)
+#: cuts the wait short.
+RECORD_LINGER = 1.0
 #: files recorded in one transaction at most
 MAX_RECORD_BATCH = 200
 #: bytes of downloaded files held in memory until their group's commit; a file beyond
@@ -109,6 +114,8 @@ class Recorder:
         self._task: asyncio.Task[None] | None = None
         #: set when the archiver stops: record at once, no lingering
         self.stopping = False
+        #: set while someone waits for the records (``recorded``): no lingering
+        self._flush = asyncio.Event()
         self.stored = 0  #: files stored
         self.stored_bytes = 0  #: their bytes
         self.failed = 0  #: files given up
@@ -126,7 +133,12 @@ class Recorder:
         if commit is not None:
             self.deferred_bytes += downloaded.bytes
         done = StoredFile(
-            job, downloaded.stored_url, downloaded.bytes, downloaded.sha256, downloaded.content_type
+            job,
+            downloaded.stored_url,
+            downloaded.bytes,
+            downloaded.sha256,
+            downloaded.content_type,
+            stored_at=None if commit is not None else utcnow(),  # in place already
         )
         self._held.append(_Held(done, commit))
         if self._task is None or self._task.done():
@@ -138,14 +150,19 @@ class Recorder:
         return [held.done for held in self._held]
 
     async def recorded(self) -> None:
-        """Wait until every stored file is recorded."""
-        while self._task is not None and not self._task.done():
-            await asyncio.shield(self._task)
+        """Wait until every stored file is recorded (at once: no lingering)."""
+        self._flush.set()
+        try:
+            while self._task is not None and not self._task.done():
+                await asyncio.shield(self._task)
+        finally:
+            self._flush.clear()
 
     async def _record_all(self) -> None:
         while self._held:
-            if not self.stopping:
-                await asyncio.sleep(RECORD_LINGER)
+            if not (self.stopping or self._flush.is_set()):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._flush.wait(), RECORD_LINGER)
             batch = self._held[:MAX_RECORD_BATCH]
             ready: list[StoredFile] = []
             try:
@@ -182,11 +199,15 @@ class Recorder:
         if not commits:
             return [held.done for held in batch]
         errors = iter(await asyncio.to_thread(_commit_all, commits))
+        in_place = utcnow()
         ready: list[StoredFile] = []
         for held in batch:
             error = next(errors) if held.commit is not None else None
             if error is None:
-                ready.append(held.done)
+                done = held.done
+                ready.append(
+                    done if done.stored_at else dataclasses.replace(done, stored_at=in_place)
+                )
             else:
                 await self.failure(held.done.job, _storage_failure(error))
         return ready

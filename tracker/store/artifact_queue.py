@@ -4,6 +4,7 @@ few inserted already claimed for the writing daemon's archiver (``ArchiveHandoff
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -46,6 +47,15 @@ class QueuedArtifacts:
         return self.added - len(self.handed_off)
 
 
+@functools.cache
+def _adding(dialect: str) -> Any:
+    """The insert of new artifacts, built once per engine (it runs with every write
+    that finds files)."""
+    return insert_ignore(dialect, artifacts).returning(
+        artifacts.c.id, artifacts.c.prediction_id, artifacts.c.position, artifacts.c.claimed_by
+    )
+
+
 def queue_artifacts(
     conn: Connection,
     found: Iterable[FoundFiles],
@@ -77,10 +87,7 @@ def queue_artifacts(
         lease_until = utcnow() + handoff.lease
         for row in rows[: handoff.limit]:
             row.update(claimed_by=handoff.owner, next_attempt_at=lease_until)
-    added = insert_ignore(conn.dialect.name, artifacts).returning(
-        artifacts.c.id, artifacts.c.prediction_id, artifacts.c.position, artifacts.c.claimed_by
-    )
-    new = conn.execute(added, rows).all()
+    new = conn.execute(_adding(conn.dialect.name), rows).all()
     result = QueuedArtifacts(added=len(new))
     for id_, prediction_id, position, claimed_by in sorted(new):
         if claimed_by is not None:

@@ -50,6 +50,8 @@ class StoredFile:
     bytes: int
     sha256: str
     content_type: str | None
+    #: when the file was in place in the archive (None: when it is recorded)
+    stored_at: datetime | None = None
 
 
 class ArtifactOps(StoreBase):
@@ -201,13 +203,14 @@ class ArtifactOps(StoreBase):
                     "a_bytes": d.bytes,
                     "a_sha256": d.sha256,
                     "a_type": d.content_type,
+                    "a_at": d.stored_at or now,
                     "owner": owner,
                 }
                 for d in sorted(done, key=lambda d: d.job.id)
                 if d.job.id in held
             ]
             if params:
-                conn.execute(_RECORD_STORED.values(stored_at=now), params)
+                conn.execute(_RECORD_STORED, params)
             finished = sorted({d.job.prediction_id for d in done if d.job.id in held} & wanted)
             queued = sum(_queue_archived(conn, p, now, default_callbacks) for p in finished)
         return [d.job.id in held for d in done], queued
@@ -293,6 +296,7 @@ _RECORD_STORED = (
         bytes=bindparam("a_bytes"),
         sha256=bindparam("a_sha256"),
         content_type=bindparam("a_type"),
+        stored_at=bindparam("a_at"),
         attempts=artifacts.c.attempts + 1,
         last_error=None,
         next_attempt_at=None,
