@@ -26,7 +26,7 @@ from sqlalchemy import select
 from tracker.store.store import Store
 from tracker.store.tables import artifacts
 
-from .harness import log_counts, proc_cpu_seconds, tracker_env, wait_for_log
+from .harness import log_counts, proc_cpu_times, tracker_env, wait_for_log
 
 #: seconds the daemon gets after SIGTERM before SIGKILL
 KILL_AFTER = 15.0
@@ -83,6 +83,7 @@ class ArchiveDaemon:
         self.sample_every = sample_every
         self.ready_at = 0.0
         self.cpu_at_ready = 0.0
+        self.system_at_ready = 0.0  #: of which in the kernel
         self.rss_at_ready = 0.0
 
     @property
@@ -97,7 +98,8 @@ class ArchiveDaemon:
             raise RuntimeError(f"the daemon did not start ({self.log_path}):\n{tail}")
         self.ready_at = time.monotonic()
         with contextlib.suppress(OSError, ValueError):
-            self.cpu_at_ready = proc_cpu_seconds(self.pid)
+            user, self.system_at_ready = proc_cpu_times(self.pid)
+            self.cpu_at_ready = user + self.system_at_ready
         memory = proc_memory_mb(self.pid)
         self.rss_at_ready = memory[0] if memory else 0.0
 
@@ -126,6 +128,7 @@ class ArchiveDaemon:
             "seconds_ready_to_exit": round(ended - self.ready_at, 2),
             "cpu_seconds": round(cpu, 2),
             "cpu_seconds_after_ready": round(cpu - self.cpu_at_ready, 2),
+            "system_seconds_after_ready": round(usage.ru_stime - self.system_at_ready, 2),
             "rss_at_ready_mb": round(self.rss_at_ready, 1),
             "peak_rss_mb": round(hwm, 1),  # VmHWM, last read before the exit
             "sampled_rss_max_mb": round(rss_max, 1),

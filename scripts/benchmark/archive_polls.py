@@ -141,6 +141,7 @@ def run_once(
         "polls_per_prediction": round(polls / work.predictions, 2),
         "seconds": seconds,
         "daemon_cpu_seconds": cpu,
+        "daemon_system_seconds": run["system_seconds_after_ready"],
         "polls_per_cpu_second": round(polls / cpu, 1) if cpu > 0 else None,
         "daemon_cpu_share": round(cpu / seconds, 2),
         "simulator_cpu_share": round(sim_cpu / seconds, 2),
@@ -196,18 +197,21 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def split_cost(results: dict[str, list[dict[str, Any]]]) -> dict[str, float | None]:
     """Daemon CPU per poll (the off runs together) and per archived file: what the on
-    runs took beyond their polls at that price, over the files they stored."""
+    runs took beyond their polls at that price, over the files they stored; the same
+    for the kernel's share (system time: sockets, file creation, fsync)."""
     off, on = results["off"], results["on"]
     off_polls = sum(r["polls"] for r in off)
-    if not off_polls:
-        return {"ms_per_poll": None, "ms_per_file": None}
-    per_poll = sum(r["daemon_cpu_seconds"] for r in off) / off_polls
     files = sum(r["artifacts"]["stored"] for r in on)
-    extra = sum(r["daemon_cpu_seconds"] - r["polls"] * per_poll for r in on)
-    return {
-        "ms_per_poll": round(per_poll * 1000, 3),
-        "ms_per_file": round(extra / files * 1000, 2) if files else None,
-    }
+    cost: dict[str, float | None] = {}
+    for name, key in (("", "daemon_cpu_seconds"), ("system_", "daemon_system_seconds")):
+        if not off_polls or any(r.get(key) is None for r in off + on):
+            cost[f"{name}ms_per_poll"] = cost[f"{name}ms_per_file"] = None
+            continue
+        per_poll = sum(r[key] for r in off) / off_polls
+        extra = sum(r[key] - r["polls"] * per_poll for r in on)
+        cost[f"{name}ms_per_poll"] = round(per_poll * 1000, 3)
+        cost[f"{name}ms_per_file"] = round(extra / files * 1000, 2) if files else None
+    return cost
 
 
 def _ratio(on: float | None, off: float | None) -> float | None:

@@ -195,6 +195,8 @@ def print_polls(rows: list[dict[str, Any]]) -> None:
             f" ({_drop(p['ratio_best'])}), x{fmt(p['ratio_median'], 3)} median;"
             f" daemon CPU {fmt(cost['ms_per_poll'], 2)} ms per poll,"
             f" {fmt(cost['ms_per_file'], 2)} ms per archived file beyond its polls"
+            f" (in the kernel: {fmt(cost.get('system_ms_per_poll'), 2)} ms per poll,"
+            f" {fmt(cost.get('system_ms_per_file'), 2)} ms per file)"
         )
 
 

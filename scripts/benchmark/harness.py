@@ -250,9 +250,14 @@ def log_counts(path: Path) -> dict[str, int]:
 
 def proc_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a live process, from /proc."""
+    return sum(proc_cpu_times(pid))
+
+
+def proc_cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a live process, from /proc."""
     data = Path(f"/proc/{pid}/stat").read_text()
     fields = data[data.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def cpu_of(pids: list[int]) -> float:

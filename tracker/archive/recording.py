@@ -44,12 +44,10 @@ MAX_RETRY_AFTER = 3600.0
 #: outputs about an hour after the end; aggregators keep them no longer)
 GIVE_UP_AFTER = timedelta(hours=3)
 #: seconds a stored file waits for others to be recorded in the same transaction (a
-#: transaction per file would cost the database more than the download, and on
-#: PostgreSQL a record transaction costs the daemon about a millisecond of CPU however
-#: few files it holds; a second late is nothing to a file that stays for months).
-#: Whoever waits for the records (``Recorder.recorded``: a stop, `tracker archive`)
-#: cuts the wait short.
-RECORD_LINGER = 1.0
+#: transaction per file would cost the database more than the download; a quarter of a
+#: second late is nothing to a file that stays for months). Whoever waits for the
+#: records (``Recorder.recorded``: a stop, `tracker archive`) cuts the wait short.
+RECORD_LINGER = 0.25
 #: files recorded in one transaction at most
 MAX_RECORD_BATCH = 200
 #: bytes of downloaded files held in memory until their group's commit; a file beyond
