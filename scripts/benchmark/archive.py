@@ -114,6 +114,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--arrival-seconds", type=float, default=60.0, help="registered over this long (60)")
     add("--runs", type=int, default=2, help="runs of each mode of the polls part (2)")
     add(
+        "--alternate",
+        action="store_true",
+        help="polls part: one run at a time, off, on, off... (default: each off run at the"
+        " same time as its on run)",
+    )
+    add(
         "--json",
         type=Path,
         default=Path("bench-results/archive.json"),
@@ -227,7 +233,9 @@ def run_parts(args: argparse.Namespace, dbs: Databases, workdir: Path, logs: Pat
             queue_seconds=0.2 if args.quick else 1.0,
         )
         for engine in engines_for(args, "polls") if "polls" in args.parts else []:
-            polls = functools.partial(run_polls, engine, dbs, workdir, logs, work, args.runs)
+            polls = functools.partial(
+                run_polls, engine, dbs, workdir, logs, work, args.runs, paired=not args.alternate
+            )
             runs.append(("polls", functools.partial(polls, side_by_side=args.quick)))
         for part, result in _run_all(runs, side_by_side=args.quick):
             results[part].append(result)

@@ -16,9 +16,14 @@ same predictions with the same plans.
 
 Measured from the daemon's " started: " to its exit: polls are the simulator's API
 requests, CPU the daemon's user + system time (/proc at the start, rusage at the
-exit). Runs alternate off, on, off, on...; each mode's best run is compared (and the
-medians reported), so that a burst of load on a shared machine does not decide it.
-The CPU is also split: per poll (off) and per archived file (on, beyond its polls).
+exit). The runs go in pairs: run N with archiving off at the same time as run N with
+it on, each with its own simulator and database, pair after pair. On a shared virtual
+machine the daemon's CPU for the same work moves by up to 16 % between runs minutes
+apart, more than the 10 % being judged; what weighs on one run of a pair weighs on
+the other alike, so the goal is judged on the median of the pairs' ratios (the best
+and median runs of each mode are reported too). ``--alternate`` runs them one at a
+time instead, off, on, off, on... The CPU is also split: per poll (off) and per
+archived file (on, beyond its polls), and the kernel's share of each.
 """
 
 from __future__ import annotations
@@ -70,25 +75,38 @@ def run_polls(
     runs: int,
     *,
     side_by_side: bool = False,
+    paired: bool = True,
 ) -> dict[str, Any]:
-    """``runs`` runs of each mode, alternating (or, ``side_by_side``, every run at once:
-    a smoke run); both modes' figures and their ratio."""
+    """``runs`` runs of each mode: with ``paired``, each run of one mode at the same
+    time as the same run of the other, pair after pair (so that what else the machine
+    does at that moment weighs on both alike); else alternating, one at a time (or,
+    ``side_by_side``, every run at once: a smoke run). Both modes' figures, the ratio
+    of their best and median runs, and each pair's ratio."""
     results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
     order = [(number, mode) for number in range(1, runs + 1) for mode in MODES]
 
-    def one(number: int, mode: str) -> dict[str, Any]:
+    def one(run: tuple[int, str]) -> dict[str, Any]:
+        number, mode = run
         log(f"polls-{engine}: archiving {mode}, run {number} of {runs}")
         return run_once(engine, mode, number, dbs, workdir, logs, work)
 
-    if side_by_side:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=len(order)) as pool:
-            done = list(pool.map(lambda run: one(*run), order))
-    else:
-        done = [one(number, mode) for number, mode in order]
+    at_once = len(order) if side_by_side else len(MODES) if paired else 1
+    done: list[dict[str, Any]] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=at_once) as pool:
+        for start in range(0, len(order), at_once):
+            done.extend(pool.map(one, order[start : start + at_once]))
     for (_, mode), result in zip(order, done, strict=True):
         results[mode].append(result)
     off, on = (summarise(results[mode]) for mode in MODES)
+    pairs = [
+        _ratio(b["polls_per_cpu_second"], a["polls_per_cpu_second"])
+        for a, b in zip(results["off"], results["on"], strict=True)
+    ]
+    known = [r for r in pairs if r is not None]
     return {
+        "method": "all at once" if side_by_side else "paired" if paired else "alternating",
+        "pair_ratios": pairs,
+        "ratio_pairs_median": round(statistics.median(known), 3) if known else None,
         "engine": engine,
         "predictions": work.predictions,
         "run_median_seconds": work.run_median,

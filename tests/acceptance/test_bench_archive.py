@@ -72,6 +72,11 @@ def test_the_archive_benchmark_reports_every_figure(tmp_path: Path) -> None:
     assert polls["runs"]["on"][0]["artifacts"]["stored"] == polls["predictions"]
     assert polls["runs"]["off"][0]["file_requests"] == 0
     assert positive(polls["ratio_best"]) and positive(polls["cost"]["ms_per_poll"])
+    (pair,) = polls["pair_ratios"]  # the smoke run starts every run at once
+    assert positive(pair) and polls["ratio_pairs_median"] == pair
+    assert polls["method"] == "all at once"
+    assert polls["runs"]["on"][0]["daemon_system_seconds"] >= 0
+    assert isinstance(polls["cost"]["system_ms_per_poll"], float)
     # CPU per archived file is a difference of two runs: at toy size, noise may swamp it
     assert isinstance(polls["cost"]["ms_per_file"], float)
     assert [g["kind"] for g in report["goals"]].count("goal") == 3  # 2 RSS, 1 polls
