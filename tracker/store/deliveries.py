@@ -28,8 +28,9 @@ from tracker.domain import (
     SendResult,
 )
 from tracker.store.base import StoreBase
+from tracker.store.label_filter import carrying
 from tracker.store.listing import streaming
-from tracker.store.tables import callbacks, deliveries, delivery_attempts, predictions
+from tracker.store.tables import callbacks, deliveries, delivery_attempts
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +60,7 @@ class DeliveryQuery:
             conditions.append(d.created_at >= self.since)
         if self.until is not None:
             conditions.append(d.created_at < self.until)
-        if self.labels:
-            source = source.join(predictions, predictions.c.id == d.prediction_id)
-            for key, value in self.labels.items():
-                conditions.append(predictions.c.labels[key].as_string() == value)
+        conditions.extend(carrying(d.prediction_id, self.labels))
         if count:
             return select(func.count()).select_from(source).where(*conditions)
         stmt = select(*_DELIVERY_COLUMNS).select_from(source).where(*conditions)

@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, Connection, RowMapping, Select, func, sele
 
 from tracker.domain import Prediction, Tracking
 from tracker.store.base import StoreBase
+from tracker.store.label_filter import carrying
 from tracker.store.tables import predictions
 
 #: rows fetched from the database at a time when a listing is streamed
@@ -55,8 +56,7 @@ class PredictionQuery:
             conditions.append(c.registered_at >= self.since)
         if self.until is not None:
             conditions.append(c.registered_at < self.until)
-        for key, value in self.labels.items():
-            conditions.append(c.labels[key].as_string() == value)
+        conditions.extend(carrying(c.id, self.labels))
         return conditions
 
     def select(self, stmt: Select[Any]) -> Select[Any]:

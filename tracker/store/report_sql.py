@@ -31,7 +31,8 @@ from sqlalchemy import (
 
 from tracker.domain import Status
 from tracker.store.base import StoreBase
-from tracker.store.tables import prediction_labels, predictions
+from tracker.store.label_filter import carrying
+from tracker.store.tables import predictions
 from tracker.store.views import prediction_timings as pt
 
 Row = dict[str, Any]
@@ -55,11 +56,7 @@ class ReportFilter:
             conditions.append(table.c.registered_at < self.until)
         if self.model is not None:
             conditions.append(table.c.model == self.model)
-        for key, value in self.labels.items():  # through the index of labels
-            carriers = select(prediction_labels.c.prediction_id).where(
-                prediction_labels.c.key == key, prediction_labels.c.value == value
-            )
-            conditions.append(table.c.id.in_(carriers))
+        conditions.extend(carrying(table.c.id, self.labels))
         return conditions
 
 
