@@ -4,10 +4,12 @@ engines: a label is a text value, as `tracker add --label` writes it."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import text
 
 from tests.integration.test_store import T0, claim, observe
 from tracker.domain import CallbackSpec
+from tracker.store import label_filter
 from tracker.store.deliveries import DeliveryQuery
 from tracker.store.listing import PredictionQuery
 from tracker.store.report_sql import ReportFilter
@@ -60,3 +62,21 @@ def test_listings_the_delivery_log_and_reports_pick_the_same_predictions(store: 
         assert _delivered(store, labels) == expected, labels
         assert _reported(store, labels) == len(expected), labels
     assert store.count_listed_deliveries(DeliveryQuery(labels={"team": "video"})) == 1
+
+
+def test_a_limited_listing_of_a_common_label_on_sqlite_scans_in_its_order(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond SCAN_ABOVE carriers, SQLite's listing probes each row of its own order
+    (its planner has no statistics to choose by); the rows are the same either way."""
+    _fill(store)
+    monkeypatch.setattr(label_filter, "SCAN_ABOVE", 1)
+    with store.engine.connect() as conn:
+        common = label_filter.scan_first(conn, {"team": "studio"}, 50)
+        rare = label_filter.scan_first(conn, {"team": "studio", "n": "5"}, 50)
+        everything = label_filter.scan_first(conn, {"team": "studio"}, None)
+    assert common is (store.dialect == "sqlite")  # PostgreSQL's planner decides
+    assert (rare, everything) == (False, False)
+    limited = PredictionQuery(labels={"team": "studio"}, limit=1, newest_first=True)
+    assert [r["id"] for r in store.list_columns(["id"], query=limited)] == ["c"]
+    assert [p.id for p in store.list_predictions(query=limited)] == ["c"]

@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, Connection, RowMapping, Select, func, sele
 
 from tracker.domain import Prediction, Tracking
 from tracker.store.base import StoreBase
-from tracker.store.label_filter import carrying
+from tracker.store.label_filter import carrying, scan_first
 from tracker.store.tables import predictions
 
 #: rows fetched from the database at a time when a listing is streamed
@@ -43,7 +43,9 @@ class PredictionQuery:
     limit: int | None = None
     newest_first: bool = False
 
-    def conditions(self) -> list[ColumnElement[bool]]:
+    def conditions(self, *, scan_labels: bool = False) -> list[ColumnElement[bool]]:
+        """The filters (``scan_labels``: labels written for a scan in the listing's
+        order, ``tracker.store.label_filter``)."""
         c = predictions.c
         conditions: list[ColumnElement[bool]] = []
         if self.statuses:
@@ -56,11 +58,12 @@ class PredictionQuery:
             conditions.append(c.registered_at >= self.since)
         if self.until is not None:
             conditions.append(c.registered_at < self.until)
-        conditions.extend(carrying(c.id, self.labels))
+        conditions.extend(carrying(c.id, self.labels, scan=scan_labels))
         return conditions
 
-    def select(self, stmt: Select[Any]) -> Select[Any]:
-        """``stmt`` with these filters, this order and this limit."""
+    def select(self, stmt: Select[Any], conn: Connection) -> Select[Any]:
+        """``stmt`` with these filters, this order and this limit (for ``conn``)."""
+        scan = scan_first(conn, self.labels, self.limit)
         c = predictions.c
         order = (
             (c.registered_at.desc(), c.id.desc())
@@ -70,7 +73,7 @@ class PredictionQuery:
                 c.id,
             )
         )
-        stmt = stmt.where(*self.conditions()).order_by(*order)
+        stmt = stmt.where(*self.conditions(scan_labels=scan)).order_by(*order)
         return stmt if self.limit is None else stmt.limit(self.limit)
 
 
@@ -90,7 +93,8 @@ class ListingOps(StoreBase):
         ``query`` (every filter and the order) replaces the keyword filters."""
         query = query or PredictionQuery(statuses, active_only, model, limit=limit)
         with self._reading() as conn:
-            return [prediction_record(row) for row in conn.execute(query.select(_whole)).mappings()]
+            rows = conn.execute(query.select(_whole, conn)).mappings()
+            return [prediction_record(row) for row in rows]
 
     def list_columns(
         self,
@@ -115,14 +119,14 @@ class ListingOps(StoreBase):
         first row comes before the last is read, and memory stays flat however
         many rows there are. The read transaction lasts until the iterator is
         exhausted or closed (``contextlib.closing`` it when stopping early)."""
-        stmt = query.select(select(*(predictions.c[name] for name in columns)))
-        with self._streaming() as conn, conn.execute(stmt) as result:
+        listed = select(*(predictions.c[name] for name in columns))
+        with self._streaming() as conn, conn.execute(query.select(listed, conn)) as result:
             for row in result.mappings():
                 yield dict(row)
 
     def iter_predictions(self, query: PredictionQuery) -> Iterator[Prediction]:
         """Whole predictions, logs included, a row at a time (see ``iter_columns``)."""
-        with self._streaming() as conn, conn.execute(query.select(_whole)) as result:
+        with self._streaming() as conn, conn.execute(query.select(_whole, conn)) as result:
             for row in result.mappings():
                 yield prediction_record(row)
 
