@@ -145,11 +145,15 @@ class ListingOps(StoreBase):
 
 def streaming(conn: Connection) -> Connection:
     """``conn`` (in a read transaction) set to hand results over STREAM_BATCH rows
-    at a time: a server-side cursor on PostgreSQL, allowed to wait for its reader."""
+    at a time: a server-side cursor on PostgreSQL, allowed to wait for its reader,
+    and planned for all of its rows. (PostgreSQL plans a cursor for its first tenth
+    by default; a listing is read to its end, and a limit is in its statement. Every
+    row of a label carried by 137,000 of 1M predictions: 2.5-3.5 s instead of 6-7.5.)"""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(
             f"SET LOCAL idle_in_transaction_session_timeout = '{STREAM_IDLE_TIMEOUT}'"
         )
+        conn.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
     return conn.execution_options(yield_per=STREAM_BATCH)
 
 
