@@ -77,6 +77,8 @@ DEAD_EVERY = 40
 LOST_SHARE, FORGOTTEN_SHARE = 0.002, 0.001
 _ALPHABET = string.ascii_lowercase + string.digits
 _BATCH = 5000
+#: staged rows moved into predictions per transaction by ``fill_bulk``
+_INSERT_CHUNK = 250_000
 
 _META = MetaData()
 STAGE = Table(
@@ -182,9 +184,12 @@ def _stage(conn: Any, rows: Iterator[dict[str, Any]]) -> None:
         conn.execute(insert(STAGE), chunk)
 
 
-def _insert_staged(conn: Any, body: dict[str, Any] | None) -> None:
-    """The staged rows into predictions; ``body``: the stored answer of each (None: a
-    row just registered, nothing stored yet)."""
+def _insert_staged(
+    conn: Any, body: dict[str, Any] | None, ks: tuple[int, int] | None = None
+) -> None:
+    """The staged rows (those whose ``k`` is in ``ks``, start inclusive, when given)
+    into predictions; ``body``: the stored answer of each (None: a row just
+    registered, nothing stored yet). The staging table stays (``_META.drop_all``)."""
     p, f = predictions.c, STAGE.c
     columns: dict[str, Any] = {
         "id": f.id,
@@ -216,8 +221,9 @@ def _insert_staged(conn: Any, body: dict[str, Any] | None) -> None:
             log_seq=_const(20, p.log_seq),
         )
     stmt = select(*columns.values()).order_by(f.k)
+    if ks is not None:
+        stmt = stmt.where(f.k >= ks[0], f.k < ks[1])
     conn.execute(insert(predictions).from_select(list(columns), stmt))
-    _META.drop_all(conn)
 
 
 def fill_bulk(url: str, count: int, *, days: float, active_share: float, seed: int) -> None:
@@ -227,7 +233,14 @@ def fill_bulk(url: str, count: int, *, days: float, active_share: float, seed: i
     try:
         with store.engine.begin() as conn:
             _stage(conn, rows)
-            _insert_staged(conn, body)
+        # A transaction per chunk: SQLite's WAL is checkpointed between them, so it
+        # does not grow to the size of the whole fill (about 40 GB at 5M rows, which a
+        # checkpoint then needs as much again to copy).
+        for start in range(0, count, _INSERT_CHUNK):
+            with store.engine.begin() as conn:
+                _insert_staged(conn, body, (start, start + _INSERT_CHUNK))
+        with store.engine.begin() as conn:
+            _META.drop_all(conn)
     finally:
         store.close()
 
@@ -260,6 +273,7 @@ def fill_batch(url: str, count: int, *, seed: int) -> datetime:
         with store.engine.begin() as conn:
             _stage(conn, rows)
             _insert_staged(conn, None)
+            _META.drop_all(conn)
     finally:
         store.close()
     return now
