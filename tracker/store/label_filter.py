@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, func, select
+from sqlalchemy import ColumnElement, Connection, Select, func, select
 
 from tracker.store.tables import prediction_labels
 
@@ -34,16 +34,12 @@ def carrying(
     ``key`` with exactly ``value`` (``scan``: written for a scan, probing each row)."""
     conditions: list[ColumnElement[bool]] = []
     for key, value in labels.items():
-        label = (prediction_labels.c.key == key, prediction_labels.c.value == value)
+        carriers = _carriers(key, value)
         if scan:
-            carries = select(prediction_labels.c.prediction_id).where(
-                prediction_labels.c.prediction_id == prediction_id, *label
-            )
+            carries = carriers.where(prediction_labels.c.prediction_id == prediction_id)
             conditions.append(carries.exists())
         else:
-            conditions.append(
-                prediction_id.in_(select(prediction_labels.c.prediction_id).where(*label))
-            )
+            conditions.append(prediction_id.in_(carriers))
     return conditions
 
 
@@ -53,15 +49,17 @@ def scan_first(conn: Connection, labels: Mapping[str, str], limit: int | None) -
     if conn.dialect.name != "sqlite" or not labels or limit is None:
         return False
     for key, value in labels.items():
-        carriers = (
-            select(prediction_labels.c.prediction_id)
-            .where(prediction_labels.c.key == key, prediction_labels.c.value == value)
-            .limit(SCAN_ABOVE + 1)
-            .subquery()
-        )
-        if conn.execute(select(func.count()).select_from(carriers)).scalar_one() <= SCAN_ABOVE:
+        some = _carriers(key, value).limit(SCAN_ABOVE + 1).subquery()
+        if conn.execute(select(func.count()).select_from(some)).scalar_one() <= SCAN_ABOVE:
             return False
     return True
+
+
+def _carriers(key: str, value: str) -> Select[Any]:
+    """The IDs of the predictions that carry ``key`` with exactly ``value``."""
+    return select(prediction_labels.c.prediction_id).where(
+        prediction_labels.c.key == key, prediction_labels.c.value == value
+    )
 
 
 __all__ = ["SCAN_ABOVE", "carrying", "scan_first"]
