@@ -58,6 +58,9 @@ EXPECT_MS = 20_000
 
 # -- hostile upstream text ---------------------------------------------------------------
 
+#: the width of an image once it has loaded (0 if it cannot be decoded): visible is not
+#: yet loaded, so reading ``complete`` at once races the image's own request
+LOADED_WIDTH = "img => img.decode().then(() => img.naturalWidth, () => 0)"
 PWNED = "window.__pwned=1"
 SCRIPT = f"<script>{PWNED}</script>"
 ATTRIBUTE = f'"><img src=x onerror="{PWNED}">'

@@ -15,7 +15,7 @@ import pytest
 from playwright.async_api import expect
 
 from tests.browser.conftest import OpenPage
-from tests.browserkit import HOSTILE_LOGS, Hostile, log_in
+from tests.browserkit import HOSTILE_LOGS, LOADED_WIDTH, Hostile, log_in
 from tests.integration.test_dashboard_seed import answer
 from tests.serving import Running, rows, running_service, settings_for
 from tests.showcase import iso
@@ -48,7 +48,7 @@ async def test_click_from_the_overview_to_a_prediction(
     await expect(page.locator(".status-line")).to_contain_text("succeeded")
     image = page.get_by_role("img", name=re.compile(r"^Output file 0 \(image.png, "))
     await expect(image).to_be_visible()
-    assert await image.evaluate("img => img.complete && img.naturalWidth") == 64
+    assert await image.evaluate(LOADED_WIDTH) == 64
     # back to the overview, then its dead delivery -> the failed prediction's deliveries
     await page.get_by_role("link", name="Overview").click()
     await page.locator("#dead-heading + .scroll").get_by_role("link", name=hostile.failed).click()

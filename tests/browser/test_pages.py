@@ -17,6 +17,7 @@ from tests.browserkit import (
     CONTROL,
     DOM_PROBLEMS,
     HOSTILE_MODEL,
+    LOADED_WIDTH,
     MARKUP,
     SCRIPT,
     Hostile,
@@ -116,7 +117,7 @@ async def test_every_page_loads_and_no_hostile_string_runs_even_without_the_csp(
     await expect(page.locator("main")).to_contain_text("javascript:window.__pwned=1")
     thumbnail = page.locator(f'img[src="/files/{hostile.succeeded}/0"]')
     await expect(thumbnail).to_be_visible()
-    assert await thumbnail.evaluate("img => img.complete && img.naturalWidth") == 64
+    assert await thumbnail.evaluate(LOADED_WIDTH) == 64
     # the whole logs, as text
     response = await page.goto(f"/predictions/{hostile.running}/logs")
     assert response is not None and response.headers["content-type"].startswith("text/plain")
