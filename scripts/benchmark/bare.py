@@ -81,6 +81,8 @@ async def _loop(
             done += 1
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+    if "cpu" not in window:  # no request ended inside the window (a very busy machine)
+        return {"requests": 0, "cpu_seconds": 0.0, "seconds": 0.0, "requests_per_cpu_second": None}
     cpu, elapsed = cpu_seconds() - window["cpu"], time.monotonic() - window["at"]
     requests = done - int(window["done"])
     return {

@@ -45,6 +45,7 @@ from sqlalchemy import (
     update,
 )
 
+from tracker.store.answers import stored_answer
 from tracker.store.store import Store
 from tracker.store.tables import artifacts, deliveries, predictions
 from tracker.store.types import JSONValue, UTCDateTime
@@ -214,7 +215,8 @@ def _insert_staged(
             logs=_const(body["logs"], p.logs),
             metrics=case((succeeded, _const(body["metrics"], p.metrics)), else_=None),
             urls=_const(body["urls"], p.urls),
-            raw=_const(body, p.raw),
+            raw=_const(stored_answer(body, True), p.raw),
+            raw_logs_moved=_const(True, p.raw_logs_moved),
             data_removed=_const(False, p.data_removed),
             last_polled_at=f.completed,
             poll_count=_const(8, p.poll_count),

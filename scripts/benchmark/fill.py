@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection
 
 from tracker.simulator import PredictionPlan, SimConfig, SimulatedPrediction
 from tracker.simulator.scenarios import DEFAULT_MODEL
+from tracker.store.answers import stored_answer
 from tracker.store.store import Store
 from tracker.store.tables import (
     callbacks,
@@ -178,7 +179,8 @@ def _insert_predictions(conn: Connection, body: dict[str, Any], chunks: int) -> 
         "registered_at": f.created,
         "last_polled_at": f.done_seen,
         "poll_count": _const(chunks + 3, p.poll_count),
-        "raw": _const(body, p.raw),
+        "raw": _const(stored_answer(body, True), p.raw),
+        "raw_logs_moved": _const(True, p.raw_logs_moved),
         "log_seq": _const(chunks, p.log_seq),
     }
     conn.execute(insert(predictions).from_select(list(columns), select(*columns.values())))

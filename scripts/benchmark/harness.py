@@ -314,6 +314,23 @@ def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def report_header(name: str, args: Any, engines: list[str]) -> dict[str, Any]:
+    """The start of a benchmark's JSON: what ran, with which settings, on what machine
+    (and PostgreSQL version, when it is measured), from which source."""
+    info = machine()
+    if "postgresql" in engines:
+        from .databases import pg_version
+
+        info["postgresql"] = pg_version()
+    return {
+        "benchmark": name,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": info,
+        "source": source_state(),
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    }
+
+
 def machine() -> dict[str, Any]:
     info: dict[str, Any] = {
         "nproc": os.cpu_count(),

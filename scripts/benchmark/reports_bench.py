@@ -42,8 +42,8 @@ from tracker.store.store import Store
 from tracker.timeparse import utcnow
 
 from . import dashboard_fill as fill
-from .databases import Databases, database_size, pg_create, pg_version
-from .harness import ROOT, loadavg, log, machine, source_state
+from .databases import Databases, database_size, pg_create
+from .harness import ROOT, loadavg, log, report_header
 
 #: the goal: every report under this many seconds
 GOAL_SECONDS = 2.0
@@ -200,16 +200,8 @@ def print_report(report: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    report: dict[str, Any] = {
-        "benchmark": "reports",
-        "machine": {**machine(), "loadavg_start": loadavg()},
-        "source": source_state(),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "goal_seconds": GOAL_SECONDS,
-        "results": [],
-    }
-    if "postgresql" in args.engines:
-        report["machine"]["postgresql"] = pg_version()
+    report = report_header("reports", args, args.engines)
+    report.update(goal_seconds=GOAL_SECONDS, results=[])
     with contextlib.ExitStack() as stack:
         workdir = args.workdir or Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-reports-"))

@@ -177,9 +177,14 @@ async def test_cancel_an_active_prediction_upstream(
         # the Summary's fields: a canceled run may also have a Metrics list of fields
         summary = page.get_by_role("region", name="Summary").locator(".fields")
         await expect(summary).to_contain_text("requested (by user)")
-        # the daemon polls it at once; the page follows without a reload
+        # the daemon polls it at once; the page follows without a reload, and stops
+        # following once it has ended (on a busy machine the poll can come before the
+        # page shown after the cancel, which then is rendered finished, not live)
         await expect(status).to_have_text("canceled")
-        await expect(page.locator("[data-live-note]")).to_have_text("Finished: no more updates.")
+        if await page.locator("[data-live-src]").count():
+            await expect(page.locator("[data-live-note]")).to_have_text(
+                "Finished: no more updates."
+            )
         await expect(page.get_by_role("button", name="Cancel upstream")).to_have_count(0)
         watch.assert_clean()
     assert KEY not in "".join(watch.urls)

@@ -429,6 +429,17 @@ EXPECTED: dict[str, Expected] = {
             (ts(15), "logs #2", "step 1/1\n", None),
         ],
     ),
+    "The latest answer of one prediction, as the upstream sent it": Expected(
+        ("id", "status", "logs", "first_output"),
+        lambda _: [
+            (
+                DOC_ID,
+                "succeeded",
+                "loading model\nstep 1/1\n",
+                "https://replicate.delivery/xyz/out.png",
+            )
+        ],
+    ),
     "Predictions still starting after 10 minutes": Expected(
         ("id",), lambda _: [("p6-flux-queued",)]
     ),

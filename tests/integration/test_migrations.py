@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,7 +11,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from tracker.domain import CallbackSpec
 from tracker.exceptions import SchemaMissing
 from tracker.store import migrate
 from tracker.store.dashboard import DashboardQueries, PredictionFilter
@@ -244,7 +244,8 @@ def test_0009_adds_deadlines_and_cancels_to_a_database_holding_predictions(
     """Upgrading a database at 0008 that holds predictions keeps every row, adds the
     cancel and deadline columns (NULL: no deadline, never cancelled) and the partial
     index the deadline sweep reads; the store then sets, claims and records them; a
-    downgrade to 0008 drops only those and keeps the rows."""
+    downgrade to 0008 (through every later revision) drops only those and keeps the
+    rows."""
     store = Store.from_url(empty_url)
     try:
         migrate.upgrade(store, "0008")
@@ -273,6 +274,7 @@ def test_0009_adds_deadlines_and_cancels_to_a_database_holding_predictions(
             ("p", "processing", None, None, None, None, None, None),
             ("q", "failed", None, None, None, None, None, None),
         ]
+        migrate.upgrade(store)  # the store's code reads the newest schema
         at = datetime(2026, 1, 2, tzinfo=UTC)
         store.add_predictions(
             ["p", "q"], now=at, first_poll_at=at, deadline=60.0, deadline_for_known=True
@@ -369,13 +371,15 @@ def test_0012_compresses_payloads_and_reads_the_old_ones_as_they_were(empty_url:
     old = '{"id":"p","status":"succeeded","logs":"' + "step 1/2\\n" * 300 + '"}'
     try:
         migrate.upgrade(store, "0011")
-        store.add_predictions(
-            ["p"],
-            now=at,
-            first_poll_at=at,
-            callbacks_to_add=[CallbackSpec("webhook", "https://h.example.com/", ("completed",))],
-        )
-        with store.engine.begin() as conn:
+        store.add_predictions(["p"], now=at, first_poll_at=at)
+        with store.engine.begin() as conn:  # SQL: the store's own reads need the newest schema
+            conn.execute(
+                text(
+                    "insert into callbacks (prediction_id, kind, target, events, created_at)"
+                    " values ('p', 'webhook', 'https://h.example.com/', 'completed', :at)"
+                ),
+                {"at": at.replace(tzinfo=None)},
+            )
             conn.execute(
                 text(
                     "insert into deliveries (callback_id, prediction_id, event, state, attempts,"
@@ -517,5 +521,46 @@ def test_0014_rolls_up_the_files_stored_and_keeps_the_rollup(empty_url: str) -> 
         assert store.schema_revision() == SCHEMA_HEAD
         assert rollup(store) == recount(store)
         assert len(rollup(store)) == 3
+    finally:
+        store.close()
+
+
+def test_0015_keeps_the_answers_stored_and_moves_the_logs_of_new_ones(empty_url: str) -> None:
+    """Rows written before 0015 keep their answer whole (``raw_logs_moved`` false) and
+    the view gives it as it is; an answer written after keeps null for its logs; a
+    downgrade puts those logs back into ``raw`` and drops the column and the view."""
+    from tests.integration.test_raw_answers import answer, observe, stored, view_answer
+
+    store = Store.from_url(empty_url)
+    at = datetime(2026, 12, 8, tzinfo=UTC)
+    old = answer("old", "succeeded")
+    try:
+        migrate.upgrade(store, "0014")
+        store.add_predictions(["old", "new"], now=at, first_poll_at=at)
+        with store.engine.begin() as conn:
+            conn.execute(
+                text("update predictions set raw = :raw, logs = :logs where id = 'old'"),
+                {"raw": json.dumps(old), "logs": old["logs"]},
+            )
+        migrate.upgrade(store, "0015")
+        assert stored(store, "old") == (old, False, old["logs"])
+        assert view_answer(store, "old") == old
+        new = answer("new", "succeeded")
+        observe(store, "new", new, at)
+        raw, moved, _ = stored(store, "new")
+        assert moved and raw == {**new, "logs": None}
+        assert view_answer(store, "new") == new
+        migrate.downgrade(store, "0014")
+        with store.engine.connect() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("predictions")}
+            raws = dict(conn.execute(text("select id, raw from predictions")).all())
+            assert "prediction_answers" not in inspect(conn).get_view_names()
+        assert "raw_logs_moved" not in columns
+        assert {k: json.loads(v) if isinstance(v, str) else v for k, v in raws.items()} == {
+            "old": old,
+            "new": new,
+        }
+        migrate.upgrade(store)
+        assert store.schema_revision() == SCHEMA_HEAD
     finally:
         store.close()

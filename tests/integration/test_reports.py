@@ -48,7 +48,13 @@ CET = timezone(timedelta(hours=1))
 #: the session zone of every PostgreSQL connection in these tests (via libpq's PGTZ)
 PG_ZONE = "America/Los_Angeles"
 
-VIEWS = ("prediction_timings", "model_stats", "daily_stats", "delivery_stats")
+VIEWS = (
+    "prediction_timings",
+    "model_stats",
+    "daily_stats",
+    "delivery_stats",
+    "prediction_answers",
+)
 TERMINAL = ("succeeded", "failed", "canceled", "aborted")
 METRICS = tuple(
     f"{m}_{s}"

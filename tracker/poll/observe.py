@@ -135,6 +135,9 @@ def plan_observation(
     fields.update(_descriptive_fields(observation))
     output_changed = _merge_output(state, observation, fields)
     log_chunk = _new_log_chunk(state, observation, observed_at, fields)
+    # The answer's logs are the logs column's text after this write (nearly always):
+    # then ``raw`` keeps null in their place rather than a second copy.
+    fields["raw_logs_moved"] = observation.get("logs") == fields.get("logs", state.logs)
 
     transition = None
     if status != state.status:

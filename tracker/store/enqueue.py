@@ -25,6 +25,7 @@ from tracker.domain import (
     DeliveryState,
 )
 from tracker.events import Event
+from tracker.store.answers import restored_answer
 from tracker.store.base import insert_ignore
 from tracker.store.tables import callbacks, deliveries, predictions
 from tracker.timeparse import utcnow
@@ -210,8 +211,7 @@ def queue_completed_for_finished(
         select(
             callbacks.c.id.label("callback_id"),
             callbacks.c.events,
-            predictions.c.raw,
-            *(predictions.c[name] for name in _OBJECT_FIELDS),
+            *_ANSWER_COLUMNS,
         )
         .join(predictions, predictions.c.id == callbacks.c.prediction_id)
         .where(
@@ -225,7 +225,7 @@ def queue_completed_for_finished(
             row["callback_id"],
             row["id"],
             Event.COMPLETED.value,
-            payload_text(row["raw"] if row["raw"] is not None else _prediction_object(row)),
+            payload_text(_answer(row)),
             now,
         )
         for row in rows
@@ -259,17 +259,30 @@ def prediction_object(conn: Connection, prediction_id: str) -> dict[str, Any] | 
     """The prediction object as stored: the upstream's last answer, or one rebuilt
     from the columns when that was pruned (None: no such prediction)."""
     row = (
-        conn.execute(
-            select(predictions.c.raw, *(predictions.c[name] for name in _OBJECT_FIELDS)).where(
-                predictions.c.id == prediction_id
-            )
-        )
+        conn.execute(select(*_ANSWER_COLUMNS).where(predictions.c.id == prediction_id))
         .mappings()
         .first()
     )
     if row is None:
         return None
-    return dict(row["raw"]) if isinstance(row["raw"], dict) else _prediction_object(row)
+    answer = _answer(row)
+    return dict(answer) if isinstance(answer, dict) else _prediction_object(row)
+
+
+#: what the prediction object is made from: the last answer, else the columns
+_ANSWER_COLUMNS = (
+    predictions.c.raw,
+    predictions.c.raw_logs_moved,
+    *(predictions.c[name] for name in _OBJECT_FIELDS),
+)
+
+
+def _answer(row: Any) -> Any:
+    """The last answer as received, or the object rebuilt from the columns when it
+    was pruned."""
+    if row["raw"] is None:
+        return _prediction_object(row)
+    return restored_answer(row["raw"], row["raw_logs_moved"], row["logs"])
 
 
 def _prediction_object(row: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from tracker.domain import (
     ObservationUpdate,
 )
 from tracker.exceptions import StaleObservation, StoreError, UnstorableObservation
+from tracker.store.answers import stored_answer
 from tracker.store.artifact_queue import ArchiveHandoff, QueuedArtifacts, queue_artifacts
 from tracker.store.base import insert_ignore
 from tracker.store.cancels import recount_deadlines
@@ -143,6 +144,8 @@ def _update_params(
     update_: ObservationUpdate, next_poll: NextPoll, owner: str | None
 ) -> dict[str, Any]:
     params: dict[str, Any] = {f"v_{name}": value for name, value in update_.fields.items()}
+    if "raw" in update_.fields:
+        params["v_raw"] = stored_answer(update_.fields["raw"], update_.fields.get("raw_logs_moved"))
     seen_at = "v_last_pushed_at" if update_.pushed else "v_last_polled_at"
     params[seen_at] = update_.observed_at
     params.update(

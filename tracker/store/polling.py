@@ -191,8 +191,9 @@ class PollOps(StoreBase):
         if counts_as_error:
             values["error_count"] = predictions.c.error_count + 1
             values["consecutive_errors"] = predictions.c.consecutive_errors + 1
-        if raw is not None:
+        if raw is not None:  # a body that is no prediction: kept whole
             values["raw"] = raw
+            values["raw_logs_moved"] = False
         self._update_claimed(prediction_id, owner, values)
 
     def record_not_found(

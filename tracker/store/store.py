@@ -44,7 +44,7 @@ from tracker.store.tables import callbacks, prediction_logs, predictions, status
 log = logging.getLogger(__name__)
 
 #: alembic revision this code expects; tests check it is the migrations' head
-SCHEMA_HEAD = "0014"
+SCHEMA_HEAD = "0015"
 
 # named here as before the registering moved to tracker.store.adding (CallbackSpec is
 # tracker.domain's, what add_predictions takes)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    false,
     text,
 )
 
@@ -58,6 +59,8 @@ predictions = Table(
     Column("error_count", Integer, nullable=False, server_default="0"),
     Column("last_error", Text),
     Column("raw", JSONValue),
+    # raw's logs are the logs column's text (raw holds null there): tracker/store/answers.py
+    Column("raw_logs_moved", Boolean, nullable=False, server_default=false()),
     # Bookkeeping beyond the contract: scheduling, error streaks, claims.
     Column("consecutive_errors", Integer, nullable=False, server_default="0"),
     Column("poll_interval", Float),

@@ -1,4 +1,4 @@
-"""The reporting views (created by migration 0004), described for queries.
+"""The views (created by migrations 0004 and 0015), described for queries.
 
 They live in their own MetaData so the schema comparison of migrations, which
 knows only tables, never tries to create them as tables.
@@ -43,4 +43,12 @@ delivery_stats = Table(
     Column("pending", Integer),
     Column("mean_attempts", Float),
     Column("p95_delivery_seconds", Float),
+)
+
+#: the latest answer whole: ``raw`` with its logs put back (migration 0015)
+prediction_answers = Table(
+    "prediction_answers",
+    view_metadata,
+    Column("id", String(128)),
+    Column("raw", JSONValue),
 )
