@@ -61,6 +61,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--run-median", type=float, default=20.0)
     parser.add_argument("--json", type=Path, default=ROOT / "bench-results" / "storage.json")
     parser.add_argument("--keep", action="store_true", help="keep the databases")
+    parser.add_argument(
+        "--workdir", type=Path, help="for the SQLite files (default: a temporary one)"
+    )
     return parser.parse_args(argv)
 
 
@@ -180,7 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     report = report_header("storage", args, args.engines)
     report["results"] = {}
     with contextlib.ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-storage-")))
+        workdir = args.workdir or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-storage-"))
+        )
+        workdir.mkdir(parents=True, exist_ok=True)
         dbs = Databases(workdir, keep=args.keep)
         try:
             for engine in args.engines:
