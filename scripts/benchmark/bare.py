@@ -1,7 +1,9 @@
 """Bare GET loops, the floor under the daemon's cost per poll (issue 18 item 3): the
 same GETs the daemon sends (one per prediction, ``concurrency`` at once, the API key
 in a header), each answer read whole and parsed as JSON, and nothing else: no
-database, no scheduling, no change detection.
+database, no scheduling, no change detection. A third loop, ``tracker``, sends them
+through the daemon's own client (``UpstreamClient``), to tell its HTTP stack's cost
+from the rest of a poll's.
 
 Run in a process of its own, beside the simulator the daemon polled:
 
@@ -29,8 +31,11 @@ import aiohttp
 import httpx
 
 from tracker import eventloop
+from tracker.poll.upstream import UpstreamClient, make_http_client
 
-CLIENTS = ("aiohttp", "httpx")
+#: aiohttp and plain httpx; ``tracker``: the daemon's own client (``UpstreamClient``:
+#: httpx over aiohttp's pool, the answer's size cap, parse and checks), no database
+CLIENTS = ("aiohttp", "httpx", "tracker")
 #: what a bare loop gets for one prediction: the parsed answer
 Get = Callable[[str], Awaitable[Any]]
 
@@ -53,6 +58,14 @@ async def run(
                     return json.loads(await answer.read())
 
             return await _loop(get, base, ids, concurrency, warmup, seconds)
+    if client == "tracker":
+        async with make_http_client(max_connections=concurrency) as own:
+            upstream = UpstreamClient(own, base, "bench")
+
+            async def get_tracker(url: str) -> Any:
+                return (await upstream.get_prediction(url.rsplit("/", 1)[1])).body
+
+            return await _loop(get_tracker, base, ids, concurrency, warmup, seconds)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(headers=headers, limits=limits) as http:
 

@@ -11,6 +11,12 @@ from .profile import Profile
 DETECTION_SLACK = 0.25
 CALLBACK_TARGET_MS = 250.0
 POLLS_PER_CPU_TARGET = 1000.0
+#: what each bare GET loop beside the daemon does (benchmark/bare.py)
+BARE_LOOPS = {
+    "aiohttp": "bare aiohttp GET loop (read, json.loads, nothing else)",
+    "httpx": "bare httpx GET loop (read, json.loads, nothing else)",
+    "tracker": "the daemon's HTTP client alone (UpstreamClient.get_prediction, no database)",
+}
 #: issue 18 item 3: the daemon at half a bare aiohttp GET loop or better
 BARE_SHARE_TARGET = 0.5
 LAG_TARGET = 1.0
@@ -137,8 +143,9 @@ def print_efficiency(rows: list[dict[str, Any]]) -> None:
             f"{fmt(e['whole_run']['polls_per_cpu_second'], 0):>23}{fmt(e['peak_rss_mb'], 1):>8}"
         )
         for client, b in (e.get("bare") or {}).items():
+            what = BARE_LOOPS.get(client, f"bare {client} GET loop")
             print(
-                f"  {e['engine']}: bare {client} GET loop (read, json.loads, nothing else)"
+                f"  {e['engine']}: {what}"
                 f" {fmt(b['requests_per_cpu_second'], 0)} requests/CPU-s; the daemon is"
                 f" x{fmt(e['daemon_vs_bare'][client], 2)} of it"
             )

@@ -69,7 +69,7 @@ def test_efficiency(report: dict[str, Any]) -> None:
     assert [e["engine"] for e in report["efficiency"]] == report["_engines"]
     for e in report["efficiency"]:
         _numbers(e, "polls", "polls_per_second", "polls_per_cpu_second", "peak_rss_mb")
-        for client in ("aiohttp", "httpx"):  # the bare GET loops beside it
+        for client in ("aiohttp", "httpx", "tracker"):  # the bare GET loops beside it
             _numbers(e["bare"][client], "requests", "requests_per_cpu_second")
             _numbers(e["daemon_vs_bare"], client)
         assert e["polls"] > 0

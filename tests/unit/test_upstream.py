@@ -379,3 +379,40 @@ async def test_the_poll_client_keeps_no_cookies() -> None:
         await client.get_prediction("abc123")
         assert len(http.cookies) == 0
     assert [r.headers.get("cookie") for r in requests] == [None, None]
+
+
+async def test_a_poll_sends_the_clients_headers_with_the_key_over_a_real_socket() -> None:
+    """Requests are built from the client's own headers plus the key (not through
+    ``build_request``): what reaches a server on loopback is exactly those."""
+    from aiohttp import web
+
+    from tracker.poll.upstream import make_http_client
+    from tracker.version import __version__
+
+    seen: list[dict[str, str]] = []
+
+    async def prediction(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.json_response(PREDICTION, headers={"Set-Cookie": "session=abc; Path=/"})
+
+    app = web.Application()
+    app.router.add_get("/v1/predictions/{id}", prediction)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with make_http_client(max_connections=2) as http:
+            client = UpstreamClient(http, f"http://127.0.0.1:{port}/v1", KEY)
+            for _ in range(2):
+                assert (await client.get_prediction("abc123")).body == PREDICTION
+    finally:
+        await runner.cleanup()
+    for headers in seen:
+        assert headers["Authorization"] == f"Bearer {KEY}"
+        assert headers["User-Agent"] == f"tracker/{__version__}"
+        assert headers["Accept"] == "application/json"
+        assert headers["Host"] == f"127.0.0.1:{port}"
+        assert "Cookie" not in headers
+    assert len(seen) == 2
