@@ -12,9 +12,10 @@ so; the code puts the text back wherever it reads ``raw`` (tracker/store/answers
 and so does the view ``prediction_answers`` for SQL. The key stays where it was, so
 the object reads back in its own key order.
 
-Rows written before stay whole (``raw_logs_moved`` false): rewriting every row would
-hold the table for the length of the upgrade, and neither engine would give the
-space back without a VACUUM. docs/schema.md has the statement that does it.
+Rows written before stay whole (``raw_logs_moved`` false) until their prediction's
+next answer: rewriting every row would hold the table for the length of the upgrade,
+and neither engine would give the space back without a VACUUM (``tracker prune``
+clears ``raw`` of old finished predictions in any case).
 
 The downgrade puts the logs back into ``raw`` where they were moved, then drops the
 view and the column.
