@@ -5,6 +5,7 @@ the machine and of the source that was measured."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import signal
@@ -329,6 +330,13 @@ def report_header(name: str, args: Any, engines: list[str]) -> dict[str, Any]:
         "source": source_state(),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
     }
+
+
+def write_report(report: dict[str, Any], path: Path) -> None:
+    """Close a benchmark's JSON (the load average at the end) and write it to ``path``."""
+    report["machine"]["loadavg_end"] = loadavg()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str))
 
 
 def machine() -> dict[str, Any]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sqlite3
 import tempfile
 import time
@@ -38,12 +37,12 @@ from .harness import (
     ROOT,
     DaemonProcess,
     SimulatorProcess,
-    loadavg,
     log,
     report_header,
     stop,
     tracker,
     tracker_env,
+    write_report,
 )
 from .profile import FULL
 from .receiver import start_receiver
@@ -202,9 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 report["results"][engine] = parts
         finally:
             dbs.drop_all()
-    report["machine"]["loadavg_end"] = loadavg()
+    write_report(report, args.json)
     print_report(report)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2, default=str))
     print(f"written to {args.json}")
     return 0

@@ -7,15 +7,12 @@ docs/performance.md); what was stored is, as the benchmark checks it (exit 0).""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+from tests.benchrun import run_benchmark
 
 
 def positive(value: Any) -> bool:
@@ -25,24 +22,16 @@ def positive(value: Any) -> bool:
 @pytest.mark.slow
 def test_the_archive_benchmark_reports_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "archive.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKER_", "AWS_"))}
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPTS / "bench_archive.py"),
-            "--quick",
-            "--engines",
-            "sqlite",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
+    result = run_benchmark(
+        "bench_archive.py",
+        "--quick",
+        "--engines",
+        "sqlite",
+        "--json",
+        str(out),
         cwd=tmp_path,
+        drop=("TRACKER_", "AWS_"),
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "goals and checks" in result.stdout and "FAILED" not in result.stdout
     report = json.loads(out.read_text())
     assert report["machine"]["nproc"] >= 1 and report["date"]

@@ -8,15 +8,13 @@ docs/performance.md)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+from tests.benchrun import run_benchmark
+
 FIGURES = (
     "rtt_median_ms",
     "rtt_p95_ms",
@@ -34,28 +32,19 @@ def positive(value: Any) -> bool:
 @pytest.mark.slow
 def test_the_dashboard_benchmark_reports_every_page(tmp_path: Path) -> None:
     out = tmp_path / "dashboard.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
     sizes = ["--predictions", "4000", "--detailed", "200", "--batch", "1000"]
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPTS / "bench_dashboard.py"),
-            "--quick",
-            *sizes,
-            "--engines",
-            "sqlite",
-            "--requests",
-            "1",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
+    result = run_benchmark(
+        "bench_dashboard.py",
+        "--quick",
+        *sizes,
+        "--engines",
+        "sqlite",
+        "--requests",
+        "1",
+        "--json",
+        str(out),
         cwd=tmp_path,
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "server p95 < 200 ms" in result.stdout and "query plans, sqlite" in result.stdout
     report = json.loads(out.read_text())
     assert report["machine"]["nproc"] >= 1 and report["date"]

@@ -6,42 +6,29 @@ with 1M predictions on both engines live in docs/performance.md)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.benchrun import run_benchmark
 from tracker.cli.report import REPORTS
-
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
 @pytest.mark.slow
 def test_the_reports_benchmark_times_every_report(tmp_path: Path) -> None:
     out = tmp_path / "reports.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPTS / "bench_reports.py"),
-            "--rows",
-            "3000",
-            "--engines",
-            "sqlite",
-            "--runs",
-            "1",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
+    result = run_benchmark(
+        "bench_reports.py",
+        "--rows",
+        "3000",
+        "--engines",
+        "sqlite",
+        "--runs",
+        "1",
+        "--json",
+        str(out),
         cwd=tmp_path,
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "goal (every report under 2.0 s)" in result.stdout
     assert "within 5 %" in result.stdout  # the percentiles' error bound is printed
     (engine,) = json.loads(out.read_text())["results"]

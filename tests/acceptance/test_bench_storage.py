@@ -7,14 +7,12 @@ logs."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+from tests.benchrun import run_benchmark
+
 TABLES = {
     "predictions",
     "status_transitions",
@@ -29,19 +27,8 @@ TABLES = {
 @pytest.mark.postgres
 def test_the_storage_benchmark_reports_every_table(tmp_path: Path) -> None:
     out = tmp_path / "storage.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_")}
-    if "TRACKER_TEST_PG_URL" in os.environ:
-        env["TRACKER_TEST_PG_URL"] = os.environ["TRACKER_TEST_PG_URL"]
     args = ["--fill", "200", "--daemon", "12", "--run-median", "2", "--json", str(out)]
-    result = subprocess.run(
-        [sys.executable, str(SCRIPTS / "bench_storage.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    result = run_benchmark("bench_storage.py", *args, cwd=tmp_path)
     assert "bytes per finished prediction" in result.stdout
     report = json.loads(out.read_text())
     assert set(report["results"]) == {"sqlite", "postgresql"}
