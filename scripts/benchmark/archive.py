@@ -50,7 +50,15 @@ from .archive_files import (
 from .archive_polls import Workload, run_polls
 from .archive_report import evaluate, print_report
 from .databases import Databases, pg_reachable
-from .harness import loadavg, log, machine, source_state, terminate_on_sigterm
+from .harness import (
+    comma_list,
+    engines_arg,
+    loadavg,
+    log,
+    machine,
+    source_state,
+    terminate_on_sigterm,
+)
 
 PARTS = ("throughput", "rss", "polls")
 STORAGES = ("local", "s3")
@@ -64,14 +72,6 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 1G, 64M, 5000000)")
     power = " KMG".index(match.group(2).upper() or " ")
     return int(match.group(1)) * 1024**power
-
-
-def _names(text: str, allowed: Sequence[str]) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in allowed]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"choose among {', '.join(allowed)}")
-    return names
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -90,16 +90,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="toy sizes, the runs side by side: a smoke run of about 15 s (no figure means"
         " anything)",
     )
-    add("--parts", type=lambda t: _names(t, PARTS), default=list(PARTS), help="default: all")
+    add("--parts", type=lambda t: comma_list(t, PARTS), default=list(PARTS), help="default: all")
     add(
         "--engines",
-        type=lambda t: _names(t, ("sqlite", "postgresql")),
+        type=engines_arg,
         help="databases, for every part (default: sqlite for throughput and rss, sqlite"
         " and postgresql for polls)",
     )
     add(
         "--storages",
-        type=lambda t: _names(t, STORAGES),
+        type=lambda t: comma_list(t, STORAGES),
         default=list(STORAGES),
         help="archives of throughput and rss (default: local,s3)",
     )

@@ -4,6 +4,7 @@ the machine and of the source that was measured."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -14,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,36 @@ def terminate_on_sigterm() -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _terminate)
+
+
+# -- command-line arguments ---------------------------------------------------------------
+
+ENGINES = ("sqlite", "postgresql")
+
+
+def comma_list(text: str, allowed: Sequence[str]) -> list[str]:
+    """An argparse type: a comma list of some of ``allowed`` (at least one)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in allowed]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"choose among {', '.join(allowed)}")
+    return names
+
+
+def engines_arg(text: str) -> list[str]:
+    """An argparse type: a comma list of sqlite, postgresql."""
+    return comma_list(text, ENGINES)
+
+
+def count_arg(text: str) -> int:
+    """An argparse type: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count (0 or more)")
+    return value
 
 
 # -- the tracker CLI ---------------------------------------------------------------------

@@ -42,7 +42,7 @@ from tracker.timeparse import utcnow
 
 from . import dashboard_fill as fill
 from .databases import Databases, database_size, pg_create
-from .harness import ROOT, loadavg, log, report_header, write_report
+from .harness import ROOT, engines_arg, loadavg, log, report_header, write_report
 
 #: the goal: every report under this many seconds
 GOAL_SECONDS = 2.0
@@ -52,7 +52,7 @@ DETAILED = 20_000
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--engines", default="sqlite,postgresql")
+    parser.add_argument("--engines", default="sqlite,postgresql", type=engines_arg)
     parser.add_argument("--days", type=float, default=7.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=18)
@@ -62,9 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--revision", default="head", help="migrate new databases to this")
     parser.add_argument("--workdir", type=Path, help="where SQLite files go (with --keep)")
     parser.add_argument("--json", type=Path, default=ROOT / "bench-results" / "reports.json")
-    args = parser.parse_args(argv)
-    args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    return args
+    return parser.parse_args(argv)
 
 
 def fill_database(url: str, rows: int, days: float, seed: int) -> dict[str, Any]:

@@ -31,12 +31,14 @@ from typing import Any
 import httpx
 import psycopg
 
-from .databases import TABLES, Databases, table_bytes
+from .databases import TABLES, Databases, Reader, table_bytes
 from .fill import fill_finished
 from .harness import (
     ROOT,
     DaemonProcess,
     SimulatorProcess,
+    count_arg,
+    engines_arg,
     log,
     report_header,
     stop,
@@ -54,9 +56,11 @@ BASELINE = {"sqlite": 11_499, "postgresql": 7_340}
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--engines", default="sqlite,postgresql", type=lambda s: s.split(","))
-    parser.add_argument("--fill", type=int, default=3000, help="predictions bulk-written")
-    parser.add_argument("--daemon", type=int, default=400, help="predictions polled (0: skip)")
+    parser.add_argument("--engines", default="sqlite,postgresql", type=engines_arg)
+    parser.add_argument("--fill", type=count_arg, default=3000, help="predictions bulk-written")
+    parser.add_argument(
+        "--daemon", type=count_arg, default=400, help="predictions polled (0: skip)"
+    )
     parser.add_argument("--run-median", type=float, default=20.0)
     parser.add_argument("--json", type=Path, default=ROOT / "bench-results" / "storage.json")
     parser.add_argument("--keep", action="store_true", help="keep the databases")
@@ -137,15 +141,15 @@ def measure_daemon(
 
 def _moved(url: str) -> int:
     """Finished predictions whose stored answer keeps no second copy of its logs."""
-    sql = "SELECT count(*) FROM predictions WHERE raw_logs_moved AND tracking = 'done'"
-    if url.startswith("sqlite"):
-        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
-        try:
-            return int(conn.execute(sql).fetchone()[0])
-        finally:
-            conn.close()
-    with psycopg.connect(url) as pg:
-        return int(pg.execute(sql).fetchone()[0])  # type: ignore[index]
+    reader = Reader(url)
+    try:
+        return int(
+            reader.scalar(
+                "SELECT count(*) FROM predictions WHERE raw_logs_moved AND tracking = 'done'"
+            )
+        )
+    finally:
+        reader.close()
 
 
 def _delivered(hook_base: str) -> int:

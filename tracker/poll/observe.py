@@ -135,9 +135,6 @@ def plan_observation(
     fields.update(_descriptive_fields(observation))
     output_changed = _merge_output(state, observation, fields)
     log_chunk = _new_log_chunk(state, observation, observed_at, fields)
-    # The answer's logs are the logs column's text after this write (nearly always):
-    # then ``raw`` keeps null in their place rather than a second copy.
-    fields["raw_logs_moved"] = observation.get("logs") == fields.get("logs", state.logs)
 
     transition = None
     if status != state.status:
@@ -268,10 +265,16 @@ def _new_log_chunk(
     Upstream logs are cumulative. When the fresh text does not extend the
     stored text (the upstream restarted or truncated it), the whole fresh text
     becomes the chunk, marked ``restarted``. An empty or missing text never
-    erases what was stored.
+    erases what was stored. ``raw_logs_moved`` tells whether the answer's logs are
+    the logs column's text after this write (nearly always): then ``raw`` keeps
+    null in their place rather than a second copy.
     """
     logs = observation.get("logs")
-    if not isinstance(logs, str) or not logs or logs == state.logs:
+    if not isinstance(logs, str) or logs == state.logs:
+        fields["raw_logs_moved"] = isinstance(logs, str)
+        return None
+    fields["raw_logs_moved"] = bool(logs)  # an empty text leaves the stored one
+    if not logs:
         return None
     fields["logs"] = logs
     seq = state.log_seq + 1
